@@ -1,0 +1,253 @@
+"""The command line. Its commands, options and JSON shapes are a stable interface:
+other tools and the tests depend on them.
+
+    desktop-app                      open the window
+    desktop-app index PATH...        add folders and index them
+    desktop-app search IMAGE...      search by image, --text, or --similar-to
+    desktop-app status               counts, encoder, failures
+    desktop-app forget PATH          remove a folder from the library
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from desktop_app import __version__
+from desktop_app.engine.errors import DesktopAppError
+from desktop_app.engine.indexer import IndexSummary, Progress
+from desktop_app.engine.paths import resolve_dirs
+from desktop_app.logs import setup_logging
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS,
+                        help="where the catalog and index live (default: per-user data dir, "
+                             "or $DESKTOP_APP_HOME/data)")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+    model = argparse.ArgumentParser(add_help=False)
+    model.add_argument("--model", default=None,
+                       help="efficientnet-lite0 (offline), ARCH:PRETRAINED "
+                            "(e.g. ViT-B-32:laion2b_s34b_b79k) or ARCH:/path/to/weights")
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = argparse.ArgumentParser(prog="desktop-app", parents=[common],
+                                description="Find similar images in your photo folders. "
+                                            "With no command, opens the window.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    ix = sub.add_parser("index", parents=[common, model, as_json],
+                        help="add folders to the library and index them")
+    ix.add_argument("paths", nargs="*", type=Path, metavar="PATH",
+                    help="folders or files (none: every library folder)")
+    ix.add_argument("--no-regions", action="store_true",
+                    help="store full-image vectors only (no partial-region matching)")
+
+    se = sub.add_parser("search", parents=[common, model, as_json], help="search the library")
+    se.add_argument("images", nargs="*", type=Path, metavar="IMAGE")
+    se.add_argument("--top-k", type=int, default=None, help="how many results (default 50)")
+    se.add_argument("--threshold", type=float, default=None,
+                    help="minimum similarity, -1..1 (default 0)")
+    se.add_argument("--text", action="append", default=[], help="search by a text phrase (CLIP)")
+    se.add_argument("--similar-to", action="append", default=[], type=Path, metavar="PATH",
+                    help="search by an indexed file's stored vector")
+    se.add_argument("--region", default=None, metavar="x,y,w,h",
+                    help="search by this region of the query image, in its pixels")
+
+    st = sub.add_parser("status", parents=[common, model, as_json], help="what the library holds")
+    del st
+    fg = sub.add_parser("forget", parents=[common], help="remove a folder from the library")
+    fg.add_argument("path", type=Path, metavar="PATH")
+    sub.add_parser("gui", parents=[common], help="open the window (the default)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    data_dir = getattr(args, "data_dir", None)
+    dirs = resolve_dirs(data_dir)
+    command = args.command or "gui"
+    if command == "gui":
+        from desktop_app.ui.app import run_gui
+
+        return run_gui(data_dir=data_dir)
+    setup_logging(dirs.logs, verbose=getattr(args, "verbose", False))
+    try:
+        handler = {"index": cmd_index, "search": cmd_search, "status": cmd_status,
+                   "forget": cmd_forget}[command]
+        return handler(args)
+    except DesktopAppError as exc:
+        print(f"desktop-app: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("desktop-app: interrupted", file=sys.stderr)
+        return 130
+
+
+def _open_library(args: argparse.Namespace, **kwargs: Any) -> Any:
+    from desktop_app.engine.library import Library
+
+    return Library.open(getattr(args, "data_dir", None), model=getattr(args, "model", None),
+                        progress=_download_bar, **kwargs)
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    import threading
+
+    for p in args.paths:
+        if not p.exists():
+            print(f"desktop-app: warning: {p} does not exist (kept if already in the library)",
+                  file=sys.stderr)
+    cancel = threading.Event()
+    with _open_library(args) as lib:
+        if args.no_regions:
+            lib.settings.regions_enabled = False
+        bar = ProgressBar(sys.stderr)
+        summary: IndexSummary | None = None
+        try:
+            for progress in lib.index(args.paths, cancel=cancel):
+                bar.update(progress)
+                summary = progress.summary or summary
+        except KeyboardInterrupt:
+            cancel.set()
+            raise
+        finally:
+            bar.close()
+        if lib.slot.warning:
+            print(f"desktop-app: warning: {lib.slot.warning}", file=sys.stderr)
+        assert summary is not None
+        _print_summary(summary, lib.encoder_id)
+        if args.json:
+            print(json.dumps(summary.to_json()))
+    return 0
+
+
+def _print_summary(s: IndexSummary, encoder_id: str) -> None:
+    print(f"Indexed with {encoder_id} in {s.seconds:.1f} s: {s.seen} seen, {s.embedded} embedded, "
+          f"{s.reused} reused, {s.unchanged} unchanged, {s.removed} removed, "
+          f"{len(s.failed)} failed" + (" (cancelled)" if s.cancelled else ""))
+    for folder in s.offline:
+        print(f"  offline (entries kept): {folder}")
+    if s.failed:
+        print("Failed:")
+        for path, reason in s.failed:
+            print(f"  {path}: {reason}")
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    if not (args.images or args.text or args.similar_to):
+        print("desktop-app: error: give an IMAGE, --text or --similar-to", file=sys.stderr)
+        return 2
+    region = parse_region(args.region) if args.region else None
+    with _open_library(args) as lib:
+        queries: list[tuple[str, Any]] = []
+        for image in args.images:
+            queries.append((str(image), lambda i=image: lib.search_image(
+                i, args.top_k, args.threshold, region=region)))
+        for text in args.text:
+            queries.append((text, lambda t=text: lib.search_text(t, args.top_k, args.threshold)))
+        for path in args.similar_to:
+            queries.append((str(path), lambda p=path: lib.search_similar(
+                p, args.top_k, args.threshold)))
+        status = 0
+        for label, run in queries:
+            try:
+                results = run()
+            except DesktopAppError as exc:
+                print(f"desktop-app: error: {exc}", file=sys.stderr)
+                if args.json:
+                    print(json.dumps({"query": label, "error": str(exc), "results": []}))
+                status = 1
+                continue
+            if args.json:
+                print(json.dumps({"query": label, "results": [r.to_json() for r in results]}))
+            else:
+                print(f"{label}:")
+                if not results:
+                    print("  no results")
+                for r in results:
+                    box = f" region={list(r.region)}" if r.region else ""
+                    print(f"  {r.score:.4f}  {r.match:<7} {r.path}{box}")
+        if lib.slot.warning:
+            print(f"desktop-app: warning: {lib.slot.warning}", file=sys.stderr)
+    return status
+
+
+def parse_region(text: str) -> tuple[int, int, int, int]:
+    try:
+        x, y, w, h = (int(round(float(v))) for v in text.split(","))
+    except ValueError:
+        raise DesktopAppError(f"--region wants x,y,w,h in pixels, got {text!r}") from None
+    if w <= 0 or h <= 0 or x < 0 or y < 0:
+        raise DesktopAppError(f"--region {text}: width and height must be positive")
+    return x, y, w, h
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _open_library(args) as lib:
+        st = lib.status()
+    if args.json:
+        print(json.dumps(st))
+        return 0
+    print(f"Data dir:   {st['data_dir']} ({st['store_bytes'] / 1e6:.1f} MB)")
+    print(f"Encoder:    {st['encoder']} ({st['encoder_label']})")
+    if st["model_warning"]:
+        print(f"            {st['model_warning']}")
+    print(f"Files:      {st['files']} indexed, {st['distinct']} distinct, {st['failed']} failed")
+    print("Vectors:    " + (", ".join(f"{n} {k}" for k, n in st["vectors"].items()) or "none"))
+    for root in st["roots"]:
+        print(f"Folder:     {root['path']}" + ("" if root["online"] else "  (offline)"))
+    if st["failures"]:
+        print("Failures:")
+        for f in st["failures"]:
+            print(f"  {f['path']}: {f['reason']}")
+    return 0
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    with _open_library(args) as lib:
+        removed = lib.forget(args.path)
+    print(f"Forgot {args.path}: {removed} files removed from the index")
+    return 0
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal; silent when stderr is not a terminal."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.enabled = stream.isatty()
+        self._last = 0.0
+
+    def update(self, p: Progress) -> None:
+        now = time.monotonic()
+        if not self.enabled or (now - self._last < 0.1 and p.phase != "done"):
+            return
+        self._last = now
+        width = 30
+        frac = p.done / p.total if p.total else (1.0 if p.phase == "done" else 0.0)
+        bar = "#" * int(frac * width) + "." * (width - int(frac * width))
+        name = Path(p.current).name[:30] if p.current else ""
+        self.stream.write(f"\r{p.phase:<9} [{bar}] {p.done}/{p.total} "
+                          f"new {p.embedded} reused {p.reused} failed {p.failed} {name:<30}")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _download_bar(done: int, total: int, what: str) -> None:
+    if sys.stderr.isatty():
+        pct = f"{100 * done / total:.0f}%" if total else f"{done / 1e6:.0f} MB"
+        sys.stderr.write(f"\rdownloading {what} {pct}   ")
+        sys.stderr.flush()

@@ -1,0 +1,66 @@
+"""Encoders by name: the offline ``efficientnet-lite0`` or CLIP ``ARCH:PRETRAINED``.
+
+torch and open_clip are imported only when an encoder is built, so commands that need
+no inference (a re-index with nothing new, ``status``) start fast.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from collections.abc import Callable
+
+from desktop_app.engine.encoders.base import Encoder, l2_normalise
+from desktop_app.engine.errors import EncoderUnavailable
+from desktop_app.engine.settings import OFFLINE_MODEL
+
+log = logging.getLogger(__name__)
+
+# progress(done_bytes, total_bytes, description) while weights download
+DownloadProgress = Callable[[int, int, str], None]
+
+__all__ = ["Encoder", "LoadedEncoder", "l2_normalise", "load_encoder", "load_with_fallback"]
+
+
+def load_encoder(
+    spec: str,
+    device: str = "auto",
+    batch_size: int = 0,
+    progress: DownloadProgress | None = None,
+) -> Encoder:
+    """Build the encoder ``spec`` names; slow (loads weights): call it off any UI thread."""
+    from desktop_app.engine.encoders.device import pick_device
+
+    torch_device = pick_device(device)
+    if spec == OFFLINE_MODEL:
+        from desktop_app.engine.encoders.efficientnet import EfficientNetLite0
+
+        return EfficientNetLite0(torch_device, batch_size)
+    from desktop_app.engine.encoders.clip import ClipEncoder
+
+    return ClipEncoder(spec, torch_device, batch_size, progress)
+
+
+@dataclass
+class LoadedEncoder:
+    encoder: Encoder
+    requested: str
+    warning: str | None  # set when we fell back to the offline encoder
+
+
+def load_with_fallback(
+    spec: str,
+    device: str = "auto",
+    batch_size: int = 0,
+    progress: DownloadProgress | None = None,
+) -> LoadedEncoder:
+    """``spec`` when it can be loaded, else the offline encoder with a plain warning."""
+    try:
+        return LoadedEncoder(load_encoder(spec, device, batch_size, progress), spec, None)
+    except EncoderUnavailable as exc:
+        if spec == OFFLINE_MODEL:
+            raise
+        warning = f"{exc} — using the offline encoder {OFFLINE_MODEL} instead."
+        log.warning("%s", warning)
+        return LoadedEncoder(load_encoder(OFFLINE_MODEL, device, batch_size), spec, warning)

@@ -1,0 +1,55 @@
+"""The one small interface every encoder implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+from desktop_app.engine.errors import TextSearchUnsupported
+
+
+class Encoder(ABC):
+    """Turns images (and, for CLIP, texts) into L2-normalised float32 vectors.
+
+    ``id`` names the vector space: two encoders with the same id produce comparable
+    vectors, so the id keys the stored vectors and the Chroma collection.
+    """
+
+    id: str
+    label: str  # short human name, e.g. "CLIP ViT-B-32"
+    dim: int
+    device: str  # "cpu", "cuda", "mps"
+    batch_size: int
+    input_size: int  # the longest side the loader needs to give us
+    has_text: bool = False
+
+    @abstractmethod
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """(n, dim) float32, each row of unit length."""
+
+    def embed_text(self, texts: Sequence[str]) -> np.ndarray:
+        raise TextSearchUnsupported(
+            f"{self.label} has no text tower: text search needs a CLIP model "
+            "(for example --model ViT-B-32:laion2b_s34b_b79k)"
+        )
+
+    def embed_in_batches(self, images: Sequence[Image.Image]) -> np.ndarray:
+        if not images:
+            return np.zeros((0, self.dim), np.float32)
+        parts = [
+            self.embed_images(images[i : i + self.batch_size])
+            for i in range(0, len(images), self.batch_size)
+        ]
+        return np.concatenate(parts)
+
+    def describe(self) -> str:
+        return f"{self.label} on {self.device.upper() if self.device != 'cpu' else 'CPU'}"
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)

@@ -1,0 +1,181 @@
+"""CLIP encoders through open_clip, named ``ARCH:PRETRAINED`` or ``ARCH:/path/to/weights``.
+
+Weights are looked for, in order: an explicit local file; open_clip's Hugging Face
+cache; a download (with progress and timeouts, so an offline machine fails fast rather
+than hanging). When none works, :class:`EncoderUnavailable` says so plainly and the
+caller falls back to the offline encoder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from desktop_app.engine.encoders.base import Encoder, l2_normalise
+from desktop_app.engine.encoders.device import default_batch_size, inference
+from desktop_app.engine.errors import EncoderUnavailable, UnknownModel
+
+log = logging.getLogger(__name__)
+
+DOWNLOAD_TIMEOUT_S = 10.0  # per network request, not for the whole file
+DownloadProgress = Callable[[int, int, str], None]  # (done_bytes, total_bytes, description)
+
+
+def parse_clip_spec(spec: str) -> tuple[str, str]:
+    """``ViT-B-32:laion2b_s34b_b79k`` -> ("ViT-B-32", "laion2b_s34b_b79k")."""
+    arch, sep, pretrained = spec.partition(":")
+    if not sep or not arch or not pretrained:
+        raise UnknownModel(
+            f"unknown model {spec!r}: use efficientnet-lite0, ARCH:PRETRAINED "
+            "(e.g. ViT-B-32:laion2b_s34b_b79k) or ARCH:/path/to/weights"
+        )
+    return arch, pretrained
+
+
+def is_local_weights(pretrained: str) -> bool:
+    return "/" in pretrained or "\\" in pretrained or pretrained.endswith(
+        (".pt", ".pth", ".bin", ".safetensors")
+    )
+
+
+def file_identity(path: Path) -> str:
+    """A short, stable id for a weights file: its size plus a hash of its head and tail,
+    so the same weights keep their index when the file moves."""
+    size = path.stat().st_size
+    h = hashlib.blake2b(str(size).encode(), digest_size=8)
+    with path.open("rb") as fh:
+        h.update(fh.read(1 << 20))
+        if size > 2 << 20:
+            fh.seek(-(1 << 20), os.SEEK_END)
+            h.update(fh.read())
+    return h.hexdigest()
+
+
+def resolve_weights(arch: str, pretrained: str, progress: DownloadProgress | None = None) -> Path:
+    """The local path of the weights, downloading them when allowed and possible."""
+    if is_local_weights(pretrained):
+        path = Path(pretrained).expanduser()
+        if not path.is_file():
+            raise EncoderUnavailable(f"CLIP weights file not found: {path}")
+        return path
+    from open_clip import pretrained as oc_pretrained
+
+    cfg = oc_pretrained.get_pretrained_cfg(arch, pretrained)
+    if not cfg:
+        tags = ", ".join(oc_pretrained.list_pretrained_tags_by_model(arch)) or "none"
+        raise EncoderUnavailable(f"open_clip knows no weights {pretrained!r} for {arch} ({tags})")
+    hub = cfg.get("hf_hub", "")
+    if not hub:
+        raise EncoderUnavailable(f"{arch}:{pretrained} is only distributed by URL; download it "
+                                 "and pass ARCH:/path/to/file")
+    # 'org/name/' means open_clip's default file name; 'org/name/file.pt' names one.
+    repo_id, filename = os.path.split(hub)
+    filename = filename or "open_clip_pytorch_model.bin"
+    candidates = [*oc_pretrained._get_safe_alternatives(filename), filename]
+    cached = _from_cache(repo_id, candidates)
+    if cached is not None:
+        return cached
+    return _download(repo_id, candidates, progress)
+
+
+def _from_cache(repo_id: str, filenames: Sequence[str]) -> Path | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    for name in filenames:
+        found = try_to_load_from_cache(repo_id, name)
+        if isinstance(found, str) and Path(found).is_file():
+            return Path(found)
+    return None
+
+
+def _download(repo_id: str, filenames: Sequence[str], progress: DownloadProgress | None) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    tqdm_class = _progress_tqdm(progress) if progress else None
+    errors = []
+    for name in filenames:
+        try:
+            got = hf_hub_download(
+                repo_id, name, etag_timeout=DOWNLOAD_TIMEOUT_S, tqdm_class=tqdm_class
+            )
+            return Path(got)
+        except Exception as exc:  # network, 404, auth: try the next name, report all
+            errors.append(f"{name}: {type(exc).__name__}")
+    raise EncoderUnavailable(
+        f"CLIP weights for {repo_id} are not on this machine and could not be downloaded "
+        f"({'; '.join(errors)}). Connect to the internet once, or pass a local weights "
+        "file as ARCH:/path/to/weights."
+    )
+
+
+def _progress_tqdm(progress: DownloadProgress) -> Any:
+    from tqdm.auto import tqdm
+
+    class ProgressTqdm(tqdm):  # type: ignore[misc]
+        def update(self, n: float | None = 1) -> bool | None:
+            out = super().update(n)
+            progress(int(self.n), int(self.total or 0), str(self.desc or "download"))
+            return out
+
+    return ProgressTqdm
+
+
+class ClipEncoder(Encoder):
+    has_text = True
+
+    def __init__(
+        self,
+        spec: str,
+        device: torch.device,
+        batch_size: int = 0,
+        progress: DownloadProgress | None = None,
+    ) -> None:
+        try:
+            import open_clip
+        except ImportError as exc:  # pragma: no cover - an install requirement
+            raise EncoderUnavailable("CLIP models need the package open_clip_torch") from exc
+        arch, pretrained = parse_clip_spec(spec)
+        if arch not in open_clip.list_models():
+            raise UnknownModel(f"open_clip has no architecture {arch!r}")
+        weights = resolve_weights(arch, pretrained, progress)
+        tag = f"file-{file_identity(weights)}" if is_local_weights(pretrained) else pretrained
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                arch, pretrained=str(weights), device=device
+            )
+        except Exception as exc:  # a damaged or mismatched checkpoint
+            raise EncoderUnavailable(f"cannot load {weights} as {arch}: {exc}") from exc
+        self.id = f"{arch}:{tag}"
+        self.label = f"CLIP {arch}"
+        self._device = device
+        self.device = device.type
+        self.batch_size = batch_size or default_batch_size(device)
+        self.model = model.eval()
+        self.preprocess = preprocess
+        self.tokenizer = open_clip.get_tokenizer(arch)
+        self.input_size = int(getattr(model.visual, "image_size", (224, 224))[0]) * 2
+        with torch.inference_mode():
+            probe = self.model.encode_text(self.tokenizer(["a photo"]).to(device))
+        self.dim = int(probe.shape[-1])
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        if not images:
+            return np.zeros((0, self.dim), np.float32)
+        batch = torch.stack([self.preprocess(im.convert("RGB")) for im in images]).to(self._device)
+        with inference(self._device):
+            out = self.model.encode_image(batch)
+        return l2_normalise(out.float().cpu().numpy())
+
+    def embed_text(self, texts: Sequence[str]) -> np.ndarray:
+        tokens = self.tokenizer(list(texts)).to(self._device)
+        with inference(self._device):
+            out = self.model.encode_text(tokens)
+        return l2_normalise(out.float().cpu().numpy())

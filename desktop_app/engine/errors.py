@@ -1,0 +1,38 @@
+"""Typed errors the engine raises; the CLI and the UI turn them into plain messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class DesktopAppError(Exception):
+    """Base class: the message is meant for the user as it is."""
+
+
+class ImageLoadError(DesktopAppError):
+    """A file could not be read as an image. Recorded per file, never stops a run."""
+
+    def __init__(self, path: Path | str | None, reason: str) -> None:
+        self.path = Path(path) if path is not None else None
+        self.reason = reason
+        super().__init__(f"{path}: {reason}" if path is not None else reason)
+
+
+class EncoderUnavailable(DesktopAppError):
+    """An encoder's code or weights cannot be loaded on this machine."""
+
+
+class UnknownModel(DesktopAppError):
+    """A model name that is neither the offline encoder nor ARCH:PRETRAINED."""
+
+
+class TextSearchUnsupported(DesktopAppError):
+    """The encoder has no text tower."""
+
+
+class DataDirLocked(DesktopAppError):
+    """Another process has the data directory open."""
+
+
+class NotIndexed(DesktopAppError):
+    """A path asked about is not in the index."""

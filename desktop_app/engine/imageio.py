@@ -1,0 +1,177 @@
+"""Reading any image a user may have into an RGB Pillow image, safely.
+
+EXIF orientation is applied, JPEGs are decoded at reduced size when the caller needs
+less than the full resolution (``draft``), every pixel mode ends as RGB, animated images
+give their first frame, and a megapixel cap guards against decompression bombs. Any
+failure is an :class:`ImageLoadError` with a reason a user can act on.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from desktop_app.engine.errors import ImageLoadError
+
+log = logging.getLogger(__name__)
+
+# We enforce our own, configurable cap before decoding (see _check_size); Pillow's global
+# bomb check would otherwise raise or warn with a message that names no setting.
+Image.MAX_IMAGE_PIXELS = None
+# A truncated file is an error we report, never a half-grey image we silently index.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+DEFAULT_MAX_MEGAPIXELS = 100.0
+
+try:  # HEIC/HEIF photos from phones, when the optional plugin is installed.
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    HEIF_AVAILABLE = True
+except ImportError:  # pragma: no cover - depends on the optional extra
+    HEIF_AVAILABLE = False
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    image: Image.Image  # RGB, possibly reduced (see ``scale``)
+    width: int  # full size after EXIF orientation
+    height: int
+
+    @property
+    def scale(self) -> float:
+        """Factor from full-size pixel coordinates to ``image`` coordinates."""
+        return self.image.width / self.width if self.width else 1.0
+
+
+Source = Path | str | bytes | Image.Image
+
+
+def load_image(
+    source: Source,
+    *,
+    max_side: int | None = None,
+    max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
+) -> LoadedImage:
+    """Load ``source`` as RGB; with ``max_side`` the result fits in max_side×max_side."""
+    path = Path(source) if isinstance(source, str | Path) else None
+    if isinstance(source, Image.Image):
+        im = source
+    else:
+        im = _open(source, path)
+    try:
+        _check_size(im, path, max_megapixels)
+        if getattr(im, "is_animated", False):
+            im.seek(0)
+        if max_side and im.format == "JPEG":
+            im.draft("RGB", _fit(im.size, max_side))
+        width, height = _oriented_size(im)
+        try:
+            im.load()
+            im = ImageOps.exif_transpose(im) or im
+            rgb = to_rgb(im)
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ImageLoadError(path, _describe_decode_error(exc)) from exc
+        if max_side and max(rgb.size) > max_side:
+            rgb = rgb.resize(_fit(rgb.size, max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        return LoadedImage(rgb, width, height)
+    except MemoryError as exc:
+        raise ImageLoadError(path, "not enough memory to decode this image") from exc
+
+
+def read_size(source: Path | str) -> tuple[int, int]:
+    """The oriented width and height from the header alone, without decoding pixels."""
+    path = Path(source)
+    with _open(path, path) as im:
+        return _oriented_size(im)
+
+
+def _open(source: Path | str | bytes, path: Path | None) -> Image.Image:
+    try:
+        if isinstance(source, bytes):
+            return Image.open(io.BytesIO(source))
+        assert path is not None
+        if path.is_dir():
+            raise ImageLoadError(path, "is a folder, not an image")
+        if path.stat().st_size == 0:
+            raise ImageLoadError(path, "empty file (0 bytes)")
+        return Image.open(path)
+    except FileNotFoundError as exc:
+        raise ImageLoadError(path, "file not found") from exc
+    except PermissionError as exc:
+        raise ImageLoadError(path, "permission denied: the file cannot be read") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageLoadError(path, "not an image, or a format this app cannot read") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageLoadError(path, _describe_decode_error(exc)) from exc
+
+
+def _check_size(im: Image.Image, path: Path | None, max_megapixels: float) -> None:
+    w, h = im.size
+    if w <= 0 or h <= 0:
+        raise ImageLoadError(path, f"invalid image size {w}×{h}")
+    mp = w * h / 1e6
+    if mp > max_megapixels:
+        raise ImageLoadError(
+            path,
+            f"image is {w}×{h} ({mp:.0f} MP), above the {max_megapixels:g} MP limit "
+            "(raise max_megapixels in the settings to index it)",
+        )
+
+
+def _oriented_size(im: Image.Image) -> tuple[int, int]:
+    w, h = im.size
+    try:
+        orientation = im.getexif().get(0x0112, 1)
+    except Exception:  # a broken EXIF block must not make the image unreadable
+        orientation = 1
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def _fit(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    w, h = size
+    s = min(1.0, max_side / max(w, h))
+    return max(1, round(w * s)), max(1, round(h * s))
+
+
+def _describe_decode_error(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if "truncated" in text.lower():
+        return f"truncated or incomplete file ({text})"
+    return f"corrupt or unreadable image data ({text})"
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB; transparency is composited on white."""
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        return Image.fromarray(_to_uint8(np.asarray(im)), "L").convert("RGB")
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        mode = im.mode
+        if mode == "RGB":
+            return im
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def _to_uint8(a: np.ndarray) -> np.ndarray:
+    """High-bit-depth grey to 8 bits, keeping dark images dark (no per-image stretch)."""
+    is_float = a.dtype.kind == "f"
+    a = a.astype(np.float32)
+    top = float(a.max()) if a.size else 0.0
+    if is_float and 0.0 < top <= 1.0:
+        a = a * 255.0  # float images in [0, 1]
+    elif top > 255.0:
+        a = a / 257.0  # 16-bit range
+    return np.clip(a, 0, 255).astype(np.uint8)

@@ -1,0 +1,336 @@
+"""The incremental indexer: scan, fingerprint, embed what is new, forget what is gone.
+
+A file whose size and mtime are unchanged is skipped without reading it. Otherwise its
+content is fingerprinted; content that already has vectors (a renamed, moved or copied
+file) reuses them, new content is decoded in loader threads while the encoder works on
+the previous batch (a pipeline), and each batch is written in one catalog transaction
+followed by one vector-store upsert, so a crash loses at most the batch in flight.
+
+It is a generator of :class:`Progress` values; the caller (CLI or UI worker thread) owns
+the thread it runs on, which is the only writer. Setting ``cancel`` stops it between
+files and batches; what was written stays.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from desktop_app.engine.analysis import Analyser, Analysis, Prepared
+from desktop_app.engine.catalog import Catalog, FileRow
+from desktop_app.engine.errors import ImageLoadError
+from desktop_app.engine.fingerprint import fingerprint_file
+from desktop_app.engine.imageio import load_image, read_size
+from desktop_app.engine.scanner import FoundFile, scan
+from desktop_app.engine.store import VectorStore
+
+log = logging.getLogger(__name__)
+
+LOADER_THREADS = 2
+REUSE_FLUSH_EVERY = 256
+
+
+@dataclass
+class IndexSummary:
+    seen: int = 0
+    unchanged: int = 0
+    embedded: int = 0
+    reused: int = 0
+    removed: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    offline: list[str] = field(default_factory=list)
+    cancelled: bool = False
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seen": self.seen,
+            "unchanged": self.unchanged,
+            "embedded": self.embedded,
+            "reused": self.reused,
+            "removed": self.removed,
+            "failed": [{"path": p, "reason": r} for p, r in self.failed],
+            "offline": self.offline,
+            "cancelled": self.cancelled,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(frozen=True)
+class Progress:
+    phase: str  # scanning | indexing | cleaning | done
+    done: int
+    total: int
+    current: str | None
+    embedded: int
+    reused: int
+    failed: int
+    summary: IndexSummary | None = None
+
+
+@dataclass
+class _Hashed:  # content already has vectors: reuse them
+    fingerprint: str
+    width: int
+    height: int
+
+
+@dataclass
+class _Failed:
+    fingerprint: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class IndexTarget:
+    """A folder (or file) to scan and the library root its files belong to."""
+
+    folder: Path
+    root: str
+
+
+class Indexer:
+    def __init__(
+        self,
+        catalog: Catalog,
+        store: VectorStore,
+        analyser_factory: Callable[[], Analyser],
+        encoder_id: str,
+        *,
+        extensions: Iterable[str],
+        max_megapixels: float,
+        skip_dirs: Sequence[Path] = (),
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.store = store
+        self._analyser_factory = analyser_factory
+        self._analyser: Analyser | None = None
+        self.encoder_id = encoder_id
+        self.extensions = list(extensions)
+        self.max_megapixels = max_megapixels
+        self.skip_dirs = skip_dirs
+        self.cancel = cancel or threading.Event()
+        self._claim_lock = threading.Lock()
+        self._analyser_lock = threading.Lock()
+
+    @property
+    def analyser(self) -> Analyser:
+        """Built on first need: a run with nothing new never loads the model."""
+        with self._analyser_lock:  # loader threads may ask at the same moment
+            if self._analyser is None:
+                self._analyser = self._analyser_factory()
+            return self._analyser
+
+    # -- the run ---------------------------------------------------------------------
+    def run(self, targets: Sequence[IndexTarget]) -> Iterator[Progress]:
+        started = time.monotonic()
+        s = IndexSummary()
+        self._summary = s
+        yield Progress("scanning", 0, 0, None, 0, 0, 0)
+        known = self.catalog.fingerprints_with_vectors(self.encoder_id)
+        found: dict[str, tuple[FoundFile, str]] = {}
+        scanned: list[IndexTarget] = []
+        for target in targets:
+            if not target.folder.exists():
+                s.offline.append(str(target.folder))
+                log.warning("%s is not reachable; its entries are kept", target.folder)
+                continue
+            scanned.append(target)
+            for f in scan(target.folder, self.extensions, self.skip_dirs):
+                found[f.path] = (f, target.root)
+        s.seen = len(found)
+        todo = self._changed(found, known, s)
+        yield from self._process(todo, known, s)
+        if not self.cancel.is_set():
+            yield Progress("cleaning", len(todo), len(todo), None, s.embedded, s.reused,
+                           len(s.failed))
+            s.removed = self._remove_missing(scanned, found)
+        s.cancelled = self.cancel.is_set()
+        s.seconds = time.monotonic() - started
+        yield Progress("done", len(todo), len(todo), None, s.embedded, s.reused, len(s.failed), s)
+
+    def _changed(
+        self, found: dict[str, tuple[FoundFile, str]], known: set[str], s: IndexSummary
+    ) -> list[tuple[FoundFile, str]]:
+        """Files to look at: new, changed, failed before, or without vectors for us."""
+        todo = []
+        rows: dict[str, FileRow] = {}
+        for folder in {root for _, root in found.values()}:
+            rows.update(self.catalog.files_in(folder))
+        for path, (f, root) in found.items():
+            row = rows.get(path)
+            if (row is not None and row.ok and row.size == f.size and row.mtime_ns == f.mtime_ns
+                    and row.fingerprint in known and row.root == root):
+                s.unchanged += 1
+            else:
+                todo.append((f, root))
+        return todo
+
+    def _process(
+        self, todo: list[tuple[FoundFile, str]], known: set[str], s: IndexSummary
+    ) -> Iterator[Progress]:
+        claimed: set[str] = set()
+        batch: list[tuple[Prepared, FoundFile, str]] = []
+        pending_rows: list[FileRow] = []
+        done = 0
+        total = len(todo)
+
+        def prepare(item: tuple[FoundFile, str]) -> Prepared | _Hashed | _Failed:
+            return self._prepare(item[0], known, claimed)
+
+        for (f, root), result in _pipelined(prepare, todo, self.cancel):
+            if isinstance(result, Prepared):
+                batch.append((result, f, root))
+            elif isinstance(result, _Hashed):
+                s.reused += 1
+                done += 1
+                pending_rows.append(FileRow(f.path, root, f.size, f.mtime_ns, result.fingerprint,
+                                            result.width, result.height, "ok", None))
+            else:
+                done += 1
+                s.failed.append((f.path, result.reason))
+                pending_rows.append(FileRow(f.path, root, f.size, f.mtime_ns, result.fingerprint,
+                                            None, None, "failed", result.reason))
+            full = bool(batch) and len(batch) >= self.analyser.encoder.batch_size
+            if full or len(pending_rows) >= REUSE_FLUSH_EVERY:
+                done += len(batch)
+                self._flush(batch, pending_rows, s)
+                batch, pending_rows = [], []
+            yield Progress("indexing", done, total, f.path, s.embedded, s.reused, len(s.failed))
+        if batch or pending_rows:
+            done += len(batch)
+            self._flush(batch, pending_rows, s)
+            yield Progress("indexing", done, total, None, s.embedded, s.reused, len(s.failed))
+
+    def _prepare(self, f: FoundFile, known: set[str], claimed: set[str]) -> Prepared | _Hashed | _Failed:
+        """Runs in a loader thread: fingerprint, then decode only if the content is new."""
+        try:
+            fp = fingerprint_file(f.path)
+        except OSError as exc:
+            reason = "permission denied: the file cannot be read" if isinstance(
+                exc, PermissionError) else f"cannot read file ({exc.strerror or exc})"
+            return _Failed(None, reason)
+        try:
+            with self._claim_lock:
+                first = fp not in known and fp not in claimed
+                if first:
+                    claimed.add(fp)
+            if not first:
+                w, h = read_size(f.path)
+                return _Hashed(fp, w, h)
+            loaded = load_image(f.path, max_side=self.analyser.load_side,
+                                max_megapixels=self.max_megapixels)
+            return self.analyser.prepare(fp, loaded)
+        except ImageLoadError as exc:
+            return _Failed(fp, exc.reason)
+        except Exception as exc:  # a decoder bug must cost one file, not the run
+            log.exception("unexpected error reading %s", f.path)
+            return _Failed(fp, f"unexpected error: {type(exc).__name__}: {exc}")
+
+    def _flush(
+        self, batch: list[tuple[Prepared, FoundFile, str]], rows: list[FileRow], s: IndexSummary
+    ) -> None:
+        """Embed a batch and write it: catalog first (the source of truth), then the index."""
+        analyses: list[Analysis] = []
+        if batch:
+            try:
+                analyses = self.analyser.embed([p for p, _, _ in batch])
+            except Exception as exc:
+                log.exception("encoder failed on a batch")
+                reason = f"encoder error: {type(exc).__name__}: {exc}"
+                for p, f, root in batch:
+                    s.failed.append((f.path, reason))
+                    rows.append(FileRow(f.path, root, f.size, f.mtime_ns, p.fingerprint, None,
+                                        None, "failed", reason))
+                batch = []
+        file_rows = [FileRow(f.path, root, f.size, f.mtime_ns, p.fingerprint, p.width, p.height,
+                             "ok", None) for p, f, root in batch]
+        with self.catalog.transaction() as db:
+            for a in analyses:
+                self.catalog.put_vectors(self.encoder_id, a.vectors, db)
+                for kind, data in a.features.items():
+                    self.catalog.put_feature(a.fingerprint, kind, data, db)
+            self.catalog.put_files(file_rows + rows, db)
+        write_to_store(self.store, self.encoder_id, analyses)
+        s.embedded += len(analyses)
+
+    def _remove_missing(
+        self, scanned: Sequence[IndexTarget], found: dict[str, tuple[FoundFile, str]]
+    ) -> int:
+        gone: list[str] = []
+        for target in scanned:
+            gone += [p for p in self.catalog.files_in(str(target.folder)) if p not in found]
+        removed = self.catalog.delete_files(gone) if gone else 0
+        collect_garbage(self.catalog, self.store)
+        return removed
+
+
+def write_to_store(store: VectorStore, encoder_id: str, analyses: Sequence[Analysis]) -> None:
+    """Upsert every vector of these contents, one call per vector kind."""
+    by_kind: dict[str, list] = {}
+    for a in analyses:
+        for v in a.vectors:
+            by_kind.setdefault(v.kind, []).append(v)
+    for kind, rows in by_kind.items():
+        ids = [vector_id(v.fingerprint, v.kind, v.idx) for v in rows]
+        metas = [vector_metadata(v.fingerprint, v.box) for v in rows]
+        store.upsert(encoder_id, ids, np.stack([v.vector for v in rows]), metas, kind=kind)
+
+
+def vector_id(fingerprint: str, kind: str, idx: int) -> str:
+    return fingerprint if kind == "full" else f"{fingerprint}:{idx}"
+
+
+def vector_metadata(fingerprint: str, box: tuple[int, int, int, int] | None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"fp": fingerprint}
+    if box is not None:
+        meta.update(x=box[0], y=box[1], w=box[2], h=box[3])
+    return meta
+
+
+def collect_garbage(catalog: Catalog, store: VectorStore) -> int:
+    """Drop vectors of contents no file holds any more, from the catalog and the index."""
+    gone = catalog.collect_orphans()
+    by_col: dict[tuple[str, str], list[str]] = {}
+    for encoder, kind, fp, idx in gone:
+        by_col.setdefault((encoder, kind), []).append(vector_id(fp, kind, idx))
+    for (encoder, kind), ids in by_col.items():
+        store.delete(encoder, ids, kind=kind)
+    return len(gone)
+
+
+def _pipelined(
+    fn: Callable[[Any], Any], items: Sequence[Any], cancel: threading.Event
+) -> Iterator[tuple[Any, Any]]:
+    """``(item, fn(item))`` in order, with up to a few items in flight in loader threads,
+    so decoding overlaps the encoder. Stops promptly when ``cancel`` is set."""
+    if not items:
+        return
+    window: deque[tuple[Any, Future[Any]]] = deque()
+    lookahead = LOADER_THREADS * 16
+    it = iter(items)
+    with ThreadPoolExecutor(LOADER_THREADS, thread_name_prefix="loader") as pool:
+        try:
+            for item in it:
+                window.append((item, pool.submit(fn, item)))
+                if len(window) >= lookahead:
+                    break
+            while window and not cancel.is_set():
+                item, fut = window.popleft()
+                nxt = next(it, None)
+                if nxt is not None:
+                    window.append((nxt, pool.submit(fn, nxt)))
+                yield item, fut.result()
+        finally:
+            for _, fut in window:
+                fut.cancel()

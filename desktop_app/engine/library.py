@@ -1,0 +1,344 @@
+"""The library: one data dir's catalog, vector index and encoder, behind one facade
+used by the command line, the desktop window and the tests.
+
+Threads: the thread that calls :meth:`Library.index` is the only writer. Searches may
+run on other threads at the same time (the catalog gives each thread its own SQLite
+connection; Chroma reads are thread-safe).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from desktop_app.engine.analysis import Analyser
+from desktop_app.engine.catalog import Catalog
+from desktop_app.engine.encoders import DownloadProgress, Encoder, load_with_fallback
+from desktop_app.engine.errors import DesktopAppError, NotIndexed
+from desktop_app.engine.imageio import load_image
+from desktop_app.engine.indexer import (
+    Indexer,
+    IndexTarget,
+    Progress,
+    collect_garbage,
+    vector_id,
+    vector_metadata,
+)
+from desktop_app.engine.lock import DataDirLock
+from desktop_app.engine.paths import AppDirs, resolve_dirs
+from desktop_app.engine.scanner import is_within
+from desktop_app.engine.search import Box, SearchResult, search_full
+from desktop_app.engine.settings import OFFLINE_MODEL, Settings
+from desktop_app.engine.store import VectorStore
+
+log = logging.getLogger(__name__)
+
+
+class EncoderSlot:
+    """The library's encoder for one model name: its id is known cheaply where possible,
+    the weights load on first use, once, whichever thread asks first."""
+
+    def __init__(self, spec: str, settings: Settings, progress: DownloadProgress | None = None):
+        self.spec = spec
+        self._settings = settings
+        self._progress = progress
+        self._encoder: Encoder | None = None
+        self.warning: str | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def id(self) -> str:
+        if self.spec == OFFLINE_MODEL and self._encoder is None:
+            return OFFLINE_MODEL  # no need to import torch to know it
+        return self.get().id
+
+    @property
+    def loaded(self) -> bool:
+        return self._encoder is not None
+
+    def get(self) -> Encoder:
+        with self._lock:
+            if self._encoder is None:
+                got = load_with_fallback(
+                    self.spec, self._settings.device, self._settings.batch_size, self._progress
+                )
+                self._encoder, self.warning = got.encoder, got.warning
+            return self._encoder
+
+
+class Library:
+    def __init__(
+        self,
+        dirs: AppDirs,
+        settings: Settings | None = None,
+        *,
+        model: str | None = None,
+        store: VectorStore | None = None,
+        progress: DownloadProgress | None = None,
+    ) -> None:
+        self.dirs = dirs.ensure()
+        self.settings = settings or Settings.load(dirs.settings_path)
+        self._lock = DataDirLock(dirs.data)
+        self._lock.acquire()
+        try:
+            self.catalog = Catalog(dirs.catalog_path)
+            self.store = store or VectorStore.persistent(dirs.chroma_path)
+        except BaseException:
+            self._lock.release()
+            raise
+        spec = model or self.catalog.get_meta("active_model") or self.settings.model
+        self.slot = EncoderSlot(spec, self.settings, progress)
+        self._synced: set[str] = set()
+
+    @classmethod
+    def open(cls, data_dir: Path | str | None = None, **kwargs: Any) -> Library:
+        return cls(resolve_dirs(data_dir), **kwargs)
+
+    def close(self) -> None:
+        self.catalog.close()
+        self._lock.release()
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the encoder ------------------------------------------------------------------
+    @property
+    def encoder(self) -> Encoder:
+        return self.slot.get()
+
+    @property
+    def encoder_id(self) -> str:
+        return self.slot.id
+
+    def make_analyser(self) -> Analyser:
+        return Analyser(self.encoder)
+
+    # -- indexing ---------------------------------------------------------------------
+    def roots(self) -> list[str]:
+        return self.catalog.roots()
+
+    def add_folder(self, path: Path | str) -> IndexTarget:
+        """Add a folder (or file) to the library; a folder inside one the library already
+        has is indexed as part of it, and folders inside the new one fold into it."""
+        folder = Path(path).expanduser().resolve()
+        roots = self.catalog.roots()
+        for root in roots:
+            if is_within(str(folder), root):
+                return IndexTarget(folder, root)
+        for root in roots:
+            if is_within(root, str(folder)):
+                self.catalog.db.execute("DELETE FROM roots WHERE path=?", (root,))
+        self.catalog.add_root(str(folder))
+        return IndexTarget(folder, str(folder))
+
+    def index(
+        self, paths: Sequence[Path | str] = (), cancel: threading.Event | None = None
+    ) -> Iterator[Progress]:
+        """Add ``paths`` (or, with none, every library folder) and bring them up to date."""
+        targets = [self.add_folder(p) for p in paths] or [
+            IndexTarget(Path(r), r) for r in self.catalog.roots()
+        ]
+        encoder_id = self.encoder_id
+        self.sync_store(encoder_id)
+        indexer = Indexer(
+            self.catalog,
+            self.store,
+            self.make_analyser,
+            encoder_id,
+            extensions=self.settings.file_types,
+            max_megapixels=self.settings.max_megapixels,
+            skip_dirs=[self.dirs.data, self.dirs.cache],
+            cancel=cancel,
+        )
+        for progress in indexer.run(targets):
+            if progress.summary is not None and not progress.summary.cancelled:
+                self.catalog.set_meta("active_model", self.slot.spec)
+            yield progress
+
+    def sync_store(self, encoder_id: str | None = None) -> int:
+        """Make the vector index match the catalog (after a crash between the two writes,
+        or when the index folder was deleted); returns how many vectors were re-added.
+        Nothing is re-embedded: the catalog holds every vector."""
+        encoder_id = encoder_id or self.encoder_id
+        added = 0
+        for (enc, kind), n in self.catalog.vector_counts().items():
+            if enc != encoder_id or self.store.count(enc, kind) == n:
+                continue
+            in_store = self.store.ids(enc, kind)
+            rows = [r for r in self.catalog.vectors(enc, kind)]
+            wanted = {vector_id(r.fingerprint, r.kind, r.idx): r for r in rows}
+            missing = [k for k in wanted if k not in in_store]
+            extra = [k for k in in_store if k not in wanted]
+            if extra:
+                self.store.delete(enc, extra, kind=kind)
+            if missing:
+                log.info("re-adding %d %s vectors to the index from the catalog", len(missing), kind)
+                self.store.upsert(
+                    enc,
+                    missing,
+                    np.stack([wanted[k].vector for k in missing]),
+                    [vector_metadata(wanted[k].fingerprint, wanted[k].box) for k in missing],
+                    kind=kind,
+                )
+            added += len(missing)
+        self._synced.add(encoder_id)
+        return added
+
+    def forget(self, path: Path | str) -> int:
+        """Remove a folder from the library and its files from the index."""
+        folder = str(Path(path).expanduser().resolve())
+        roots = self.catalog.roots()
+        if folder not in roots and not any(is_within(folder, r) for r in roots):
+            raise NotIndexed(f"{folder} is not a library folder")
+        others = [r for r in roots if r != folder and not is_within(r, folder)]
+        with self.catalog.transaction() as db:
+            db.execute("DELETE FROM roots WHERE path=?", (folder,))
+            # folders inside the forgotten one go too
+            for r in roots:
+                if r != folder and is_within(r, folder):
+                    db.execute("DELETE FROM roots WHERE path=?", (r,))
+        doomed = [p for p in self.catalog.files_in(folder)
+                  if not any(is_within(p, r) for r in others)]
+        removed = self.catalog.delete_files(doomed) if doomed else 0
+        collect_garbage(self.catalog, self.store)
+        return removed
+
+    # -- searching --------------------------------------------------------------------
+    def _ready(self) -> str:
+        encoder_id = self.encoder_id
+        if encoder_id not in self._synced:
+            self.sync_store(encoder_id)
+        return encoder_id
+
+    def query_image(
+        self, source: Path | str | bytes | Image.Image, region: Box | None = None
+    ) -> Image.Image:
+        """The query as RGB, cropped to ``region`` (full-size pixel coordinates)."""
+        if region is None:
+            return load_image(source, max_side=self.encoder.input_size,
+                              max_megapixels=self.settings.max_megapixels).image
+        loaded = load_image(source, max_megapixels=self.settings.max_megapixels)
+        return crop_region(loaded.image, region)
+
+    def embed_query(
+        self, source: Path | str | bytes | Image.Image, region: Box | None = None
+    ) -> np.ndarray:
+        return self.encoder.embed_images([self.query_image(source, region)])[0]
+
+    def search_image(
+        self,
+        source: Path | str | bytes | Image.Image,
+        top_k: int | None = None,
+        threshold: float | None = None,
+        region: Box | None = None,
+    ) -> list[SearchResult]:
+        """Files most like an image (a path, encoded bytes or a Pillow image), or like
+        ``region`` of it."""
+        encoder_id = self._ready()
+        vector = self.embed_query(source, region)
+        prefer = str(Path(source).resolve()) if isinstance(source, str | Path) else None
+        return self.search_vector(vector, top_k, threshold, prefer, encoder_id)
+
+    def search_similar(
+        self, path: Path | str, top_k: int | None = None, threshold: float | None = None
+    ) -> list[SearchResult]:
+        """"Find similar" for an indexed file: its stored vector, no re-embedding."""
+        encoder_id = self._ready()
+        key = str(Path(path).expanduser().resolve())
+        row = self.catalog.file(key)
+        if row is None or not row.ok or row.fingerprint is None:
+            raise NotIndexed(f"{key} is not in the index")
+        stored = list(self.catalog.vectors(encoder_id, "full", [row.fingerprint]))
+        if not stored:
+            raise NotIndexed(f"{key} has no vector for {encoder_id}; run index first")
+        return self.search_vector(stored[0].vector, top_k, threshold, key, encoder_id)
+
+    def search_text(
+        self, text: str, top_k: int | None = None, threshold: float | None = None
+    ) -> list[SearchResult]:
+        encoder_id = self._ready()
+        vector = self.encoder.embed_text([text])[0]
+        return self.search_vector(vector, top_k, threshold, None, encoder_id)
+
+    def search_vector(
+        self,
+        vector: np.ndarray,
+        top_k: int | None = None,
+        threshold: float | None = None,
+        prefer_path: str | None = None,
+        encoder_id: str | None = None,
+    ) -> list[SearchResult]:
+        return search_full(
+            self.catalog,
+            self.store,
+            encoder_id or self._ready(),
+            np.asarray(vector, np.float32),
+            top_k if top_k is not None else self.settings.top_k,
+            threshold if threshold is not None else self.settings.threshold,
+            prefer_path,
+        )
+
+    # -- status -----------------------------------------------------------------------
+    def status(self, load_encoder: bool = True) -> dict[str, Any]:
+        counts = self.catalog.counts()
+        vectors: dict[str, int] = {}
+        encoder_id = self.encoder_id if load_encoder else self.slot.spec
+        for (enc, kind), n in self.catalog.vector_counts().items():
+            if enc == encoder_id:
+                vectors[kind] = n
+        encoder = self.encoder if load_encoder else None
+        return {
+            **counts,
+            "encoder": encoder_id,
+            "encoder_label": encoder.describe() if encoder else self.slot.spec,
+            "device": encoder.device if encoder else self.settings.device,
+            "model_warning": self.slot.warning,
+            "vectors": vectors,
+            "data_dir": str(self.dirs.data),
+            "store_bytes": _folder_size(self.dirs.data),
+            "roots": [
+                {"path": r, "online": os.path.exists(r)} for r in self.catalog.roots()
+            ],
+            "failures": [{"path": p, "reason": r} for p, r in self.catalog.failures()],
+        }
+
+    def delete_store(self) -> None:
+        """Throw the vector index away (it is rebuilt from the catalog on next use)."""
+        shutil.rmtree(self.dirs.chroma_path, ignore_errors=True)
+
+
+def crop_region(image: Image.Image, region: Box) -> Image.Image:
+    x, y, w, h = region
+    x0, y0 = max(0, x), max(0, y)
+    x1, y1 = min(image.width, x + w), min(image.height, y + h)
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        raise DesktopAppError(
+            f"region {list(region)} lies outside the {image.width}×{image.height} image "
+            "or is smaller than 8 pixels"
+        )
+    return image.crop((x0, y0, x1, y1))
+
+
+def _folder_size(folder: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.path.getsize(os.path.join(dirpath, name))
+            except OSError:
+                pass
+    return total
+
+
+__all__ = ["DesktopAppError", "EncoderSlot", "Library"]

@@ -1,0 +1,82 @@
+"""Search: vectors in, ranked files out.
+
+The vector index stores one entry per distinct content; results are expanded to every
+file holding that content through the catalog, so a deleted file can never come back
+and a moved one is found under its new path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from desktop_app.engine.catalog import Catalog, FileRow
+from desktop_app.engine.store import VectorStore
+
+Box = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    path: str
+    score: float
+    match: str = "full"  # "full" or "partial"
+    region: Box | None = None  # for partial matches: [x, y, w, h] in the file's pixels
+    fingerprint: str = ""
+    width: int | None = None
+    height: int | None = None
+    size: int = 0
+    mtime_ns: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "score": round(float(self.score), 6),
+            "match": self.match,
+            "region": list(self.region) if self.region else None,
+        }
+
+
+def result_for(row: FileRow, score: float, match: str = "full", region: Box | None = None
+               ) -> SearchResult:
+    return SearchResult(row.path, score, match, region, row.fingerprint or "", row.width,
+                        row.height, row.size, row.mtime_ns)
+
+
+def expand_to_files(
+    catalog: Catalog,
+    scored: list[tuple[str, float, str, Box | None]],
+    top_k: int,
+    threshold: float,
+    prefer_path: str | None = None,
+) -> list[SearchResult]:
+    """(fingerprint, score, match, region) best first -> files, best first, at most top_k.
+
+    Ties (identical content at several paths) list ``prefer_path`` first, then by path.
+    """
+    kept = [s for s in scored if s[1] >= threshold]
+    files = catalog.paths_for([fp for fp, *_ in kept])
+    out: list[SearchResult] = []
+    for fp, score, match, region in kept:
+        rows = sorted(files.get(fp, []), key=lambda r: (r.path != prefer_path, r.path))
+        out.extend(result_for(r, score, match, region) for r in rows)
+    out.sort(key=lambda r: (-r.score, r.path != prefer_path, r.path))
+    return out[:top_k]
+
+
+def search_full(
+    catalog: Catalog,
+    store: VectorStore,
+    encoder_id: str,
+    vector: np.ndarray,
+    top_k: int,
+    threshold: float,
+    prefer_path: str | None = None,
+) -> list[SearchResult]:
+    """Nearest full-image vectors. Over-fetches a little: a content may have vanished
+    from the catalog (deleted file) while its vector awaits garbage collection."""
+    hits = store.query(encoder_id, vector[None, :], top_k + 8)[0]
+    scored = [(h.id, h.score, "full", None) for h in hits]
+    return expand_to_files(catalog, scored, top_k, threshold, prefer_path)

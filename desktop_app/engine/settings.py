@@ -1,0 +1,97 @@
+"""Typed user settings, every default declared once, saved as JSON in the config dir."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+OFFLINE_MODEL = "efficientnet-lite0"
+DEFAULT_CLIP_MODEL = "ViT-B-32:laion2b_s34b_b79k"
+DEFAULT_FILE_TYPES = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff", "heic", "heif")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+SORT_ORDERS = ("score", "name", "date", "size")
+
+
+@dataclass
+class Settings:
+    # Encoder: the offline model or a CLIP model as ARCH:PRETRAINED / ARCH:/path/to/weights.
+    model: str = DEFAULT_CLIP_MODEL
+    device: str = "auto"
+    batch_size: int = 0  # 0: chosen for the device
+    # Search defaults.
+    top_k: int = 50
+    threshold: float = 0.0
+    sort_order: str = "score"
+    # Image loading.
+    max_megapixels: float = 100.0
+    file_types: list[str] = field(default_factory=lambda: list(DEFAULT_FILE_TYPES))
+    # Partial-region matching.
+    regions_enabled: bool = True
+    # Desktop window.
+    thumbnail_size: int = 160
+    watch_folders: bool = True
+
+    @classmethod
+    def load(cls, path: Path) -> Settings:
+        """Read settings; a missing or damaged file gives defaults, a bad value its default."""
+        settings = cls()
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return settings
+        except (OSError, ValueError) as exc:
+            log.warning("settings file %s unreadable (%s); using defaults", path, exc)
+            return settings
+        if not isinstance(raw, dict):
+            return settings
+        for f in fields(cls):
+            if f.name not in raw:
+                continue
+            value = raw[f.name]
+            default = getattr(settings, f.name)
+            if _same_kind(value, default):
+                setattr(settings, f.name, value)
+            else:
+                log.warning("setting %s=%r ignored: expected %s", f.name, value, type(default))
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Clamp values that would break the app to their nearest sane value."""
+        if self.device not in DEVICES:
+            self.device = "auto"
+        if self.sort_order not in SORT_ORDERS:
+            self.sort_order = "score"
+        self.batch_size = max(0, min(int(self.batch_size), 1024))
+        self.top_k = max(1, min(int(self.top_k), 10_000))
+        self.threshold = max(-1.0, min(float(self.threshold), 1.0))
+        self.max_megapixels = max(1.0, float(self.max_megapixels))
+        self.file_types = [t.lower().lstrip(".") for t in self.file_types if t.strip()]
+        self.thumbnail_size = max(48, min(int(self.thumbnail_size), 512))
+
+    def save(self, path: Path) -> None:
+        """Write atomically so a crash never leaves a half-written settings file."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".settings-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(asdict(self), fh, indent=2, sort_keys=True)
+        os.replace(tmp, path)
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, list):
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    return isinstance(value, type(default))

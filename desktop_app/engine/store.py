@@ -1,0 +1,129 @@
+"""The vector index: Chroma, one collection per encoder and vector kind.
+
+It is derived data. The catalog holds every vector, so this index can be deleted and
+rebuilt (``sync``) at any time without re-embedding. The default is an embedded
+``PersistentClient`` in the data dir; a team can point the app at a Chroma server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float  # cosine similarity, 1 = identical
+    metadata: dict[str, Any] | None
+
+
+def collection_name(encoder_id: str, kind: str) -> str:
+    """Chroma names allow [a-zA-Z0-9._-], 3-512 chars; encoder ids hold ':' and '/'."""
+    slug = re.sub(r"[^a-zA-Z0-9._-]+", "-", encoder_id).strip("-._")[:40]
+    digest = hashlib.blake2b(encoder_id.encode(), digest_size=4).hexdigest()
+    return f"{kind}-{slug}-{digest}"
+
+
+class VectorStore:
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.max_batch = int(client.get_max_batch_size())
+        self._collections: dict[str, Any] = {}
+
+    @classmethod
+    def persistent(cls, path: Path) -> VectorStore:
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        path.mkdir(parents=True, exist_ok=True)
+        client = chromadb.PersistentClient(
+            path=str(path), settings=ChromaSettings(anonymized_telemetry=False)
+        )
+        return cls(client)
+
+    @classmethod
+    def server(cls, host: str, port: int = 8000) -> VectorStore:
+        """A shared Chroma server, for teams that outgrow one machine."""
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        client = chromadb.HttpClient(
+            host=host, port=port, settings=ChromaSettings(anonymized_telemetry=False)
+        )
+        return cls(client)
+
+    def collection(self, encoder_id: str, kind: str = "full") -> Any:
+        name = collection_name(encoder_id, kind)
+        col = self._collections.get(name)
+        if col is None:
+            col = self.client.get_or_create_collection(
+                name,
+                embedding_function=None,
+                metadata={"encoder": encoder_id, "kind": kind},
+                configuration={"hnsw": {"space": "cosine"}},
+            )
+            self._collections[name] = col
+        return col
+
+    def upsert(
+        self,
+        encoder_id: str,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        metadatas: Sequence[dict[str, Any]] | None = None,
+        kind: str = "full",
+    ) -> None:
+        col = self.collection(encoder_id, kind)
+        for i in range(0, len(ids), self.max_batch):
+            col.upsert(
+                ids=list(ids[i : i + self.max_batch]),
+                embeddings=np.asarray(vectors[i : i + self.max_batch], np.float32),
+                metadatas=list(metadatas[i : i + self.max_batch]) if metadatas else None,
+            )
+
+    def delete(self, encoder_id: str, ids: Iterable[str], kind: str = "full") -> None:
+        ids = list(ids)
+        col = self.collection(encoder_id, kind)
+        for i in range(0, len(ids), self.max_batch):
+            col.delete(ids=ids[i : i + self.max_batch])
+
+    def ids(self, encoder_id: str, kind: str = "full") -> set[str]:
+        col = self.collection(encoder_id, kind)
+        out: set[str] = set()
+        offset = 0
+        while True:
+            got = col.get(include=[], limit=self.max_batch, offset=offset)["ids"]
+            out.update(got)
+            if len(got) < self.max_batch:
+                return out
+            offset += len(got)
+
+    def count(self, encoder_id: str, kind: str = "full") -> int:
+        return int(self.collection(encoder_id, kind).count())
+
+    def query(
+        self, encoder_id: str, vectors: np.ndarray, k: int, kind: str = "full"
+    ) -> list[list[Hit]]:
+        col = self.collection(encoder_id, kind)
+        n = min(k, col.count())
+        if n <= 0:
+            return [[] for _ in range(len(vectors))]
+        res = col.query(
+            query_embeddings=np.asarray(vectors, np.float32),
+            n_results=n,
+            include=["distances", "metadatas"],
+        )
+        out: list[list[Hit]] = []
+        for ids, dists, metas in zip(res["ids"], res["distances"], res["metadatas"], strict=True):
+            out.append([Hit(i, 1.0 - float(d), m) for i, d, m in zip(ids, dists, metas, strict=True)])
+        return out

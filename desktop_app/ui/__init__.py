@@ -1,0 +1,1 @@
+"""Everything Qt: the window, models, delegates, workers, dialogs."""
