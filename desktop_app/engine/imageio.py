@@ -68,9 +68,9 @@ def load_image(
         _check_size(im, path, max_megapixels)
         if getattr(im, "is_animated", False):
             im.seek(0)
+        width, height = _oriented_size(im)  # before draft() shrinks im.size
         if max_side and im.format == "JPEG":
             im.draft("RGB", _fit(im.size, max_side))
-        width, height = _oriented_size(im)
         try:
             im.load()
             im = ImageOps.exif_transpose(im) or im

@@ -1,0 +1,85 @@
+"""The CLIP path, exercised for real with randomly initialised weights saved to a
+temporary checkpoint and loaded through the local-file path (CLIP weights cannot be
+downloaded here). Also: the plain fallback to the offline encoder when weights are
+neither local, cached nor downloadable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from desktop_app.engine.encoders import load_encoder, load_with_fallback
+from desktop_app.engine.errors import EncoderUnavailable, UnknownModel
+from desktop_app.engine.library import Library
+
+from .conftest import PHOTOS, run_index
+
+ARCH = "ViT-S-32"  # the smallest ViT open_clip defines; same code path as ViT-B-32
+
+
+@pytest.fixture(scope="module")
+def clip_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import open_clip
+    import torch
+
+    torch.manual_seed(0)
+    model = open_clip.create_model(ARCH, pretrained=None)
+    path = tmp_path_factory.mktemp("weights") / "random-vit-s-32.pt"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+@pytest.fixture
+def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
+
+
+def test_local_checkpoint_loads_and_embeds(clip_checkpoint: Path) -> None:
+    from PIL import Image
+
+    enc = load_encoder(f"{ARCH}:{clip_checkpoint}", device="cpu", batch_size=4)
+    assert enc.id.startswith(f"{ARCH}:file-") and enc.has_text and enc.device == "cpu"
+    images = [Image.open(p) for p in PHOTOS[:5]]
+    vectors = enc.embed_in_batches(images)
+    assert vectors.shape == (5, enc.dim) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    text = enc.embed_text(["a red dress", "a pair of shoes"])
+    assert text.shape == (2, enc.dim)
+    assert np.allclose(np.linalg.norm(text, axis=1), 1.0, atol=1e-4)
+    # the same weights file gives the same id (it keys the index)
+    assert load_encoder(f"{ARCH}:{clip_checkpoint}", device="cpu").id == enc.id
+
+
+def test_library_with_clip_indexes_and_searches_by_text(clip_checkpoint: Path,
+                                                        photos: Path) -> None:
+    with Library.open(model=f"{ARCH}:{clip_checkpoint}") as lib:
+        s = run_index(lib, [photos])
+        assert s.embedded == 40
+        first = sorted(photos.iterdir())[0]
+        assert lib.search_image(first, top_k=1)[0].path == str(first)
+        assert len(lib.search_text("a red dress", top_k=5)) == 5
+        assert lib.status()["encoder"].startswith(f"{ARCH}:file-")
+
+
+def test_missing_weights_file_is_a_plain_error(tmp_path: Path) -> None:
+    with pytest.raises(EncoderUnavailable, match="not found"):
+        load_encoder(f"{ARCH}:{tmp_path / 'nope.pt'}", device="cpu")
+
+
+def test_unknown_model_names() -> None:
+    with pytest.raises(UnknownModel):
+        load_encoder("resnet-9000", device="cpu")
+    with pytest.raises(UnknownModel):
+        load_encoder("NoSuchArch:whatever", device="cpu")
+
+
+def test_offline_without_cached_weights_falls_back(offline_hub: None) -> None:
+    got = load_with_fallback("ViT-B-32:laion2b_s34b_b79k", device="cpu")
+    assert got.encoder.id == "efficientnet-lite0"
+    assert got.warning is not None
+    assert "could not be downloaded" in got.warning and "efficientnet-lite0" in got.warning

@@ -1,0 +1,189 @@
+"""The incremental indexer, end to end on real photos with the offline encoder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from desktop_app.engine.errors import DataDirLocked, NotIndexed
+from desktop_app.engine.library import Library
+from desktop_app.engine.settings import OFFLINE_MODEL
+
+from .conftest import run_index
+
+
+def paths_of(results) -> list[str]:  # type: ignore[no-untyped-def]
+    return [r.path for r in results]
+
+
+def test_first_run_embeds_all_and_second_run_nothing(library: Library, photos: Path) -> None:
+    s1 = run_index(library, [photos])
+    assert (s1.seen, s1.embedded, s1.reused, s1.removed, s1.failed) == (40, 40, 0, 0, [])
+    s2 = run_index(library, [photos])
+    assert (s2.seen, s2.embedded, s2.unchanged) == (40, 0, 40)
+
+
+def test_every_photo_finds_itself_first(library: Library, photos: Path) -> None:
+    run_index(library, [photos])
+    for p in sorted(photos.iterdir()):
+        results = library.search_image(p, top_k=3)
+        assert results[0].path == str(p)
+        assert results[0].score >= 0.99
+        assert results[0].match == "full" and results[0].region is None
+
+
+def test_rename_move_delete_rewrite(library: Library, photos: Path) -> None:
+    run_index(library, [photos])
+    files = sorted(photos.iterdir())
+    renamed = [f.rename(f.with_name("renamed-" + f.name)) for f in files[:5]]
+    sub = photos / "moved" / "deeper"
+    sub.mkdir(parents=True)
+    moved = [Path(shutil.move(f, sub / f.name)) for f in files[5:10]]
+    deleted = files[10:15]
+    for f in deleted:
+        f.unlink()
+    rewritten = files[15:18]
+    for i, f in enumerate(rewritten):
+        arr = np.random.default_rng(i).integers(0, 255, (120, 90, 3), np.uint8)
+        Image.fromarray(arr).save(f, quality=90)
+
+    s = run_index(library, [photos])
+    assert s.embedded == len(rewritten)
+    assert s.reused == len(renamed) + len(moved)
+    assert s.removed == len(renamed) + len(moved) + len(deleted)
+
+    for f in renamed + moved:
+        assert library.search_image(f, top_k=1)[0].path == str(f)
+    every = {r.path for f in files[18:25] for r in library.search_image(f, top_k=40)}
+    for f in deleted + files[:10]:
+        assert str(f) not in every
+    assert library.catalog.counts()["files"] == 40 - len(deleted)
+
+
+def test_identical_content_embedded_once_and_found_at_both_paths(
+    library: Library, photos: Path
+) -> None:
+    twin = photos / "copy-of-first.jpg"
+    first = sorted(photos.glob("*.jpg"))[0]
+    shutil.copy2(first, twin)
+    s = run_index(library, [photos])
+    assert s.embedded == 40 and s.reused == 1
+    top = library.search_image(first, top_k=2)
+    assert {r.path for r in top} == {str(first), str(twin)}
+    assert top[0].path == str(first)  # the query file itself wins the tie
+
+
+def test_broken_inputs_are_listed_and_good_files_searchable(library: Library, tmp_path: Path,
+                                                            photos: Path) -> None:
+    bad = tmp_path / "mixed"
+    bad.mkdir()
+    good = sorted(photos.iterdir())[:3]
+    for g in good:
+        shutil.copy2(g, bad / g.name)
+    (bad / "zero.jpg").write_bytes(b"")
+    (bad / "truncated.jpg").write_bytes(good[0].read_bytes()[:2500])
+    (bad / "text.jpg").write_text("hello, not a jpeg")
+    Image.new("1", (20000, 20000)).save(bad / "huge.png")
+    Image.open(good[1]).convert("CMYK").save(bad / "cmyk.jpg")
+    arr = (np.asarray(Image.open(good[2]).convert("L"), np.uint16) * 257)
+    Image.fromarray(arr).save(bad / "sixteen.png")
+    frames = [Image.open(good[0]).convert("RGB"), Image.new("RGB", (60, 60), "red")]
+    frames[0].save(bad / "anim.gif", save_all=True, append_images=frames[1:], duration=50)
+    locked = bad / "locked.jpg"
+    shutil.copy2(sorted(photos.iterdir())[5], locked)
+    locked.chmod(0)
+
+    s = run_index(library, [bad])
+    reasons = dict(s.failed)
+    assert "empty file" in reasons[str(bad / "zero.jpg")]
+    assert "truncated" in reasons[str(bad / "truncated.jpg")]
+    assert "not an image" in reasons[str(bad / "text.jpg")]
+    assert "MP limit" in reasons[str(bad / "huge.png")]
+    if os.geteuid() != 0:  # root reads any file, so only a normal user sees the error
+        assert "permission denied" in reasons[str(locked)]
+    for ok in ("cmyk.jpg", "sixteen.png", "anim.gif"):
+        assert str(bad / ok) not in reasons
+    status = library.status(load_encoder=False)
+    assert {f["path"] for f in status["failures"]} == set(reasons)
+    for g in good:
+        assert library.search_image(bad / g.name, top_k=1)[0].path == str(bad / g.name)
+    for ok in ("cmyk.jpg", "sixteen.png", "anim.gif"):
+        assert library.search_image(bad / ok, top_k=1)[0].path == str(bad / ok)
+
+
+def test_vector_index_rebuilds_from_catalog(library: Library, photos: Path) -> None:
+    run_index(library, [photos])
+    library.close()
+    shutil.rmtree(library.dirs.chroma_path)
+    lib = Library.open(model=OFFLINE_MODEL)
+    try:
+        s = run_index(lib, [photos])
+        assert s.embedded == 0
+        first = sorted(photos.iterdir())[0]
+        assert lib.search_image(first, top_k=1)[0].path == str(first)
+        assert lib.store.count(OFFLINE_MODEL) == 40
+    finally:
+        lib.close()
+        library.__init__(lib.dirs, model=OFFLINE_MODEL)  # reopen for the fixture's close()
+
+
+def test_find_similar_uses_stored_vector(library: Library, photos: Path) -> None:
+    run_index(library, [photos])
+    first = sorted(photos.iterdir())[0]
+    by_path = library.search_similar(first, top_k=5)
+    by_image = library.search_image(first, top_k=5)
+    assert paths_of(by_path) == paths_of(by_image)
+    with pytest.raises(NotIndexed):
+        library.search_similar(photos / "not-there.jpg")
+
+
+def test_threshold_and_top_k(library: Library, photos: Path) -> None:
+    run_index(library, [photos])
+    first = sorted(photos.iterdir())[0]
+    assert len(library.search_image(first, top_k=7)) == 7
+    strict = library.search_image(first, top_k=40, threshold=0.999)
+    assert paths_of(strict) == [str(first)]
+
+
+def test_cancel_stops_between_batches_and_keeps_work(library: Library, photos: Path) -> None:
+    cancel = threading.Event()
+    summary = None
+    for progress in library.index([photos], cancel=cancel):
+        if progress.phase == "indexing" and progress.embedded > 0:
+            cancel.set()
+        summary = progress.summary or summary
+    assert summary is not None and summary.cancelled
+    assert 0 < summary.embedded < 40
+    again = run_index(library, [photos])
+    assert again.embedded + summary.embedded == 40
+
+
+def test_offline_folder_keeps_entries(library: Library, photos: Path, tmp_path: Path) -> None:
+    run_index(library, [photos])
+    away = tmp_path / "unplugged"
+    photos.rename(away)
+    s = run_index(library)  # every library folder
+    assert s.offline == [str(photos)] and s.removed == 0
+    assert library.catalog.counts()["files"] == 40
+    away.rename(photos)
+    s = run_index(library)
+    assert s.unchanged == 40 and s.embedded == 0
+
+
+def test_forget_removes_folder_and_vectors(library: Library, photos: Path) -> None:
+    run_index(library, [photos])
+    assert library.forget(photos) == 40
+    assert library.roots() == []
+    assert library.catalog.counts()["files"] == 0
+    assert library.store.count(OFFLINE_MODEL) == 0
+
+
+def test_second_process_gets_clear_message(library: Library) -> None:
+    with pytest.raises(DataDirLocked, match="in use by another desktop-app process"):
+        Library.open(model=OFFLINE_MODEL)
