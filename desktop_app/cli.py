@@ -27,40 +27,69 @@ from desktop_app.logs import setup_logging
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS,
-                        help="where the catalog and index live (default: per-user data dir, "
-                             "or $DESKTOP_APP_HOME/data)")
+    common.add_argument(
+        "--data-dir",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="where the catalog and index live (default: per-user data dir, "
+        "or $DESKTOP_APP_HOME/data)",
+    )
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
     model = argparse.ArgumentParser(add_help=False)
-    model.add_argument("--model", default=None,
-                       help="efficientnet-lite0 (offline), ARCH:PRETRAINED "
-                            "(e.g. ViT-B-32:laion2b_s34b_b79k) or ARCH:/path/to/weights")
+    model.add_argument(
+        "--model",
+        default=None,
+        help="efficientnet-lite0 (offline), ARCH:PRETRAINED "
+        "(e.g. ViT-B-32:laion2b_s34b_b79k) or ARCH:/path/to/weights",
+    )
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="machine-readable output")
 
-    p = argparse.ArgumentParser(prog="desktop-app", parents=[common],
-                                description="Find similar images in your photo folders. "
-                                            "With no command, opens the window.")
+    p = argparse.ArgumentParser(
+        prog="desktop-app",
+        parents=[common],
+        description="Find similar images in your photo folders. With no command, opens the window.",
+    )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    ix = sub.add_parser("index", parents=[common, model, as_json],
-                        help="add folders to the library and index them")
-    ix.add_argument("paths", nargs="*", type=Path, metavar="PATH",
-                    help="folders or files (none: every library folder)")
-    ix.add_argument("--no-regions", action="store_true",
-                    help="store full-image vectors only (no partial-region matching)")
+    ix = sub.add_parser(
+        "index", parents=[common, model, as_json], help="add folders to the library and index them"
+    )
+    ix.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        metavar="PATH",
+        help="folders or files (none: every library folder)",
+    )
+    ix.add_argument(
+        "--no-regions",
+        action="store_true",
+        help="store full-image vectors only (no partial-region matching)",
+    )
 
     se = sub.add_parser("search", parents=[common, model, as_json], help="search the library")
     se.add_argument("images", nargs="*", type=Path, metavar="IMAGE")
     se.add_argument("--top-k", type=int, default=None, help="how many results (default 50)")
-    se.add_argument("--threshold", type=float, default=None,
-                    help="minimum similarity, -1..1 (default 0)")
+    se.add_argument(
+        "--threshold", type=float, default=None, help="minimum similarity, -1..1 (default 0)"
+    )
     se.add_argument("--text", action="append", default=[], help="search by a text phrase (CLIP)")
-    se.add_argument("--similar-to", action="append", default=[], type=Path, metavar="PATH",
-                    help="search by an indexed file's stored vector")
-    se.add_argument("--region", default=None, metavar="x,y,w,h",
-                    help="search by this region of the query image, in its pixels")
+    se.add_argument(
+        "--similar-to",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PATH",
+        help="search by an indexed file's stored vector",
+    )
+    se.add_argument(
+        "--region",
+        default=None,
+        metavar="x,y,w,h",
+        help="search by this region of the query image, in its pixels",
+    )
 
     st = sub.add_parser("status", parents=[common, model, as_json], help="what the library holds")
     del st
@@ -81,8 +110,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_gui(data_dir=data_dir)
     setup_logging(dirs.logs, verbose=getattr(args, "verbose", False))
     try:
-        handler = {"index": cmd_index, "search": cmd_search, "status": cmd_status,
-                   "forget": cmd_forget}[command]
+        handler = {
+            "index": cmd_index,
+            "search": cmd_search,
+            "status": cmd_status,
+            "forget": cmd_forget,
+        }[command]
         return handler(args)
     except DesktopAppError as exc:
         print(f"desktop-app: error: {exc}", file=sys.stderr)
@@ -95,8 +128,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _open_library(args: argparse.Namespace, **kwargs: Any) -> Any:
     from desktop_app.engine.library import Library
 
-    return Library.open(getattr(args, "data_dir", None), model=getattr(args, "model", None),
-                        progress=_download_bar, **kwargs)
+    return Library.open(
+        getattr(args, "data_dir", None),
+        model=getattr(args, "model", None),
+        progress=_download_bar,
+        **kwargs,
+    )
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -104,8 +141,10 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     for p in args.paths:
         if not p.exists():
-            print(f"desktop-app: warning: {p} does not exist (kept if already in the library)",
-                  file=sys.stderr)
+            print(
+                f"desktop-app: warning: {p} does not exist (kept if already in the library)",
+                file=sys.stderr,
+            )
     cancel = threading.Event()
     with _open_library(args) as lib:
         if args.no_regions:
@@ -131,9 +170,11 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def _print_summary(s: IndexSummary, encoder_id: str) -> None:
-    print(f"Indexed with {encoder_id} in {s.seconds:.1f} s: {s.seen} seen, {s.embedded} embedded, "
-          f"{s.reused} reused, {s.unchanged} unchanged, {s.removed} removed, "
-          f"{len(s.failed)} failed" + (" (cancelled)" if s.cancelled else ""))
+    print(
+        f"Indexed with {encoder_id} in {s.seconds:.1f} s: {s.seen} seen, {s.embedded} embedded, "
+        f"{s.reused} reused, {s.unchanged} unchanged, {s.removed} removed, "
+        f"{len(s.failed)} failed" + (" (cancelled)" if s.cancelled else "")
+    )
     for folder in s.offline:
         print(f"  offline (entries kept): {folder}")
     if s.failed:
@@ -150,13 +191,18 @@ def cmd_search(args: argparse.Namespace) -> int:
     with _open_library(args) as lib:
         queries: list[tuple[str, Any]] = []
         for image in args.images:
-            queries.append((str(image), lambda i=image: lib.search_image(
-                i, args.top_k, args.threshold, region=region)))
+            queries.append(
+                (
+                    str(image),
+                    lambda i=image: lib.search_image(i, args.top_k, args.threshold, region=region),
+                )
+            )
         for text in args.text:
             queries.append((text, lambda t=text: lib.search_text(t, args.top_k, args.threshold)))
         for path in args.similar_to:
-            queries.append((str(path), lambda p=path: lib.search_similar(
-                p, args.top_k, args.threshold)))
+            queries.append(
+                (str(path), lambda p=path: lib.search_similar(p, args.top_k, args.threshold))
+            )
         status = 0
         for label, run in queries:
             try:
@@ -236,8 +282,10 @@ class ProgressBar:
         frac = p.done / p.total if p.total else (1.0 if p.phase == "done" else 0.0)
         bar = "#" * int(frac * width) + "." * (width - int(frac * width))
         name = Path(p.current).name[:30] if p.current else ""
-        self.stream.write(f"\r{p.phase:<9} [{bar}] {p.done}/{p.total} "
-                          f"new {p.embedded} reused {p.reused} failed {p.failed} {name:<30}")
+        self.stream.write(
+            f"\r{p.phase:<9} [{bar}] {p.done}/{p.total} "
+            f"new {p.embedded} reused {p.reused} failed {p.failed} {name:<30}"
+        )
         self.stream.flush()
 
     def close(self) -> None:

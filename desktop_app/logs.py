@@ -19,8 +19,9 @@ def setup_logging(log_dir: Path, *, verbose: bool = False, stderr: bool = True) 
         fh = logging.handlers.RotatingFileHandler(
             log_dir / "desktop-app.log", maxBytes=2_000_000, backupCount=3, encoding="utf-8"
         )
-        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(name)s: "
-                                          "%(message)s"))
+        fh.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s")
+        )
         root.addHandler(fh)
     except OSError:
         pass  # a read-only log dir must not stop the app

@@ -34,8 +34,9 @@ def no_thread_left_behind() -> Iterator[None]:
 
     end = time.monotonic() + deadline
     while time.monotonic() < end:
-        extra = [t for t in threading.enumerate() if t not in before and t.is_alive()
-                 and not t.daemon]
+        extra = [
+            t for t in threading.enumerate() if t not in before and t.is_alive() and not t.daemon
+        ]
         if not extra:
             return
         time.sleep(0.05)

@@ -55,8 +55,9 @@ def test_local_checkpoint_loads_and_embeds(clip_checkpoint: Path) -> None:
     assert load_encoder(f"{ARCH}:{clip_checkpoint}", device="cpu").id == enc.id
 
 
-def test_library_with_clip_indexes_and_searches_by_text(clip_checkpoint: Path,
-                                                        photos: Path) -> None:
+def test_library_with_clip_indexes_and_searches_by_text(
+    clip_checkpoint: Path, photos: Path
+) -> None:
     with Library.open(model=f"{ARCH}:{clip_checkpoint}") as lib:
         s = run_index(lib, [photos])
         assert s.embedded == 40

@@ -25,7 +25,7 @@ def save(im: Image.Image, path: Path, **kw: object) -> Path:
 def test_every_mode_becomes_rgb(tmp_path: Path, mode: str) -> None:
     base = Image.open(PHOTOS[0]).convert("RGB")
     if mode == "I;16":
-        arr = (np.asarray(base.convert("L"), np.uint16) * 257)
+        arr = np.asarray(base.convert("L"), np.uint16) * 257
         im = Image.fromarray(arr)
         assert im.mode == "I;16"
         path = save(im, tmp_path / "x.png")

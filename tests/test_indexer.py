@@ -79,8 +79,9 @@ def test_identical_content_embedded_once_and_found_at_both_paths(
     assert top[0].path == str(first)  # the query file itself wins the tie
 
 
-def test_broken_inputs_are_listed_and_good_files_searchable(library: Library, tmp_path: Path,
-                                                            photos: Path) -> None:
+def test_broken_inputs_are_listed_and_good_files_searchable(
+    library: Library, tmp_path: Path, photos: Path
+) -> None:
     bad = tmp_path / "mixed"
     bad.mkdir()
     good = sorted(photos.iterdir())[:3]
@@ -91,7 +92,7 @@ def test_broken_inputs_are_listed_and_good_files_searchable(library: Library, tm
     (bad / "text.jpg").write_text("hello, not a jpeg")
     Image.new("1", (20000, 20000)).save(bad / "huge.png")
     Image.open(good[1]).convert("CMYK").save(bad / "cmyk.jpg")
-    arr = (np.asarray(Image.open(good[2]).convert("L"), np.uint16) * 257)
+    arr = np.asarray(Image.open(good[2]).convert("L"), np.uint16) * 257
     Image.fromarray(arr).save(bad / "sixteen.png")
     frames = [Image.open(good[0]).convert("RGB"), Image.new("RGB", (60, 60), "red")]
     frames[0].save(bad / "anim.gif", save_all=True, append_images=frames[1:], duration=50)

@@ -106,8 +106,9 @@ class Catalog:
     def db(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                   check_same_thread=False)
+            conn = sqlite3.connect(
+                self.path, timeout=30, isolation_level=None, check_same_thread=False
+            )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
@@ -183,8 +184,21 @@ class Catalog:
         (db or self.db).executemany(
             f"INSERT OR REPLACE INTO files({_FILE_COLUMNS}, indexed_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(r.path, r.root, r.size, r.mtime_ns, r.fingerprint, r.width, r.height, r.status,
-              r.error, now) for r in rows],
+            [
+                (
+                    r.path,
+                    r.root,
+                    r.size,
+                    r.mtime_ns,
+                    r.fingerprint,
+                    r.width,
+                    r.height,
+                    r.status,
+                    r.error,
+                    now,
+                )
+                for r in rows
+            ],
         )
 
     def delete_files(self, paths: Sequence[str]) -> int:
@@ -206,10 +220,12 @@ class Catalog:
                 out.setdefault(r[4], []).append(FileRow(*r))
         return out
 
+    def counts_by_root(self) -> dict[str, int]:
+        rows = self.db.execute("SELECT root, COUNT(*) FROM files WHERE status='ok' GROUP BY root")
+        return dict(rows.fetchall())
+
     def failures(self) -> list[tuple[str, str]]:
-        rows = self.db.execute(
-            "SELECT path, error FROM files WHERE status='failed' ORDER BY path"
-        )
+        rows = self.db.execute("SELECT path, error FROM files WHERE status='failed' ORDER BY path")
         return [(p, e or "unknown error") for p, e in rows]
 
     def counts(self) -> dict[str, int]:
@@ -230,15 +246,27 @@ class Catalog:
         db.executemany(
             "INSERT OR REPLACE INTO vectors(encoder, fingerprint, kind, idx, x, y, w, h, vector)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(encoder, r.fingerprint, r.kind, r.idx, *(r.box or (None,) * 4),
-              np.asarray(r.vector, np.float32).tobytes()) for r in rows],
+            [
+                (
+                    encoder,
+                    r.fingerprint,
+                    r.kind,
+                    r.idx,
+                    *(r.box or (None,) * 4),
+                    np.asarray(r.vector, np.float32).tobytes(),
+                )
+                for r in rows
+            ],
         )
 
     def vectors(
         self, encoder: str, kind: str = "full", fingerprints: Sequence[str] | None = None
     ) -> Iterator[VectorRow]:
         """Stored vectors, all of them or those of some contents."""
-        sql = "SELECT fingerprint, kind, idx, x, y, w, h, vector FROM vectors WHERE encoder=? AND kind=?"
+        sql = (
+            "SELECT fingerprint, kind, idx, x, y, w, h, vector FROM vectors"
+            " WHERE encoder=? AND kind=?"
+        )
         if fingerprints is None:
             yield from (_vector_row(r) for r in self.db.execute(sql, (encoder, kind)))
             return

@@ -60,10 +60,7 @@ def load_image(
 ) -> LoadedImage:
     """Load ``source`` as RGB; with ``max_side`` the result fits in max_side×max_side."""
     path = Path(source) if isinstance(source, str | Path) else None
-    if isinstance(source, Image.Image):
-        im = source
-    else:
-        im = _open(source, path)
+    im = source if isinstance(source, Image.Image) else _open(source, path)
     try:
         _check_size(im, path, max_megapixels)
         if getattr(im, "is_animated", False):

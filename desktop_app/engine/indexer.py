@@ -141,19 +141,23 @@ class Indexer:
         found: dict[str, tuple[FoundFile, str]] = {}
         scanned: list[IndexTarget] = []
         for target in targets:
-            if not target.folder.exists():
-                s.offline.append(str(target.folder))
-                log.warning("%s is not reachable; its entries are kept", target.folder)
+            if not Path(target.root).exists():
+                # an unplugged drive or unmounted share: keep its entries for its return
+                if target.root not in s.offline:
+                    s.offline.append(target.root)
+                log.warning("%s is not reachable; its entries are kept", target.root)
                 continue
-            scanned.append(target)
-            for f in scan(target.folder, self.extensions, self.skip_dirs):
-                found[f.path] = (f, target.root)
+            scanned.append(target)  # a missing sub-path under a live root was deleted
+            if target.folder.exists():
+                for f in scan(target.folder, self.extensions, self.skip_dirs):
+                    found[f.path] = (f, target.root)
         s.seen = len(found)
         todo = self._changed(found, known, s)
         yield from self._process(todo, known, s)
         if not self.cancel.is_set():
-            yield Progress("cleaning", len(todo), len(todo), None, s.embedded, s.reused,
-                           len(s.failed))
+            yield Progress(
+                "cleaning", len(todo), len(todo), None, s.embedded, s.reused, len(s.failed)
+            )
             s.removed = self._remove_missing(scanned, found)
         s.cancelled = self.cancel.is_set()
         s.seconds = time.monotonic() - started
@@ -169,8 +173,14 @@ class Indexer:
             rows.update(self.catalog.files_in(folder))
         for path, (f, root) in found.items():
             row = rows.get(path)
-            if (row is not None and row.ok and row.size == f.size and row.mtime_ns == f.mtime_ns
-                    and row.fingerprint in known and row.root == root):
+            if (
+                row is not None
+                and row.ok
+                and row.size == f.size
+                and row.mtime_ns == f.mtime_ns
+                and row.fingerprint in known
+                and row.root == root
+            ):
                 s.unchanged += 1
             else:
                 todo.append((f, root))
@@ -194,13 +204,35 @@ class Indexer:
             elif isinstance(result, _Hashed):
                 s.reused += 1
                 done += 1
-                pending_rows.append(FileRow(f.path, root, f.size, f.mtime_ns, result.fingerprint,
-                                            result.width, result.height, "ok", None))
+                pending_rows.append(
+                    FileRow(
+                        f.path,
+                        root,
+                        f.size,
+                        f.mtime_ns,
+                        result.fingerprint,
+                        result.width,
+                        result.height,
+                        "ok",
+                        None,
+                    )
+                )
             else:
                 done += 1
                 s.failed.append((f.path, result.reason))
-                pending_rows.append(FileRow(f.path, root, f.size, f.mtime_ns, result.fingerprint,
-                                            None, None, "failed", result.reason))
+                pending_rows.append(
+                    FileRow(
+                        f.path,
+                        root,
+                        f.size,
+                        f.mtime_ns,
+                        result.fingerprint,
+                        None,
+                        None,
+                        "failed",
+                        result.reason,
+                    )
+                )
             full = bool(batch) and len(batch) >= self.analyser.encoder.batch_size
             if full or len(pending_rows) >= REUSE_FLUSH_EVERY:
                 done += len(batch)
@@ -212,13 +244,18 @@ class Indexer:
             self._flush(batch, pending_rows, s)
             yield Progress("indexing", done, total, None, s.embedded, s.reused, len(s.failed))
 
-    def _prepare(self, f: FoundFile, known: set[str], claimed: set[str]) -> Prepared | _Hashed | _Failed:
+    def _prepare(
+        self, f: FoundFile, known: set[str], claimed: set[str]
+    ) -> Prepared | _Hashed | _Failed:
         """Runs in a loader thread: fingerprint, then decode only if the content is new."""
         try:
             fp = fingerprint_file(f.path)
         except OSError as exc:
-            reason = "permission denied: the file cannot be read" if isinstance(
-                exc, PermissionError) else f"cannot read file ({exc.strerror or exc})"
+            reason = (
+                "permission denied: the file cannot be read"
+                if isinstance(exc, PermissionError)
+                else f"cannot read file ({exc.strerror or exc})"
+            )
             return _Failed(None, reason)
         try:
             with self._claim_lock:
@@ -228,8 +265,9 @@ class Indexer:
             if not first:
                 w, h = read_size(f.path)
                 return _Hashed(fp, w, h)
-            loaded = load_image(f.path, max_side=self.analyser.load_side,
-                                max_megapixels=self.max_megapixels)
+            loaded = load_image(
+                f.path, max_side=self.analyser.load_side, max_megapixels=self.max_megapixels
+            )
             return self.analyser.prepare(fp, loaded)
         except ImageLoadError as exc:
             return _Failed(fp, exc.reason)
@@ -250,11 +288,24 @@ class Indexer:
                 reason = f"encoder error: {type(exc).__name__}: {exc}"
                 for p, f, root in batch:
                     s.failed.append((f.path, reason))
-                    rows.append(FileRow(f.path, root, f.size, f.mtime_ns, p.fingerprint, None,
-                                        None, "failed", reason))
+                    rows.append(
+                        FileRow(
+                            f.path,
+                            root,
+                            f.size,
+                            f.mtime_ns,
+                            p.fingerprint,
+                            None,
+                            None,
+                            "failed",
+                            reason,
+                        )
+                    )
                 batch = []
-        file_rows = [FileRow(f.path, root, f.size, f.mtime_ns, p.fingerprint, p.width, p.height,
-                             "ok", None) for p, f, root in batch]
+        file_rows = [
+            FileRow(f.path, root, f.size, f.mtime_ns, p.fingerprint, p.width, p.height, "ok", None)
+            for p, f, root in batch
+        ]
         with self.catalog.transaction() as db:
             for a in analyses:
                 self.catalog.put_vectors(self.encoder_id, a.vectors, db)

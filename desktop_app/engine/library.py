@@ -121,8 +121,8 @@ class Library:
     def encoder_id(self) -> str:
         return self.slot.id
 
-    def make_analyser(self) -> Analyser:
-        return Analyser(self.encoder)
+    def make_analyser(self, encoder: Encoder | None = None) -> Analyser:
+        return Analyser(encoder or self.encoder)
 
     # -- indexing ---------------------------------------------------------------------
     def roots(self) -> list[str]:
@@ -142,19 +142,47 @@ class Library:
         self.catalog.add_root(str(folder))
         return IndexTarget(folder, str(folder))
 
+    def targets_for(self, paths: Sequence[Path | str]) -> list[IndexTarget]:
+        """Targets for changed paths inside library folders (from the folder watcher);
+        paths outside every library folder are ignored."""
+        roots = self.catalog.roots()
+        out = []
+        for p in paths:
+            path = Path(p).expanduser().absolute()
+            root = next((r for r in roots if is_within(str(path), r)), None)
+            if root is not None:
+                out.append(IndexTarget(path, root))
+        return out
+
     def index(
-        self, paths: Sequence[Path | str] = (), cancel: threading.Event | None = None
+        self,
+        paths: Sequence[Path | str] = (),
+        cancel: threading.Event | None = None,
+        *,
+        add: bool = True,
+        slot: EncoderSlot | None = None,
     ) -> Iterator[Progress]:
-        """Add ``paths`` (or, with none, every library folder) and bring them up to date."""
-        targets = [self.add_folder(p) for p in paths] or [
-            IndexTarget(Path(r), r) for r in self.catalog.roots()
-        ]
-        encoder_id = self.encoder_id
+        """Bring ``paths`` up to date (none: every library folder). With ``add`` they
+        become library folders; without, only paths inside library folders count.
+
+        With ``slot`` the library is indexed for another encoder while the current one
+        keeps serving searches; it takes over when the run completes.
+        """
+        if paths:
+            targets = [self.add_folder(p) for p in paths] if add else self.targets_for(paths)
+        else:
+            targets = [IndexTarget(Path(r), r) for r in self.catalog.roots()]
+        slot = slot or self.slot
+        encoder_id = slot.id
         self.sync_store(encoder_id)
+
+        def analyser() -> Analyser:
+            return self.make_analyser(slot.get())
+
         indexer = Indexer(
             self.catalog,
             self.store,
-            self.make_analyser,
+            analyser,
             encoder_id,
             extensions=self.settings.file_types,
             max_megapixels=self.settings.max_megapixels,
@@ -163,7 +191,8 @@ class Library:
         )
         for progress in indexer.run(targets):
             if progress.summary is not None and not progress.summary.cancelled:
-                self.catalog.set_meta("active_model", self.slot.spec)
+                self.catalog.set_meta("active_model", slot.spec)
+                self.slot = slot
             yield progress
 
     def sync_store(self, encoder_id: str | None = None) -> int:
@@ -183,7 +212,9 @@ class Library:
             if extra:
                 self.store.delete(enc, extra, kind=kind)
             if missing:
-                log.info("re-adding %d %s vectors to the index from the catalog", len(missing), kind)
+                log.info(
+                    "re-adding %d %s vectors to the index from the catalog", len(missing), kind
+                )
                 self.store.upsert(
                     enc,
                     missing,
@@ -208,8 +239,9 @@ class Library:
             for r in roots:
                 if r != folder and is_within(r, folder):
                     db.execute("DELETE FROM roots WHERE path=?", (r,))
-        doomed = [p for p in self.catalog.files_in(folder)
-                  if not any(is_within(p, r) for r in others)]
+        doomed = [
+            p for p in self.catalog.files_in(folder) if not any(is_within(p, r) for r in others)
+        ]
         removed = self.catalog.delete_files(doomed) if doomed else 0
         collect_garbage(self.catalog, self.store)
         return removed
@@ -226,8 +258,11 @@ class Library:
     ) -> Image.Image:
         """The query as RGB, cropped to ``region`` (full-size pixel coordinates)."""
         if region is None:
-            return load_image(source, max_side=self.encoder.input_size,
-                              max_megapixels=self.settings.max_megapixels).image
+            return load_image(
+                source,
+                max_side=self.encoder.input_size,
+                max_megapixels=self.settings.max_megapixels,
+            ).image
         loaded = load_image(source, max_megapixels=self.settings.max_megapixels)
         return crop_region(loaded.image, region)
 
@@ -253,7 +288,7 @@ class Library:
     def search_similar(
         self, path: Path | str, top_k: int | None = None, threshold: float | None = None
     ) -> list[SearchResult]:
-        """"Find similar" for an indexed file: its stored vector, no re-embedding."""
+        """ "Find similar" for an indexed file: its stored vector, no re-embedding."""
         encoder_id = self._ready()
         key = str(Path(path).expanduser().resolve())
         row = self.catalog.file(key)
@@ -298,6 +333,7 @@ class Library:
             if enc == encoder_id:
                 vectors[kind] = n
         encoder = self.encoder if load_encoder else None
+        per_root = self.catalog.counts_by_root()
         return {
             **counts,
             "encoder": encoder_id,
@@ -308,7 +344,8 @@ class Library:
             "data_dir": str(self.dirs.data),
             "store_bytes": _folder_size(self.dirs.data),
             "roots": [
-                {"path": r, "online": os.path.exists(r)} for r in self.catalog.roots()
+                {"path": r, "online": os.path.exists(r), "files": per_root.get(r, 0)}
+                for r in self.catalog.roots()
             ],
             "failures": [{"path": p, "reason": r} for p, r in self.catalog.failures()],
         }

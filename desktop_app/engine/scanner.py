@@ -25,9 +25,7 @@ def is_image_name(name: str, extensions: frozenset[str]) -> bool:
     return name.rpartition(".")[2].lower() in extensions
 
 
-def scan(
-    folder: Path, extensions: Iterable[str], skip: Iterable[Path] = ()
-) -> Iterator[FoundFile]:
+def scan(folder: Path, extensions: Iterable[str], skip: Iterable[Path] = ()) -> Iterator[FoundFile]:
     """Image files under ``folder`` (or ``folder`` itself if it is a file), recursively.
 
     Hidden folders are skipped, symlinked folders are not followed (no loops), and

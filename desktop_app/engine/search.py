@@ -7,6 +7,7 @@ and a moved one is found under its new path.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,15 +40,25 @@ class SearchResult:
         }
 
 
-def result_for(row: FileRow, score: float, match: str = "full", region: Box | None = None
-               ) -> SearchResult:
-    return SearchResult(row.path, score, match, region, row.fingerprint or "", row.width,
-                        row.height, row.size, row.mtime_ns)
+def result_for(
+    row: FileRow, score: float, match: str = "full", region: Box | None = None
+) -> SearchResult:
+    return SearchResult(
+        row.path,
+        score,
+        match,
+        region,
+        row.fingerprint or "",
+        row.width,
+        row.height,
+        row.size,
+        row.mtime_ns,
+    )
 
 
 def expand_to_files(
     catalog: Catalog,
-    scored: list[tuple[str, float, str, Box | None]],
+    scored: Sequence[tuple[str, float, str, Box | None]],
     top_k: int,
     threshold: float,
     prefer_path: str | None = None,

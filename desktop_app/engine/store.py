@@ -125,5 +125,7 @@ class VectorStore:
         )
         out: list[list[Hit]] = []
         for ids, dists, metas in zip(res["ids"], res["distances"], res["metadatas"], strict=True):
-            out.append([Hit(i, 1.0 - float(d), m) for i, d, m in zip(ids, dists, metas, strict=True)])
+            out.append(
+                [Hit(i, 1.0 - float(d), m) for i, d, m in zip(ids, dists, metas, strict=True)]
+            )
         return out

@@ -7,9 +7,8 @@ no inference (a re-index with nothing new, ``status``) start fast.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from desktop_app.engine.encoders.base import Encoder, l2_normalise
 from desktop_app.engine.errors import EncoderUnavailable

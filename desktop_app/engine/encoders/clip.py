@@ -41,8 +41,10 @@ def parse_clip_spec(spec: str) -> tuple[str, str]:
 
 
 def is_local_weights(pretrained: str) -> bool:
-    return "/" in pretrained or "\\" in pretrained or pretrained.endswith(
-        (".pt", ".pth", ".bin", ".safetensors")
+    return (
+        "/" in pretrained
+        or "\\" in pretrained
+        or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
     )
 
 
@@ -74,8 +76,10 @@ def resolve_weights(arch: str, pretrained: str, progress: DownloadProgress | Non
         raise EncoderUnavailable(f"open_clip knows no weights {pretrained!r} for {arch} ({tags})")
     hub = cfg.get("hf_hub", "")
     if not hub:
-        raise EncoderUnavailable(f"{arch}:{pretrained} is only distributed by URL; download it "
-                                 "and pass ARCH:/path/to/file")
+        raise EncoderUnavailable(
+            f"{arch}:{pretrained} is only distributed by URL; download it "
+            "and pass ARCH:/path/to/file"
+        )
     # 'org/name/' means open_clip's default file name; 'org/name/file.pt' names one.
     repo_id, filename = os.path.split(hub)
     filename = filename or "open_clip_pytorch_model.bin"
@@ -119,7 +123,7 @@ def _download(repo_id: str, filenames: Sequence[str], progress: DownloadProgress
 def _progress_tqdm(progress: DownloadProgress) -> Any:
     from tqdm.auto import tqdm
 
-    class ProgressTqdm(tqdm):  # type: ignore[misc]
+    class ProgressTqdm(tqdm):
         def update(self, n: float | None = 1) -> bool | None:
             out = super().update(n)
             progress(int(self.n), int(self.total or 0), str(self.desc or "download"))

@@ -1,0 +1,141 @@
+"""The results grid: icon-mode list view with zoom (slider or Ctrl+wheel), a context menu
+and drag-out of files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QEvent, QObject, QPoint, QSize, Qt, QUrl, Signal
+from PySide6.QtGui import QAction, QDesktopServices, QWheelEvent
+from PySide6.QtWidgets import QAbstractItemView, QApplication, QListView, QMenu, QWidget
+
+from desktop_app.engine.search import SearchResult
+from desktop_app.ui.delegate import ResultDelegate
+from desktop_app.ui.results_model import ResultsModel, Role
+
+MIN_THUMB, MAX_THUMB = 64, 320
+
+
+class ResultsView(QListView):
+    find_similar = Signal(object)  # SearchResult
+    copy_image_requested = Signal(str)  # path
+    zoom_changed = Signal(int)
+
+    def __init__(self, model: ResultsModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("results")
+        self.setModel(model)
+        self.delegate = ResultDelegate(self)
+        self.setItemDelegate(self.delegate)
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setMovement(QListView.Movement.Static)
+        self.setUniformItemSizes(True)
+        self.setLayoutMode(QListView.LayoutMode.Batched)
+        self.setBatchSize(200)
+        self.setSpacing(4)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setDragEnabled(True)
+        self.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
+        self.setDefaultDropAction(Qt.DropAction.CopyAction)
+        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.customContextMenuRequested.connect(self._context_menu)
+        self.doubleClicked.connect(lambda idx: open_file(self._result(idx.row()).path))
+        self.viewport().installEventFilter(self)
+        self.last_menu: QMenu | None = None
+
+    def results_model(self) -> ResultsModel:
+        model = self.model()
+        assert isinstance(model, ResultsModel)
+        return model
+
+    def _result(self, row: int) -> SearchResult:
+        return self.results_model().result(row)
+
+    # -- zoom ----------------------------------------------------------------------------
+    def set_thumb_size(self, side: int) -> None:
+        side = max(MIN_THUMB, min(MAX_THUMB, side))
+        if side != self.delegate.thumb_side:
+            self.delegate.thumb_side = side
+            self.doItemsLayout()
+            self.zoom_changed.emit(side)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        if (
+            event.type() == QEvent.Type.Wheel
+            and isinstance(event, QWheelEvent)
+            and event.modifiers() & Qt.KeyboardModifier.ControlModifier
+        ):
+            step = 16 if event.angleDelta().y() > 0 else -16
+            self.set_thumb_size(self.delegate.thumb_side + step)
+            return True
+        return super().eventFilter(obj, event)
+
+    # -- context menu -------------------------------------------------------------------
+    def build_menu(self, row: int) -> QMenu:
+        r = self._result(row)
+        menu = QMenu(self)
+        similar = QAction("Find similar", menu)
+        similar.triggered.connect(lambda: self.find_similar.emit(r))
+        menu.addAction(similar)
+        menu.addSeparator()
+        for text, slot in (
+            ("Open", lambda: open_file(r.path)),
+            ("Show in folder", lambda: show_in_folder(r.path)),
+            ("Copy path", lambda: QApplication.clipboard().setText(r.path)),
+            ("Copy image", lambda: self.copy_image_requested.emit(r.path)),
+        ):
+            action = QAction(text, menu)
+            action.triggered.connect(slot)
+            menu.addAction(action)
+        menu.setDefaultAction(similar)
+        return menu
+
+    def _context_menu(self, pos: QPoint) -> None:
+        index = self.indexAt(pos)
+        if not index.isValid():
+            return
+        self.last_menu = self.build_menu(index.row())
+        self.last_menu.popup(self.viewport().mapToGlobal(pos))
+
+    def region_of(self, row: int) -> object:
+        return self.model().index(row, 0).data(Role.Region)
+
+    def sizeHint(self) -> QSize:
+        return QSize(800, 600)
+
+
+def open_file(path: str) -> None:
+    QDesktopServices.openUrl(QUrl.fromLocalFile(path))
+
+
+def show_in_folder(path: str) -> None:
+    """Open the file manager with the file selected where the platform allows it."""
+    try:
+        if sys.platform == "win32":
+            subprocess.Popen(["explorer", "/select,", os.path.normpath(path)])
+            return
+        if sys.platform == "darwin":
+            subprocess.Popen(["open", "-R", path])
+            return
+        uri = QUrl.fromLocalFile(path).toString()
+        subprocess.Popen(
+            [
+                "dbus-send",
+                "--session",
+                "--dest=org.freedesktop.FileManager1",
+                "--type=method_call",
+                "/org/freedesktop/FileManager1",
+                "org.freedesktop.FileManager1.ShowItems",
+                f"array:string:{uri}",
+                "string:",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    except OSError:
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(path).parent)))

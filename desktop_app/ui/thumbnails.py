@@ -1,0 +1,98 @@
+"""Thumbnails: decoded off the GUI thread, cached in memory (LRU) and on disk.
+
+The disk cache is keyed by content fingerprint, so a renamed or moved photo keeps its
+thumbnail. Workers produce QImage; the GUI thread turns each into a QPixmap once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import OrderedDict
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
+from PySide6.QtGui import QImage, QPixmap
+
+from desktop_app.engine.errors import ImageLoadError
+from desktop_app.engine.imageio import load_image
+from desktop_app.ui.images import pil_to_qimage
+
+log = logging.getLogger(__name__)
+
+THUMB_SIDE = 320  # cached size; the grid scales down for smaller zoom levels
+MEMORY_ITEMS = 2000
+
+
+class _Signals(QObject):
+    loaded = Signal(str, QImage)  # key, image (null image: could not be read)
+
+
+class _LoadTask(QRunnable):
+    def __init__(self, key: str, path: str, cache_file: Path, signals: _Signals) -> None:
+        super().__init__()
+        self.key, self.path, self.cache_file, self.signals = key, path, cache_file, signals
+
+    def run(self) -> None:
+        image = QImage()
+        if self.cache_file.is_file():
+            image = QImage(str(self.cache_file))
+        if image.isNull():
+            try:
+                loaded = load_image(self.path, max_side=THUMB_SIDE)
+                image = pil_to_qimage(loaded.image)
+                self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+                image.save(str(self.cache_file), "JPEG", 85)
+            except ImageLoadError as exc:
+                log.info("no thumbnail for %s: %s", self.path, exc.reason)
+            except OSError as exc:  # cache dir not writable: show it anyway
+                log.warning("thumbnail cache: %s", exc)
+        try:
+            self.signals.loaded.emit(self.key, image)
+        except RuntimeError:
+            pass  # the window closed while we worked
+
+
+class ThumbnailCache(QObject):
+    """``get`` returns a pixmap now or None and loads it; ``ready`` says when."""
+
+    ready = Signal(str)  # key
+
+    def __init__(self, cache_dir: Path, pool: QThreadPool, parent: QObject | None = None):
+        super().__init__(parent)
+        self.cache_dir = cache_dir
+        self.pool = pool
+        self._memory: OrderedDict[str, QPixmap] = OrderedDict()
+        self._pending: set[str] = set()
+        self._failed: set[str] = set()
+        self._signals = _Signals()
+        self._signals.loaded.connect(self._on_loaded)
+
+    @staticmethod
+    def key_for(path: str, fingerprint: str) -> str:
+        return fingerprint or hashlib.blake2b(path.encode(), digest_size=16).hexdigest()
+
+    def get(self, key: str, path: str) -> QPixmap | None:
+        pix = self._memory.get(key)
+        if pix is not None:
+            self._memory.move_to_end(key)
+            return pix
+        if key not in self._pending and key not in self._failed:
+            self._pending.add(key)
+            cache_file = self.cache_dir / key[:2] / f"{key}.jpg"
+            self.pool.start(_LoadTask(key, path, cache_file, self._signals))
+        return None
+
+    def failed(self, key: str) -> bool:
+        return key in self._failed
+
+    @Slot(str, QImage)
+    def _on_loaded(self, key: str, image: QImage) -> None:
+        self._pending.discard(key)
+        if image.isNull():
+            self._failed.add(key)
+        else:
+            self._memory[key] = QPixmap.fromImage(image)
+            while len(self._memory) > MEMORY_ITEMS:
+                self._memory.popitem(last=False)
+        self.ready.emit(key)

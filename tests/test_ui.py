@@ -1,0 +1,231 @@
+"""The desktop window, offscreen, with real photos and the offline encoder."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QUrl
+from PySide6.QtTest import QAbstractItemModelTester
+
+from desktop_app.engine.library import Library
+from desktop_app.engine.settings import OFFLINE_MODEL, Settings
+from desktop_app.ui.main_window import (
+    PAGE_EMPTY_LIBRARY,
+    PAGE_NO_QUERY,
+    PAGE_RESULTS,
+    MainWindow,
+)
+
+from .conftest import run_index
+
+TIMEOUT = 60_000
+
+
+@pytest.fixture
+def settings(app_home: Path) -> Settings:
+    s = Settings(model=OFFLINE_MODEL)
+    s.save(app_home / "config" / "settings.json")
+    return s
+
+
+@pytest.fixture
+def window(qtbot, settings: Settings, app_home: Path) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
+    from desktop_app.engine.paths import resolve_dirs
+
+    lib = Library(resolve_dirs(), settings)
+    win = MainWindow(lib)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(lambda: win.encoder_label.text().startswith("efficientnet"), timeout=TIMEOUT)
+    yield win
+    win.shutdown()
+    lib.close()
+
+
+@pytest.fixture
+def indexed(window: MainWindow, photos: Path, qtbot) -> Path:  # type: ignore[no-untyped-def]
+    window.add_folder(str(photos))
+    qtbot.waitUntil(lambda: window.last_status.get("files") == 40, timeout=TIMEOUT)
+    return photos
+
+
+def wait_results(qtbot, window: MainWindow, before: int | None = None) -> None:  # type: ignore[no-untyped-def]
+    with qtbot.waitSignal(window.searcher.finished, timeout=TIMEOUT):
+        pass
+
+
+def test_first_run_guides_to_add_a_folder(window: MainWindow) -> None:
+    assert window.stack.currentIndex() == PAGE_EMPTY_LIBRARY
+    assert window.files_label.text() == "No images yet"
+    # the offline encoder has no text tower and says why
+    assert not window.text_box.isEnabled()
+    assert "CLIP" in window.text_box.placeholderText()
+
+
+def test_adding_a_folder_indexes_it_and_updates_status(window: MainWindow, indexed: Path) -> None:
+    assert window.files_label.text() == "40 images indexed"
+    assert window.folders.folders() == [str(indexed)]
+    assert window.stack.currentIndex() == PAGE_NO_QUERY
+
+
+def test_dropping_an_image_file_fills_grid_best_match_first(
+    window: MainWindow, indexed: Path, qtbot
+) -> None:  # type: ignore[no-untyped-def]
+    query = sorted(indexed.glob("*.jpg"))[3]
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(query))])
+    with qtbot.waitSignal(window.searcher.finished, timeout=TIMEOUT):
+        assert window.drop_zone.handle_mime(mime)
+    assert window.stack.currentIndex() == PAGE_RESULTS
+    assert window.model.rowCount() == 40
+    top = window.model.result(0)
+    assert top.path == str(query) and top.score > 0.99
+    # the query image is shown in the drop zone
+    qtbot.waitUntil(lambda: window.drop_zone.image() is not None, timeout=TIMEOUT)
+
+
+def test_dropped_image_data_from_a_browser(window: MainWindow, indexed: Path, qtbot) -> None:  # type: ignore[no-untyped-def]
+    from PySide6.QtGui import QImage
+
+    query = sorted(indexed.glob("*.jpg"))[5]
+    mime = QMimeData()
+    mime.setImageData(QImage(str(query)))
+    with qtbot.waitSignal(window.searcher.finished, timeout=TIMEOUT):
+        assert window.drop_zone.handle_mime(mime)
+    assert window.model.result(0).path == str(query)
+
+
+def test_find_similar_from_context_menu_replaces_results_and_history(
+    window: MainWindow, indexed: Path, qtbot
+) -> None:  # type: ignore[no-untyped-def]
+    files = sorted(indexed.glob("*.jpg"))
+    with qtbot.waitSignal(window.searcher.finished, timeout=TIMEOUT):
+        window.search_file(files[0])
+    first_results = [r.path for r in window.model.results()]
+    target_row = 7
+    target = window.model.result(target_row)
+    menu = window.view.build_menu(target_row)
+    labels = [a.text() for a in menu.actions() if a.text()]
+    assert labels == ["Find similar", "Open", "Show in folder", "Copy path", "Copy image"]
+    with qtbot.waitSignal(window.searcher.finished, timeout=TIMEOUT):
+        menu.actions()[0].trigger()
+    assert window.model.result(0).path == target.path
+    assert [r.path for r in window.model.results()] != first_results
+    assert window.current is not None and window.current.kind == "similar"
+    # back returns to the first query
+    with qtbot.waitSignal(window.searcher.finished, timeout=TIMEOUT):
+        window.back_action.trigger()
+    assert window.model.result(0).path == str(files[0])
+    assert window.forward_action.isEnabled()
+
+
+def test_copy_path_and_drag_out(window: MainWindow, indexed: Path, qtbot) -> None:  # type: ignore[no-untyped-def]
+    from PySide6.QtWidgets import QApplication
+
+    with qtbot.waitSignal(window.searcher.finished, timeout=TIMEOUT):
+        window.search_file(sorted(indexed.glob("*.jpg"))[0])
+    menu = window.view.build_menu(0)
+    next(a for a in menu.actions() if a.text() == "Copy path").trigger()
+    assert QApplication.clipboard().text() == window.model.result(0).path
+    mime = window.model.mimeData([window.model.index(0), window.model.index(1)])
+    assert [u.toLocalFile() for u in mime.urls()] == [
+        window.model.result(0).path,
+        window.model.result(1).path,
+    ]
+
+
+def test_threshold_filters_results(window: MainWindow, indexed: Path, qtbot) -> None:  # type: ignore[no-untyped-def]
+    with qtbot.waitSignal(window.searcher.finished, timeout=TIMEOUT):
+        window.search_file(sorted(indexed.glob("*.jpg"))[0])
+    with qtbot.waitSignal(window.searcher.finished, timeout=TIMEOUT):
+        window.threshold_slider.setValue(99)
+    assert window.model.rowCount() == 1
+
+
+def test_watched_folder_picks_up_new_and_deleted_images(
+    window: MainWindow, indexed: Path, qtbot, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from .conftest import PHOTOS
+
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    newcomer = outside / "newcomer.jpg"
+    from PIL import Image
+
+    Image.open(PHOTOS[0]).rotate(90, expand=True).save(newcomer, quality=92)
+    shutil.copy2(newcomer, indexed / "newcomer.jpg")
+    qtbot.waitUntil(lambda: window.last_status.get("files") == 41, timeout=TIMEOUT)
+    with qtbot.waitSignal(window.searcher.finished, timeout=TIMEOUT):
+        window.search_file(newcomer)
+    assert window.model.result(0).path == str(indexed / "newcomer.jpg")
+
+    victim = sorted(indexed.glob("*.jpg"))[2]
+    victim.unlink()
+    qtbot.waitUntil(lambda: window.last_status.get("files") == 40, timeout=TIMEOUT)
+    with qtbot.waitSignal(window.searcher.finished, timeout=TIMEOUT):
+        window.search_file(sorted(indexed.glob("*.jpg"))[0])
+    assert str(victim) not in {r.path for r in window.model.results()}
+
+
+def test_removing_a_folder_takes_its_images_out(window: MainWindow, indexed: Path, qtbot) -> None:  # type: ignore[no-untyped-def]
+    window.folders.confirm_removal = False
+    window.folders.list.item(0).setSelected(True)
+    window.folders.remove_button.click()
+    qtbot.waitUntil(lambda: window.last_status.get("files") == 0, timeout=TIMEOUT)
+    assert window.folders.folders() == []
+    assert window.stack.currentIndex() == PAGE_EMPTY_LIBRARY
+
+
+def test_model_passes_qabstractitemmodeltester(window: MainWindow, indexed: Path, qtbot) -> None:  # type: ignore[no-untyped-def]
+    QAbstractItemModelTester(
+        window.model, QAbstractItemModelTester.FailureReportingMode.Fatal, window
+    )
+    with qtbot.waitSignal(window.searcher.finished, timeout=TIMEOUT):
+        window.search_file(sorted(indexed.glob("*.jpg"))[0])
+    window.sort_box.setCurrentText("name")
+    names = [Path(r.path).name for r in window.model.results()]
+    assert names == sorted(names, key=str.lower)
+    # thumbnails arrive lazily and update their rows
+    window.model.data(window.model.index(0), 0x0101 + 4)  # Role.Thumbnail request
+    qtbot.waitUntil(
+        lambda: window.model.data(window.model.index(0), 0x0101 + 4) is not None, timeout=TIMEOUT
+    )
+
+
+def test_quitting_during_indexing_is_clean_and_next_start_resumes(
+    qtbot, settings: Settings, tmp_path: Path, app_home: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from desktop_app.engine.paths import resolve_dirs
+
+    from .conftest import PHOTOS
+
+    big = tmp_path / "many"
+    big.mkdir()
+    for i in range(4):
+        for p in PHOTOS:
+            shutil.copy2(p, big / f"{i}-{p.name}")
+            # distinct content per copy, so every file needs the encoder
+            with open(big / f"{i}-{p.name}", "ab") as fh:
+                fh.write(bytes([i]) * 16)
+    lib = Library(resolve_dirs(), settings)
+    win = MainWindow(lib)
+    qtbot.addWidget(win)
+    win.add_folder(str(big))
+    win.show()
+    qtbot.waitUntil(lambda: win.progress.value() > 0, timeout=TIMEOUT)
+    win.close()  # mid-index
+    assert not win.worker._thread.isRunning()
+    lib.close()
+
+    with Library(resolve_dirs(), settings) as again:
+        done_before = again.catalog.counts()["files"]
+        assert 0 < done_before < 160
+        # catalog and vector index agree: nothing half-written
+        assert again.store.count(OFFLINE_MODEL) == len(
+            again.catalog.fingerprints_with_vectors(OFFLINE_MODEL)
+        )
+        s = run_index(again)
+        assert s.embedded == 160 - done_before and s.unchanged == done_before
