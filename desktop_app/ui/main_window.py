@@ -239,9 +239,10 @@ class MainWindow(QMainWindow):
         self.cancel_button = QPushButton("Cancel")
         for w in (self.progress, self.pause_button, self.cancel_button):
             w.hide()
-        sb.addWidget(self.files_label)
-        sb.addWidget(self.queue_label)
-        sb.addWidget(self.failures_button)
+        # Permanent widgets: transient messages (showMessage) must not hide the counts.
+        sb.addPermanentWidget(self.files_label)
+        sb.addPermanentWidget(self.queue_label)
+        sb.addPermanentWidget(self.failures_button)
         sb.addPermanentWidget(self.progress)
         sb.addPermanentWidget(self.pause_button)
         sb.addPermanentWidget(self.cancel_button)
