@@ -146,8 +146,11 @@ def main() -> None:
     rows += [
         ("rebuild after deleting Chroma: embedded", rebuilt["embedded"], "= 0"),
         ("rebuild: seconds", t, ""),
-        ("rebuild: self-query works", last_json(out)["results"][0]["path"] == str(all_files[0]),
-         "True"),
+        (
+            "rebuild: self-query works",
+            last_json(out)["results"][0]["path"] == str(all_files[0]),
+            "True",
+        ),
     ]
     report("bench_index", rows, {"failures": listed})
     shutil.rmtree(work, ignore_errors=True)

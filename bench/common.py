@@ -71,7 +71,9 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def report(name: str, rows: list[tuple[str, Any, str]], extra: dict[str, Any] | None = None) -> None:
+def report(
+    name: str, rows: list[tuple[str, Any, str]], extra: dict[str, Any] | None = None
+) -> None:
     """Print a readable table and one JSON object; also save the JSON under bench/out."""
     width = max(len(r[0]) for r in rows)
     print(f"\n{name}")

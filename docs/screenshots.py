@@ -64,8 +64,7 @@ def main() -> None:
     def shot(name: str) -> None:
         pump(0.5)
         out = ROOT / "docs" / name
-        subprocess.run(["import", "-window", "root", "-crop", "1400x900+0+0", str(out)],
-                       check=True)
+        subprocess.run(["import", "-window", "root", "-crop", "1400x900+0+0", str(out)], check=True)
         print("wrote", out)
 
     wait(lambda: win.encoder_label.text().startswith("efficientnet"))
@@ -77,8 +76,13 @@ def main() -> None:
     query = photos[17]
     win.search_file(query)
     wait(lambda: win.model.rowCount() > 0)
-    wait(lambda: all(win.model.data(win.model.index(r), 0x0101 + 4) is not None
-                     for r in range(min(24, win.model.rowCount()))), 60)
+    wait(
+        lambda: all(
+            win.model.data(win.model.index(r), 0x0101 + 4) is not None
+            for r in range(min(24, win.model.rowCount()))
+        ),
+        60,
+    )
     win.folders.list.item(0).setSelected(True)
     shot("results.png")
     rect = win.view.visualRect(win.model.index(5))
