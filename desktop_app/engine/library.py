@@ -12,7 +12,7 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -284,6 +284,21 @@ class Library:
         vector = self.embed_query(source, region)
         prefer = str(Path(source).resolve()) if isinstance(source, str | Path) else None
         return self.search_vector(vector, top_k, threshold, prefer, encoder_id)
+
+    def image_stages(
+        self,
+        source: Path | str | bytes | Image.Image,
+        top_k: int | None = None,
+        threshold: float | None = None,
+        region: Box | None = None,
+    ) -> list[Callable[[], list[SearchResult]]]:
+        """The image search in stages for progressive display."""
+        return [lambda: self.search_image(source, top_k, threshold, region=region)]
+
+    def similar_stages(
+        self, path: Path | str, top_k: int | None = None, threshold: float | None = None
+    ) -> list[Callable[[], list[SearchResult]]]:
+        return [lambda: self.search_similar(path, top_k, threshold)]
 
     def search_similar(
         self, path: Path | str, top_k: int | None = None, threshold: float | None = None

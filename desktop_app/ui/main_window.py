@@ -278,6 +278,7 @@ class MainWindow(QMainWindow):
         self.view.find_similar.connect(self.find_similar)
         self.view.copy_image_requested.connect(self.copy_image)
         self.searcher.finished.connect(self._show_results)
+        self.searcher.updated.connect(self._show_results)  # partial matches merged in
         self.searcher.failed.connect(self._search_failed)
         w = self.worker
         w.progress.connect(self._on_progress)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,7 +45,7 @@ class Query:
 
 
 class _Signals(QObject):
-    done = Signal(int, object, object, float)  # generation, query, results, seconds
+    done = Signal(int, object, object, float, bool)  # generation, query, results, s, final
     failed = Signal(int, object, str)  # generation, query, message
 
 
@@ -58,21 +59,22 @@ class _SearchTask(QRunnable):
             return  # superseded before it started
         started = time.perf_counter()
         try:
-            results = run_query(self.runner.library, self.query)
+            # Stages: full-image results first, then partial-region matches merged in.
+            stages = run_query(self.runner.library, self.query)
+            for i, compute in enumerate(stages):
+                if self.generation != self.runner.generation:
+                    return  # superseded: stop spending CPU on it
+                results = compute()
+                final = i == len(stages) - 1
+                seconds = time.perf_counter() - started
+                self.runner.signals.done.emit(self.generation, self.query, results, seconds, final)
         except DesktopAppError as exc:
             self._emit_failed(str(exc))
-            return
+        except RuntimeError:
+            pass  # the window closed meanwhile
         except Exception as exc:  # the thread boundary
             log.exception("search failed")
             self._emit_failed(f"{type(exc).__name__}: {exc}")
-            return
-        if self.generation == self.runner.generation:
-            try:
-                self.runner.signals.done.emit(
-                    self.generation, self.query, results, time.perf_counter() - started
-                )
-            except RuntimeError:
-                pass  # window closed meanwhile
 
     def _emit_failed(self, message: str) -> None:
         try:
@@ -81,18 +83,20 @@ class _SearchTask(QRunnable):
             pass
 
 
-def run_query(library: Library, q: Query) -> list[SearchResult]:
+Stage = Callable[[], list[SearchResult]]
+
+
+def run_query(library: Library, q: Query) -> list[Stage]:
+    """The query as a list of stages, each computing the whole result list so far."""
     if q.kind == "text":
-        return library.search_text(q.text or "", q.top_k, q.threshold)
-    if q.kind == "similar":
+        return [lambda: library.search_text(q.text or "", q.top_k, q.threshold)]
+    if q.kind == "similar" and not q.region:
         assert q.path
-        if q.region:
-            return library.search_image(q.path, q.top_k, q.threshold, region=q.region)
-        return library.search_similar(q.path, q.top_k, q.threshold)
+        return library.similar_stages(q.path, q.top_k, q.threshold)
     if q.kind == "url" and q.data is None:
         q.data = fetch_url(q.text or "")
     source: Path | bytes = q.data if q.data is not None else Path(q.path or "")
-    return library.search_image(source, q.top_k, q.threshold, region=q.region)
+    return library.image_stages(source, q.top_k, q.threshold, region=q.region)
 
 
 def fetch_url(url: str) -> bytes:
@@ -111,7 +115,12 @@ def fetch_url(url: str) -> bytes:
 
 
 class SearchRunner(QObject):
+    """``finished`` carries a query's first results (full-image matches, shown at once),
+    ``updated`` each later stage, ``completed`` the final list (partial matches merged)."""
+
     finished = Signal(object, object, float)  # query, results, seconds
+    updated = Signal(object, object, float)
+    completed = Signal(object, object, float)
     failed = Signal(object, str)
 
     def __init__(self, library: Library, pool: QThreadPool, parent: QObject | None = None):
@@ -119,6 +128,7 @@ class SearchRunner(QObject):
         self.library = library
         self.pool = pool
         self.generation = 0
+        self._shown = 0  # the generation whose first results are on screen
         self.signals = _Signals()
         self.signals.done.connect(self._done)
         self.signals.failed.connect(self._failed)
@@ -129,10 +139,22 @@ class SearchRunner(QObject):
         return self.generation
 
     def _done(
-        self, generation: int, query: Query, results: list[SearchResult], seconds: float
+        self,
+        generation: int,
+        query: Query,
+        results: list[SearchResult],
+        seconds: float,
+        final: bool,
     ) -> None:
-        if generation == self.generation:
+        if generation != self.generation:
+            return
+        if generation != self._shown:
+            self._shown = generation
             self.finished.emit(query, results, seconds)
+        else:
+            self.updated.emit(query, results, seconds)
+        if final:
+            self.completed.emit(query, results, seconds)
 
     def _failed(self, generation: int, query: Query, message: str) -> None:
         if generation == self.generation:

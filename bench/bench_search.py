@@ -1,0 +1,142 @@
+"""Drop-to-results latency at 10,000 indexed images, in the real window.
+
+    python bench/bench_search.py [--n 10000] [--queries 30] [--no-regions]
+
+The library (real photos plus edited copies, see dataset.py) is built and indexed once
+under bench/out/ and reused. Each query is a held-out photo dropped on the drop zone as
+a file URL, the way a file manager drops it. Reported per query:
+  results:  drop -> full-image results in the model (query embedded and searched)
+  painted:  drop -> the first screen of thumbnails loaded and painted
+  complete: drop -> partial-region matches merged in too (with regions on)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import OUT, median, percentile, report  # noqa: E402
+from dataset import build_library  # noqa: E402
+
+
+def ensure_index(lib_dir: Path, regions: bool) -> None:
+    from desktop_app.engine.library import Library
+    from desktop_app.engine.settings import OFFLINE_MODEL, Settings
+
+    settings = Settings(model=OFFLINE_MODEL, regions_enabled=regions)
+    with Library.open(settings=settings) as lib:
+        started = time.perf_counter()
+        last = 0.0
+        for p in lib.index([lib_dir]):
+            now = time.perf_counter()
+            if now - last > 30 and p.total:
+                last = now
+                print(f"  indexing {p.done}/{p.total} ({now - started:.0f} s)", flush=True)
+            if p.summary:
+                s = p.summary
+                print(f"  index: {s.embedded} embedded, {s.unchanged} unchanged in {s.seconds:.0f} s")
+        return
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=10_000)
+    ap.add_argument("--queries", type=int, default=30)
+    ap.add_argument("--no-regions", action="store_true")
+    args = ap.parse_args()
+    regions = not args.no_regions
+    if not os.environ.get("DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    base = OUT / f"lib{args.n}"
+    os.environ["DESKTOP_APP_HOME"] = str(base / ("home" if regions else "home-noregions"))
+    lib_dir, queries = build_library(base, args.n)
+    ensure_index(lib_dir, regions)
+
+    from PySide6.QtCore import QMimeData, QUrl
+    from PySide6.QtWidgets import QApplication
+
+    from desktop_app.engine.library import Library
+    from desktop_app.engine.paths import resolve_dirs
+    from desktop_app.engine.settings import OFFLINE_MODEL, Settings
+    from desktop_app.ui.main_window import MainWindow
+    from desktop_app.ui.results_model import Role
+
+    app = QApplication([])
+    lib = Library(resolve_dirs(), Settings(model=OFFLINE_MODEL, regions_enabled=regions,
+                                           watch_folders=False))
+    win = MainWindow(lib, watch=False)
+    win.resize(1280, 800)
+    win.show()
+
+    def pump_until(cond, timeout: float = 120.0) -> float:  # type: ignore[no-untyped-def]
+        end = time.perf_counter() + timeout
+        while not cond():
+            app.processEvents()
+            if time.perf_counter() > end:
+                raise TimeoutError
+            time.sleep(0.0005)
+        return time.perf_counter()
+
+    pump_until(lambda: win.encoder_label.text().startswith("efficientnet"))
+    busy = [True]
+    win.worker.busy.connect(lambda b: busy.__setitem__(0, b))
+    pump_until(lambda: not busy[0] and win.last_status.get("files", 0) >= args.n, 600)
+
+    def visible_rows() -> list[int]:
+        rows = []
+        view_rect = win.view.viewport().rect()
+        for row in range(win.model.rowCount()):
+            if not win.view.visualRect(win.model.index(row)).intersects(view_rect):
+                break
+            rows.append(row)
+        return rows
+
+    results_ms, painted_ms, complete_ms, n_results, n_partial = [], [], [], [], []
+    for q in queries[: args.queries]:
+        got: list[float] = []
+        done: list[float] = []
+        conn = win.searcher.finished.connect(lambda *_: got.append(time.perf_counter()))
+        final = win.searcher.completed.connect(lambda *_: done.append(time.perf_counter()))
+        mime = QMimeData()
+        mime.setUrls([QUrl.fromLocalFile(str(q))])
+        t0 = time.perf_counter()
+        win.drop_zone.handle_mime(mime)
+        pump_until(lambda: bool(got))
+        results_ms.append((got[0] - t0) * 1000)
+        pump_until(lambda: all(win.model.data(win.model.index(r), Role.Thumbnail) is not None
+                               for r in visible_rows()))
+        win.view.viewport().repaint()
+        painted_ms.append((time.perf_counter() - t0) * 1000)
+        pump_until(lambda: bool(done))
+        complete_ms.append((done[0] - t0) * 1000)
+        n_results.append(win.model.rowCount())
+        n_partial.append(sum(r.match == "partial" for r in win.model.results()))
+        win.searcher.finished.disconnect(conn)
+        win.searcher.completed.disconnect(final)
+    rows = [
+        ("indexed images", win.last_status.get("files"), f">= {args.n}"),
+        ("vectors", str(win.last_status.get("vectors")), ""),
+        ("regions", regions, ""),
+        ("queries", len(results_ms), ""),
+        ("drop->full results median ms", median(results_ms), ""),
+        ("drop->full results p90 ms", percentile(results_ms, 90), ""),
+        ("drop->thumbnails painted median ms", median(painted_ms), "< 300"),
+        ("drop->thumbnails painted p90 ms", percentile(painted_ms, 90), ""),
+        ("drop->all results (incl. partial) median ms", median(complete_ms), "< 1000"),
+        ("drop->all results p90 ms", percentile(complete_ms, 90), ""),
+        ("results per query (median)", median(n_results), ""),
+        ("partial results per query (median)", median(n_partial), ""),
+        ("platform", app.platformName(), ""),
+    ]
+    win.shutdown()
+    lib.close()
+    report("bench_search" + ("" if regions else "_noregions"), rows)
+
+
+if __name__ == "__main__":
+    main()
