@@ -39,7 +39,9 @@ def ensure_index(lib_dir: Path, regions: bool) -> None:
                 print(f"  indexing {p.done}/{p.total} ({now - started:.0f} s)", flush=True)
             if p.summary:
                 s = p.summary
-                print(f"  index: {s.embedded} embedded, {s.unchanged} unchanged in {s.seconds:.0f} s")
+                print(
+                    f"  index: {s.embedded} embedded, {s.unchanged} unchanged in {s.seconds:.0f} s"
+                )
         return
 
 
@@ -67,8 +69,9 @@ def main() -> None:
     from desktop_app.ui.results_model import Role
 
     app = QApplication([])
-    lib = Library(resolve_dirs(), Settings(model=OFFLINE_MODEL, regions_enabled=regions,
-                                           watch_folders=False))
+    lib = Library(
+        resolve_dirs(), Settings(model=OFFLINE_MODEL, regions_enabled=regions, watch_folders=False)
+    )
     win = MainWindow(lib, watch=False)
     win.resize(1280, 800)
     win.show()
@@ -96,28 +99,37 @@ def main() -> None:
             rows.append(row)
         return rows
 
-    results_ms, painted_ms, complete_ms, n_results, n_partial = [], [], [], [], []
-    for q in queries[: args.queries]:
+    def measure(query: Path) -> tuple[float, float, float]:
         got: list[float] = []
         done: list[float] = []
-        conn = win.searcher.finished.connect(lambda *_: got.append(time.perf_counter()))
+        first = win.searcher.finished.connect(lambda *_: got.append(time.perf_counter()))
         final = win.searcher.completed.connect(lambda *_: done.append(time.perf_counter()))
         mime = QMimeData()
-        mime.setUrls([QUrl.fromLocalFile(str(q))])
+        mime.setUrls([QUrl.fromLocalFile(str(query))])
         t0 = time.perf_counter()
         win.drop_zone.handle_mime(mime)
-        pump_until(lambda: bool(got))
-        results_ms.append((got[0] - t0) * 1000)
-        pump_until(lambda: all(win.model.data(win.model.index(r), Role.Thumbnail) is not None
-                               for r in visible_rows()))
+        t_results = pump_until(lambda: bool(got))
+        pump_until(
+            lambda: all(
+                win.model.data(win.model.index(r), Role.Thumbnail) is not None
+                for r in visible_rows()
+            )
+        )
         win.view.viewport().repaint()
-        painted_ms.append((time.perf_counter() - t0) * 1000)
+        t_painted = time.perf_counter()
         pump_until(lambda: bool(done))
-        complete_ms.append((done[0] - t0) * 1000)
+        win.searcher.finished.disconnect(first)
+        win.searcher.completed.disconnect(final)
+        return (t_results - t0) * 1000, (t_painted - t0) * 1000, (done[0] - t0) * 1000
+
+    results_ms, painted_ms, complete_ms, n_results, n_partial = [], [], [], [], []
+    for q in queries[: args.queries]:
+        r_ms, p_ms, c_ms = measure(q)
+        results_ms.append(r_ms)
+        painted_ms.append(p_ms)
+        complete_ms.append(c_ms)
         n_results.append(win.model.rowCount())
         n_partial.append(sum(r.match == "partial" for r in win.model.results()))
-        win.searcher.finished.disconnect(conn)
-        win.searcher.completed.disconnect(final)
     rows = [
         ("indexed images", win.last_status.get("files"), f">= {args.n}"),
         ("vectors", str(win.last_status.get("vectors")), ""),

@@ -10,9 +10,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from PIL import Image, ImageEnhance, ImageOps
-
 from common import CLOTHING, real_photos
+from PIL import Image, ImageEnhance, ImageOps
 
 
 def variant(src: Path, dest: Path, rng: random.Random) -> None:
@@ -30,8 +29,9 @@ def variant(src: Path, dest: Path, rng: random.Random) -> None:
     im.save(dest, "JPEG", quality=rng.randint(70, 92))
 
 
-def build_library(dest: Path, n: int = 10_000, held_out: int = 60, seed: int = 0,
-                  source: Path = CLOTHING) -> tuple[Path, list[Path]]:
+def build_library(
+    dest: Path, n: int = 10_000, held_out: int = 60, seed: int = 0, source: Path = CLOTHING
+) -> tuple[Path, list[Path]]:
     """Fill ``dest/library`` with n images (once); return it and the held-out queries."""
     photos = real_photos(None, seed=seed, source=source)
     queries, base = photos[:held_out], photos[held_out:]

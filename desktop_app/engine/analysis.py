@@ -8,13 +8,21 @@ encoder and writes the store.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from PIL import Image
 
 from desktop_app.engine.catalog import VectorRow
 from desktop_app.engine.encoders import Encoder
+from desktop_app.engine.encoders.base import NormBox
 from desktop_app.engine.imageio import LoadedImage
+from desktop_app.engine.regions import (
+    INDEX_KEYPOINTS,
+    box_to_pixels,
+    extract_keypoints,
+    index_region_boxes,
+    keypoints_to_bytes,
+)
 
 
 @dataclass
@@ -25,7 +33,8 @@ class Prepared:
     width: int  # full size, oriented
     height: int
     image: Image.Image  # reduced to what the analyser needs
-    extras: dict[str, object] = field(default_factory=dict)
+    keypoints: bytes | None = None  # serialised local features (region matching)
+    boxes: list[NormBox] = field(default_factory=list)  # region boxes, fractions
 
 
 @dataclass
@@ -60,3 +69,63 @@ class Analyser:
             Analysis(p.fingerprint, [VectorRow(p.fingerprint, "full", 0, None, v)])
             for p, v in zip(batch, vectors, strict=True)
         ]
+
+
+KEYPOINTS = "orb"  # the features-table kind of the cached keypoint blobs
+
+
+@dataclass(frozen=True)
+class RegionScheme:
+    """How images are cut into regions at index time (settings ``region_*``)."""
+
+    scale: float = 0.5  # region side as a fraction of the image's side
+    grid: int = 3  # grid × grid overlapping windows
+    keypoints: int = 500  # local features kept per image for verification
+
+    @property
+    def scales(self) -> tuple[tuple[float, int], ...]:
+        return ((self.scale, self.grid),)
+
+
+class RegionAnalyser(Analyser):
+    """Full vector + region vectors (regional pooling) + cached ORB keypoints.
+
+    Keypoints are computed in the loader threads (OpenCV releases the GIL), the vectors
+    on the indexing thread. Region boxes are stored in full-size pixels.
+    """
+
+    kinds = ("full", "region")
+
+    def __init__(self, encoder: Encoder, scheme: RegionScheme | None = None) -> None:
+        super().__init__(encoder)
+        self.scheme = scheme or RegionScheme()
+        self.kp_settings = replace(INDEX_KEYPOINTS, n_keep=self.scheme.keypoints)
+
+    @property
+    def load_side(self) -> int:
+        return max(self.encoder.input_size, self.kp_settings.max_side)
+
+    def prepare(self, fingerprint: str, loaded: LoadedImage) -> Prepared:
+        keypoints = extract_keypoints(
+            loaded.image, self.kp_settings, orig_size=(loaded.width, loaded.height)
+        )
+        boxes = index_region_boxes(loaded.width, loaded.height, self.scheme.scales)
+        return Prepared(
+            fingerprint,
+            loaded.width,
+            loaded.height,
+            loaded.image,
+            keypoints_to_bytes(keypoints),
+            list(boxes),
+        )
+
+    def embed(self, batch: Sequence[Prepared]) -> list[Analysis]:
+        analyses = super().embed(batch)
+        regions = self.encoder.embed_regions([p.image for p in batch], [p.boxes for p in batch])
+        for a, p, vectors in zip(analyses, batch, regions, strict=True):
+            for i, (box, v) in enumerate(zip(p.boxes, vectors, strict=True)):
+                pixel_box = box_to_pixels(box, p.width, p.height)
+                a.vectors.append(VectorRow(p.fingerprint, "region", i + 1, pixel_box, v))
+            if p.keypoints is not None:
+                a.features[KEYPOINTS] = p.keypoints
+        return analyses

@@ -242,6 +242,10 @@ class Catalog:
         )
         return {r[0] for r in rows}
 
+    def fingerprints_with_feature(self, kind: str) -> set[str]:
+        rows = self.db.execute("SELECT fingerprint FROM features WHERE kind=?", (kind,))
+        return {r[0] for r in rows}
+
     def put_vectors(self, encoder: str, rows: Iterable[VectorRow], db: sqlite3.Connection) -> None:
         db.executemany(
             "INSERT OR REPLACE INTO vectors(encoder, fingerprint, kind, idx, x, y, w, h, vector)"

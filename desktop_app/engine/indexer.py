@@ -110,6 +110,7 @@ class Indexer:
         max_megapixels: float,
         skip_dirs: Sequence[Path] = (),
         cancel: threading.Event | None = None,
+        required_features: Sequence[str] = (),
     ) -> None:
         self.catalog = catalog
         self.store = store
@@ -120,6 +121,9 @@ class Indexer:
         self.max_megapixels = max_megapixels
         self.skip_dirs = skip_dirs
         self.cancel = cancel or threading.Event()
+        # A content is complete when it has a full vector and each of these features
+        # (e.g. keypoints once region matching is on); incomplete ones are analysed again.
+        self.required_features = tuple(required_features)
         self._claim_lock = threading.Lock()
         self._analyser_lock = threading.Lock()
 
@@ -138,6 +142,8 @@ class Indexer:
         self._summary = s
         yield Progress("scanning", 0, 0, None, 0, 0, 0)
         known = self.catalog.fingerprints_with_vectors(self.encoder_id)
+        for kind in self.required_features:
+            known &= self.catalog.fingerprints_with_feature(kind)
         found: dict[str, tuple[FoundFile, str]] = {}
         scanned: list[IndexTarget] = []
         for target in targets:

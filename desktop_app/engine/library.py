@@ -17,13 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from desktop_app.engine.analysis import Analyser
+from desktop_app.engine.analysis import KEYPOINTS, Analyser, RegionAnalyser, RegionScheme
 from desktop_app.engine.catalog import Catalog
 from desktop_app.engine.encoders import DownloadProgress, Encoder, load_with_fallback
 from desktop_app.engine.errors import DesktopAppError, NotIndexed
-from desktop_app.engine.imageio import load_image
 from desktop_app.engine.indexer import (
     Indexer,
     IndexTarget,
@@ -33,13 +31,17 @@ from desktop_app.engine.indexer import (
     vector_metadata,
 )
 from desktop_app.engine.lock import DataDirLock
+from desktop_app.engine.partial import PartialSearch, QueryFeatures
 from desktop_app.engine.paths import AppDirs, resolve_dirs
+from desktop_app.engine.queries import ImageSource, image_query, stored_query
 from desktop_app.engine.scanner import is_within
-from desktop_app.engine.search import Box, SearchResult, search_full
+from desktop_app.engine.search import Box, SearchResult
 from desktop_app.engine.settings import OFFLINE_MODEL, Settings
 from desktop_app.engine.store import VectorStore
 
 log = logging.getLogger(__name__)
+
+Stage = Callable[[], list[SearchResult]]
 
 
 class EncoderSlot:
@@ -121,8 +123,14 @@ class Library:
     def encoder_id(self) -> str:
         return self.slot.id
 
-    def make_analyser(self, encoder: Encoder | None = None) -> Analyser:
-        return Analyser(encoder or self.encoder)
+    def make_analyser(self, encoder: Encoder | None = None, regions: bool = False) -> Analyser:
+        encoder = encoder or self.encoder
+        if not regions:
+            return Analyser(encoder)
+        s = self.settings
+        return RegionAnalyser(
+            encoder, RegionScheme(s.region_scale, s.region_grid, s.region_keypoints)
+        )
 
     # -- indexing ---------------------------------------------------------------------
     def roots(self) -> list[str]:
@@ -176,8 +184,10 @@ class Library:
         encoder_id = slot.id
         self.sync_store(encoder_id)
 
+        regions = self.settings.regions_enabled
+
         def analyser() -> Analyser:
-            return self.make_analyser(slot.get())
+            return self.make_analyser(slot.get(), regions)
 
         indexer = Indexer(
             self.catalog,
@@ -188,6 +198,7 @@ class Library:
             max_megapixels=self.settings.max_megapixels,
             skip_dirs=[self.dirs.data, self.dirs.cache],
             cancel=cancel,
+            required_features=(KEYPOINTS,) if regions else (),
         )
         for progress in indexer.run(targets):
             if progress.summary is not None and not progress.summary.cancelled:
@@ -253,91 +264,64 @@ class Library:
             self.sync_store(encoder_id)
         return encoder_id
 
-    def query_image(
-        self, source: Path | str | bytes | Image.Image, region: Box | None = None
-    ) -> Image.Image:
-        """The query as RGB, cropped to ``region`` (full-size pixel coordinates)."""
-        if region is None:
-            return load_image(
-                source,
-                max_side=self.encoder.input_size,
-                max_megapixels=self.settings.max_megapixels,
-            ).image
-        loaded = load_image(source, max_megapixels=self.settings.max_megapixels)
-        return crop_region(loaded.image, region)
+    def _limits(self, top_k: int | None, threshold: float | None) -> tuple[int, float]:
+        return (
+            top_k if top_k is not None else self.settings.top_k,
+            threshold if threshold is not None else self.settings.threshold,
+        )
 
-    def embed_query(
-        self, source: Path | str | bytes | Image.Image, region: Box | None = None
-    ) -> np.ndarray:
-        return self.encoder.embed_images([self.query_image(source, region)])[0]
+    def image_stages(
+        self,
+        source: ImageSource,
+        top_k: int | None = None,
+        threshold: float | None = None,
+        region: Box | None = None,
+    ) -> list[Stage]:
+        """Search by an image (path, encoded bytes or Pillow image), or a region of it, in
+        two stages: full-image matches (fast), then with partial matches merged in."""
+        k, t = self._limits(top_k, threshold)
+        search = PartialSearch(self.catalog, self.store, self._ready())
+        state: dict[str, QueryFeatures] = {}
+
+        def full() -> list[SearchResult]:
+            q = image_query(self.encoder, source, region, self.settings.max_megapixels)
+            state["q"] = q
+            return search.full(q, k, t)
+
+        return [full, lambda: search.merged(state["q"], k, t)]
+
+    def similar_stages(
+        self, path: Path | str, top_k: int | None = None, threshold: float | None = None
+    ) -> list[Stage]:
+        """ "Find similar" for an indexed file, from its stored vectors and keypoints."""
+        k, t = self._limits(top_k, threshold)
+        encoder_id = self._ready()
+        q = stored_query(self.catalog, encoder_id, path)
+        search = PartialSearch(self.catalog, self.store, encoder_id)
+        return [lambda: search.full(q, k, t), lambda: search.merged(q, k, t)]
 
     def search_image(
         self,
-        source: Path | str | bytes | Image.Image,
+        source: ImageSource,
         top_k: int | None = None,
         threshold: float | None = None,
         region: Box | None = None,
     ) -> list[SearchResult]:
-        """Files most like an image (a path, encoded bytes or a Pillow image), or like
-        ``region`` of it."""
-        encoder_id = self._ready()
-        vector = self.embed_query(source, region)
-        prefer = str(Path(source).resolve()) if isinstance(source, str | Path) else None
-        return self.search_vector(vector, top_k, threshold, prefer, encoder_id)
-
-    def image_stages(
-        self,
-        source: Path | str | bytes | Image.Image,
-        top_k: int | None = None,
-        threshold: float | None = None,
-        region: Box | None = None,
-    ) -> list[Callable[[], list[SearchResult]]]:
-        """The image search in stages for progressive display."""
-        return [lambda: self.search_image(source, top_k, threshold, region=region)]
-
-    def similar_stages(
-        self, path: Path | str, top_k: int | None = None, threshold: float | None = None
-    ) -> list[Callable[[], list[SearchResult]]]:
-        return [lambda: self.search_similar(path, top_k, threshold)]
+        """Files most like an image or a region of it: full and partial matches."""
+        return _last_stage(self.image_stages(source, top_k, threshold, region))
 
     def search_similar(
         self, path: Path | str, top_k: int | None = None, threshold: float | None = None
     ) -> list[SearchResult]:
-        """ "Find similar" for an indexed file: its stored vector, no re-embedding."""
-        encoder_id = self._ready()
-        key = str(Path(path).expanduser().resolve())
-        row = self.catalog.file(key)
-        if row is None or not row.ok or row.fingerprint is None:
-            raise NotIndexed(f"{key} is not in the index")
-        stored = list(self.catalog.vectors(encoder_id, "full", [row.fingerprint]))
-        if not stored:
-            raise NotIndexed(f"{key} has no vector for {encoder_id}; run index first")
-        return self.search_vector(stored[0].vector, top_k, threshold, key, encoder_id)
+        return _last_stage(self.similar_stages(path, top_k, threshold))
 
     def search_text(
         self, text: str, top_k: int | None = None, threshold: float | None = None
     ) -> list[SearchResult]:
+        k, t = self._limits(top_k, threshold)
         encoder_id = self._ready()
-        vector = self.encoder.embed_text([text])[0]
-        return self.search_vector(vector, top_k, threshold, None, encoder_id)
-
-    def search_vector(
-        self,
-        vector: np.ndarray,
-        top_k: int | None = None,
-        threshold: float | None = None,
-        prefer_path: str | None = None,
-        encoder_id: str | None = None,
-    ) -> list[SearchResult]:
-        return search_full(
-            self.catalog,
-            self.store,
-            encoder_id or self._ready(),
-            np.asarray(vector, np.float32),
-            top_k if top_k is not None else self.settings.top_k,
-            threshold if threshold is not None else self.settings.threshold,
-            prefer_path,
-        )
+        q = QueryFeatures(self.encoder.embed_text([text]))
+        return PartialSearch(self.catalog, self.store, encoder_id).full(q, k, t)
 
     # -- status -----------------------------------------------------------------------
     def status(self, load_encoder: bool = True) -> dict[str, Any]:
@@ -370,16 +354,11 @@ class Library:
         shutil.rmtree(self.dirs.chroma_path, ignore_errors=True)
 
 
-def crop_region(image: Image.Image, region: Box) -> Image.Image:
-    x, y, w, h = region
-    x0, y0 = max(0, x), max(0, y)
-    x1, y1 = min(image.width, x + w), min(image.height, y + h)
-    if x1 - x0 < 8 or y1 - y0 < 8:
-        raise DesktopAppError(
-            f"region {list(region)} lies outside the {image.width}×{image.height} image "
-            "or is smaller than 8 pixels"
-        )
-    return image.crop((x0, y0, x1, y1))
+def _last_stage(stages: Sequence[Stage]) -> list[SearchResult]:
+    results: list[SearchResult] = []
+    for stage in stages:
+        results = stage()
+    return results
 
 
 def _folder_size(folder: Path) -> int:

@@ -62,10 +62,12 @@ def expand_to_files(
     top_k: int,
     threshold: float,
     prefer_path: str | None = None,
+    keep_order: bool = False,
 ) -> list[SearchResult]:
-    """(fingerprint, score, match, region) best first -> files, best first, at most top_k.
+    """(fingerprint, score, match, region) best first -> files, at most top_k.
 
     Ties (identical content at several paths) list ``prefer_path`` first, then by path.
+    With ``keep_order`` the given order is kept (it may rank by more than the score).
     """
     kept = [s for s in scored if s[1] >= threshold]
     files = catalog.paths_for([fp for fp, *_ in kept])
@@ -73,7 +75,10 @@ def expand_to_files(
     for fp, score, match, region in kept:
         rows = sorted(files.get(fp, []), key=lambda r: (r.path != prefer_path, r.path))
         out.extend(result_for(r, score, match, region) for r in rows)
-    out.sort(key=lambda r: (-r.score, r.path != prefer_path, r.path))
+        if keep_order and len(out) >= top_k:
+            break
+    if not keep_order:
+        out.sort(key=lambda r: (-r.score, r.path != prefer_path, r.path))
     return out[:top_k]
 
 

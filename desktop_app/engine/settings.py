@@ -32,8 +32,12 @@ class Settings:
     # Image loading.
     max_megapixels: float = 100.0
     file_types: list[str] = field(default_factory=lambda: list(DEFAULT_FILE_TYPES))
-    # Partial-region matching.
+    # Partial-region matching: grid × grid windows of region_scale × the image's sides,
+    # plus region_keypoints local features per image for geometric verification.
     regions_enabled: bool = True
+    region_scale: float = 0.5
+    region_grid: int = 3
+    region_keypoints: int = 500
     # Desktop window.
     thumbnail_size: int = 160
     watch_folders: bool = True
@@ -75,6 +79,9 @@ class Settings:
         self.max_megapixels = max(1.0, float(self.max_megapixels))
         self.file_types = [t.lower().lstrip(".") for t in self.file_types if t.strip()]
         self.thumbnail_size = max(48, min(int(self.thumbnail_size), 512))
+        self.region_scale = max(0.2, min(float(self.region_scale), 0.9))
+        self.region_grid = max(1, min(int(self.region_grid), 3))  # ≤ 9 regions + 1 full
+        self.region_keypoints = max(50, min(int(self.region_keypoints), 2000))
 
     def save(self, path: Path) -> None:
         """Write atomically so a crash never leaves a half-written settings file."""

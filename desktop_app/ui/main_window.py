@@ -489,7 +489,8 @@ class MainWindow(QMainWindow):
 
     def _on_status(self, st: dict[str, Any]) -> None:
         self.last_status = st
-        self.files_label.setText(f"{st['files']:,} images indexed")
+        files = st["files"]
+        self.files_label.setText(f"{files:,} images indexed" if files else "No images yet")
         failed = st["failed"]
         self.failures_button.setVisible(bool(failed))
         self.failures_button.setText(f"{failed} failed — show")

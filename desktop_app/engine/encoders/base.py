@@ -10,6 +10,8 @@ from PIL import Image
 
 from desktop_app.engine.errors import TextSearchUnsupported
 
+NormBox = tuple[float, float, float, float]  # x, y, w, h as fractions of the image
+
 
 class Encoder(ABC):
     """Turns images (and, for CLIP, texts) into L2-normalised float32 vectors.
@@ -35,6 +37,22 @@ class Encoder(ABC):
             f"{self.label} has no text tower: text search needs a CLIP model "
             "(for example --model ViT-B-32:laion2b_s34b_b79k)"
         )
+
+    def embed_regions(
+        self, images: Sequence[Image.Image], boxes: Sequence[Sequence[NormBox]]
+    ) -> list[np.ndarray]:
+        """Vectors for boxes (fractions of width and height) of each image: (len(boxes[i]),
+        dim) per image. This generic version embeds each crop; encoders with a spatial
+        feature map override it with regional pooling of one pass (far cheaper)."""
+        out = []
+        for im, image_boxes in zip(images, boxes, strict=True):
+            w, h = im.size
+            crops = [
+                im.crop((round(x * w), round(y * h), round((x + bw) * w), round((y + bh) * h)))
+                for x, y, bw, bh in image_boxes
+            ]
+            out.append(self.embed_in_batches(crops))
+        return out
 
     def embed_in_batches(self, images: Sequence[Image.Image]) -> np.ndarray:
         if not images:

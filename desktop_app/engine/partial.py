@@ -1,0 +1,210 @@
+"""Full and partial-region search over the stored vectors and keypoints.
+
+Vector retrieval puts candidates on a shortlist; local features with geometric
+verification (ORB + RANSAC similarity transform, see ``regions.verify``) decide whether
+the query is a part of a candidate, or contains it, and where.
+
+Stage 1 (``full``): the query and its mirror image against the full-image vectors. Fast;
+the window shows it at once.
+
+Stage 2 (``merged``): adds
+  * the query vectors against the region vectors (the query is a crop of a stored photo),
+  * vectors of windows cut from the query against the full-image vectors (the query
+    contains a stored photo: a painting on a wall, a product in a scene),
+  then verifies a shortlist — the best ``n_full`` by full similarity plus the best
+  ``n_part`` by partial similarity — with the cached keypoints.
+
+Scoring, per stored image (all similarities are cosine, in [-1, 1]):
+  sim_full = best similarity of the query (or its mirror) to the image's full vector
+  sim_part = best similarity of the query to one of its region vectors, or of one query
+             window to its full vector
+  verified (≥ ``min_inliers`` RANSAC inliers):
+      score = 0.8 + 0.2 · (0.75 · min(inliers, 60) / 60 + 0.25 · max(sim_full, sim_part))
+      match = "full" when each image covers ≥ 80 % of the other, else "partial" with the
+      verified box (the query's outline projected into the stored image)
+  not verified:
+      score = max(sim_full, sim_part − 0.05)
+      match = "partial" (box: the best region's) when sim_part − 0.05 > sim_full
+  Verified images rank first, then the rest by score.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from desktop_app.engine.analysis import KEYPOINTS
+from desktop_app.engine.catalog import Catalog
+from desktop_app.engine.regions import Keypoints, Verification, keypoints_from_bytes, verify
+from desktop_app.engine.search import Box, SearchResult, expand_to_files
+from desktop_app.engine.store import VectorStore
+
+log = logging.getLogger(__name__)
+
+PART_MARGIN = 0.05
+INLIER_SATURATION = 60
+FULL_COVERAGE = 0.8
+
+
+@dataclass
+class PartialParams:
+    n_full: int = 20  # shortlist: best by full-image similarity
+    n_part: int = 80  # shortlist: best by partial similarity
+    region_k: int = 200  # region vectors fetched per query vector
+    window_k: int = 10  # full vectors fetched per query window
+    min_inliers: int = 12
+
+
+@dataclass
+class QueryFeatures:
+    """A query, as the search needs it. ``windows`` and the keypoints are computed only
+    for the partial stage (``load_partial``), so full results are not kept waiting."""
+
+    vectors: np.ndarray  # (k, d): the query, and its mirror image
+    load_partial: Callable[[], None] | None = None
+    windows: np.ndarray | None = None  # (m, d) windows of the query
+    keypoints: Keypoints | None = None
+    keypoints_flipped: Keypoints | None = None
+    prefer_path: str | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class _Candidate:
+    sim_full: float = -1.0
+    sim_part: float = -1.0
+    region: Box | None = None
+
+
+class PartialSearch:
+    def __init__(
+        self,
+        catalog: Catalog,
+        store: VectorStore,
+        encoder_id: str,
+        params: PartialParams | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.store = store
+        self.encoder_id = encoder_id
+        self.params = params or PartialParams()
+
+    # -- stage 1 -----------------------------------------------------------------------
+    def full(self, q: QueryFeatures, top_k: int, threshold: float) -> list[SearchResult]:
+        sims = self._full_sims(q.vectors, top_k + 8)
+        scored = sorted(sims.items(), key=lambda kv: -kv[1])
+        return expand_to_files(
+            self.catalog,
+            [(fp, s, "full", None) for fp, s in scored],
+            top_k,
+            threshold,
+            q.prefer_path,
+        )
+
+    # -- stage 2 -----------------------------------------------------------------------
+    def merged(self, q: QueryFeatures, top_k: int, threshold: float) -> list[SearchResult]:
+        p = self.params
+        if q.load_partial is not None:
+            q.load_partial()
+        cands: dict[str, _Candidate] = {}
+        for fp, s in self._full_sims(q.vectors, max(top_k, p.n_full) + 8).items():
+            cands.setdefault(fp, _Candidate()).sim_full = s
+        for fp, (s, box) in self._region_sims(q.vectors).items():
+            c = cands.setdefault(fp, _Candidate())
+            if s > c.sim_part:
+                c.sim_part, c.region = s, box
+        if q.windows is not None and len(q.windows):
+            for fp, s in self._full_sims(q.windows, p.window_k).items():
+                c = cands.setdefault(fp, _Candidate())
+                if s > c.sim_part:
+                    c.sim_part, c.region = s, None  # the stored image sits inside the query
+        self._fill_full_sims(q.vectors, cands)
+        verified = self._verify(q, self._shortlist(cands))
+        scored = []
+        for fp, c in cands.items():
+            v = verified.get(fp)
+            scored.append((fp, *score(c.sim_full, c.sim_part, c.region, v)))
+        # verified first (tier 1), then by score; drop unverified tails beyond top_k
+        scored.sort(key=lambda t: (-t[4], -t[1]))
+        rows = [(fp, s, match, box) for fp, s, match, box, _tier in scored]
+        return expand_to_files(self.catalog, rows, top_k, threshold, q.prefer_path, keep_order=True)
+
+    # -- pieces --------------------------------------------------------------------------
+    def _full_sims(self, vectors: np.ndarray, k: int) -> dict[str, float]:
+        best: dict[str, float] = {}
+        for hits in self.store.query(self.encoder_id, vectors, k):
+            for h in hits:
+                if h.score > best.get(h.id, -2.0):
+                    best[h.id] = h.score
+        return best
+
+    def _region_sims(self, vectors: np.ndarray) -> dict[str, tuple[float, Box | None]]:
+        best: dict[str, tuple[float, Box | None]] = {}
+        for hits in self.store.query(self.encoder_id, vectors, self.params.region_k, "region"):
+            for h in hits:
+                meta = h.metadata or {}
+                fp = str(meta.get("fp") or h.id.split(":")[0])
+                if h.score > best.get(fp, (-2.0, None))[0]:
+                    box = tuple(int(meta[k]) for k in "xywh") if "x" in meta else None
+                    best[fp] = (h.score, box)  # type: ignore[assignment]
+        return best
+
+    def _fill_full_sims(self, vectors: np.ndarray, cands: dict[str, _Candidate]) -> None:
+        """Exact full similarity for candidates found only through regions or windows."""
+        missing = [fp for fp, c in cands.items() if c.sim_full <= -1.0]
+        if not missing:
+            return
+        stored = {
+            r.fingerprint: r.vector for r in self.catalog.vectors(self.encoder_id, "full", missing)
+        }
+        for fp in missing:
+            v = stored.get(fp)
+            if v is not None:
+                cands[fp].sim_full = float(np.max(vectors @ v))
+
+    def _shortlist(self, cands: dict[str, _Candidate]) -> list[str]:
+        p = self.params
+        by_full = sorted(cands, key=lambda fp: -cands[fp].sim_full)[: p.n_full]
+        by_part = sorted(cands, key=lambda fp: -cands[fp].sim_part)[: p.n_part + p.n_full]
+        out: dict[str, None] = {}
+        for fp in by_full + by_part:
+            out.setdefault(fp, None)
+            if len(out) >= p.n_full + p.n_part:
+                break
+        return list(out)
+
+    def _verify(self, q: QueryFeatures, shortlist: Sequence[str]) -> dict[str, Verification]:
+        if q.keypoints is None or not shortlist:
+            return {}
+        blobs = self.catalog.features(KEYPOINTS, shortlist)
+        out: dict[str, Verification] = {}
+        for fp in shortlist:
+            blob = blobs.get(fp)
+            if blob is None:
+                continue
+            try:
+                cand = keypoints_from_bytes(blob)
+            except ValueError:
+                log.warning("damaged keypoint blob for %s", fp)
+                continue
+            v = verify(q.keypoints, cand, q.keypoints_flipped, min_inliers=self.params.min_inliers)
+            if v is not None:
+                out[fp] = v
+        return out
+
+
+def score(
+    sim_full: float, sim_part: float, region: Box | None, v: Verification | None
+) -> tuple[float, str, Box | None, int]:
+    """(score, match, region, tier) for one stored image; see the module docstring."""
+    if v is not None:
+        strength = 0.75 * min(v.inliers, INLIER_SATURATION) / INLIER_SATURATION
+        s = 0.8 + 0.2 * (strength + 0.25 * max(sim_full, sim_part, 0.0))
+        full = v.cand_coverage >= FULL_COVERAGE and v.query_coverage >= FULL_COVERAGE
+        return s, "full" if full else "partial", None if full else v.box, 1
+    if sim_part - PART_MARGIN > sim_full:
+        return sim_part - PART_MARGIN, "partial", region, 0
+    return sim_full, "full", None, 0

@@ -1,0 +1,89 @@
+"""Turning what the user asked into :class:`QueryFeatures`: an image (file, bytes or
+Pillow image, optionally a region of it) or an indexed file's stored data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from desktop_app.engine.analysis import KEYPOINTS
+from desktop_app.engine.catalog import Catalog
+from desktop_app.engine.encoders import Encoder
+from desktop_app.engine.errors import DesktopAppError, NotIndexed
+from desktop_app.engine.imageio import load_image
+from desktop_app.engine.partial import QueryFeatures
+from desktop_app.engine.regions import (
+    QUERY_KEYPOINTS,
+    crop_windows,
+    extract_keypoints,
+    keypoints_from_bytes,
+    query_windows,
+)
+from desktop_app.engine.search import Box
+
+QUERY_SIDE = 1024  # enough for keypoints; the encoder needs far less
+ImageSource = Path | str | bytes | Image.Image
+
+
+def image_query(
+    encoder: Encoder,
+    source: ImageSource,
+    region: Box | None = None,
+    max_megapixels: float = 100.0,
+) -> QueryFeatures:
+    """Embed the query (and its mirror image: flipped copies match too) right away; the
+    windows and keypoints for partial matching when the partial stage asks."""
+    loaded = load_image(source, max_side=QUERY_SIDE, max_megapixels=max_megapixels)
+    image, size = loaded.image, (loaded.width, loaded.height)
+    if region is not None:
+        image, size = crop_region(image, region, loaded.scale, size)
+    mirror = ImageOps.mirror(image)
+    q = QueryFeatures(encoder.embed_images([image, mirror]))
+    if isinstance(source, str | Path) and region is None:
+        q.prefer_path = str(Path(source).resolve())
+
+    def load_partial() -> None:
+        q.windows = encoder.embed_in_batches(crop_windows(image, query_windows(*size)))
+        q.keypoints = extract_keypoints(image, QUERY_KEYPOINTS, orig_size=size)
+        q.keypoints_flipped = extract_keypoints(mirror, QUERY_KEYPOINTS, orig_size=size)
+        q.load_partial = None
+
+    q.load_partial = load_partial
+    return q
+
+
+def stored_query(catalog: Catalog, encoder_id: str, path: Path | str) -> QueryFeatures:
+    """ "Find similar" for an indexed file: its stored vectors and keypoints, nothing
+    decoded or embedded. Its region vectors serve as the query windows."""
+    key = str(Path(path).expanduser().resolve())
+    row = catalog.file(key)
+    if row is None or not row.ok or row.fingerprint is None:
+        raise NotIndexed(f"{key} is not in the index")
+    fp = row.fingerprint
+    full = [r.vector for r in catalog.vectors(encoder_id, "full", [fp])]
+    if not full:
+        raise NotIndexed(f"{key} has no vector for {encoder_id}; run index first")
+    import numpy as np
+
+    q = QueryFeatures(np.stack(full), prefer_path=key)
+    regions = [r.vector for r in catalog.vectors(encoder_id, "region", [fp])]
+    q.windows = np.stack(regions) if regions else None
+    blob = catalog.features(KEYPOINTS, [fp]).get(fp)
+    q.keypoints = keypoints_from_bytes(blob) if blob else None
+    return q
+
+
+def crop_region(
+    image: Image.Image, region: Box, scale: float, full_size: tuple[int, int]
+) -> tuple[Image.Image, tuple[int, int]]:
+    """Cut ``region`` (full-size pixels) out of ``image`` (reduced by ``scale``)."""
+    x, y, w, h = region
+    fw, fh = full_size
+    x0, y0, x1, y1 = max(0, x), max(0, y), min(fw, x + w), min(fh, y + h)
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        raise DesktopAppError(
+            f"region {list(region)} lies outside the {fw}×{fh} image or is smaller than 8 pixels"
+        )
+    box = (round(x0 * scale), round(y0 * scale), round(x1 * scale), round(y1 * scale))
+    return image.crop(box), (x1 - x0, y1 - y0)

@@ -1,0 +1,500 @@
+"""Partial-region matching for image-similarity search (numpy / OpenCV / PIL only).
+
+Design (chosen by measurement, see REPORT.md):
+
+* Vector retrieval only has to put the parent image into a *shortlist*; the
+  decision "this query is (a part of) that image" and the region box come from
+  local features + geometric verification, as in copy-detection systems.
+* Index time, per image: the existing global descriptor (GeM of a 224x224
+  efficientnet-lite0 pass) + a few region vectors (``index_region_boxes``,
+  pooled from one feature map by ``region_pooling.py``) + a compact ORB blob
+  (``extract_keypoints`` -> ``keypoints_to_bytes``, ~18 KB).
+* Query time: embed the query (and its mirror); optionally embed a few query
+  windows (``query_windows``) so a database photo pasted into a larger scene
+  can be found; shortlist the top-N images by vector similarity; ``verify``
+  the query keypoints against each candidate's blob (ratio test + RANSAC
+  similarity transform); ``merge_hits`` turns everything into one ranked list
+  with match "full" / "partial" and a box in the candidate's pixel coordinates.
+
+Nothing here imports torch: the caller owns the encoder.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import cv2
+import numpy as np
+from PIL import Image
+
+# A box is (x, y, w, h). "Normalised" boxes are fractions of width/height.
+Box = tuple[float, float, float, float]
+
+# ----------------------------------------------------------------------------
+# Region boxes (index side) and query windows
+# ----------------------------------------------------------------------------
+
+
+def _grid_boxes(side: float, n: int) -> list[Box]:
+    """n x n windows of ``side`` (fraction) evenly spread over [0,1]^2."""
+    if n <= 1:
+        off = (1.0 - side) / 2.0
+        return [(off, off, side, side)]
+    step = (1.0 - side) / (n - 1)
+    return [(i * step, j * step, side, side) for j in range(n) for i in range(n)]
+
+
+def index_region_boxes(
+    width: int,
+    height: int,
+    scales: Sequence[tuple[float, int]] = ((0.5, 3),),
+    max_regions: int = 9,
+) -> list[Box]:
+    """Normalised region boxes stored as extra vectors for an indexed image.
+
+    Default: 3x3 windows of half the width/height (stride 1/4), i.e. 9 regions
+    of 25 % area; every crop with sides <= 1/4 lies fully in one window and a
+    10-50 % crop overlaps one by >= ~50 %. Together with the global vector this
+    is 10 vectors per image (target <= 10). For panoramas (aspect > 2.2) the
+    layout becomes 2 rows x 4 columns (8 regions) so windows stay roughly
+    square in pixels.
+    """
+    aspect = width / max(1, height)
+    boxes: list[Box] = []
+    for side, n in scales:
+        if n >= 3 and (aspect > 2.2 or aspect < 1 / 2.2):
+            # elongated image (panorama): (n-1) rows x (n+1) columns along the long axis
+            nl, ns = n + 1, n - 1
+            sl, ss = 1.5 / nl, min(1.0, side * 1.2)
+            stepl = (1.0 - sl) / (nl - 1)
+            steps = (1.0 - ss) / max(1, ns - 1)
+            for a in range(ns):
+                for b in range(nl):
+                    if aspect > 1:
+                        boxes.append((b * stepl, a * steps, sl, ss))
+                    else:
+                        boxes.append((a * steps, b * stepl, ss, sl))
+        else:
+            boxes.extend(_grid_boxes(side, n))
+    return boxes[:max_regions]
+
+
+def query_windows(
+    width: int,
+    height: int,
+    scales: Sequence[tuple[float, int]] = ((0.6, 2), (0.45, 3)),
+) -> list[Box]:
+    """Normalised windows cut from the *query* and embedded at query time.
+
+    They make "the query contains a database photo" (scenes, screenshots,
+    collages) findable: one window roughly frames the pasted photo and its
+    embedding is close to that photo's global vector. Default 4 + 9 = 13
+    windows (13 extra encoder passes, ~0.45 s on one core); use
+    ``((0.6, 2), (0.5, 1))`` (5 windows) for a cheaper setting.
+    """
+    del width, height  # windows are relative; kept for API symmetry
+    out: list[Box] = []
+    for side, n in scales:
+        out.extend(_grid_boxes(side, n))
+    return out
+
+
+def box_to_pixels(box: Box, width: int, height: int) -> tuple[int, int, int, int]:
+    """Normalised box -> integer pixel box (x, y, w, h), at least 1x1."""
+    x, y, w, h = box
+    x0 = int(round(x * width))
+    y0 = int(round(y * height))
+    x1 = max(x0 + 1, int(round((x + w) * width)))
+    y1 = max(y0 + 1, int(round((y + h) * height)))
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def crop_windows(image: Image.Image, boxes: Iterable[Box]) -> list[Image.Image]:
+    """Cut normalised boxes out of a PIL image (for embedding query windows)."""
+    w, h = image.size
+    out = []
+    for b in boxes:
+        x, y, bw, bh = box_to_pixels(b, w, h)
+        out.append(image.crop((x, y, x + bw, y + bh)))
+    return out
+
+
+# ----------------------------------------------------------------------------
+# Keypoints: extraction and compact serialisation
+# ----------------------------------------------------------------------------
+
+
+@dataclass
+class Keypoints:
+    """ORB keypoints of one image.
+
+    ``xy`` are in the ORIGINAL image's pixel coordinates (whatever resolution
+    the detector ran at), so boxes derived from them are directly usable.
+    """
+
+    xy: np.ndarray  # (n, 2) float32
+    desc: np.ndarray  # (n, 32) uint8 (256-bit ORB)
+    width: int
+    height: int
+
+    def __len__(self) -> int:
+        return int(self.xy.shape[0])
+
+
+@dataclass(frozen=True)
+class KeypointSettings:
+    """Index side: 500 kept, spread over an 8x8 grid, detector at <= 1024 px.
+
+    Query side uses more points (``QUERY_KEYPOINTS``) because only one image
+    is processed and a small crop must still hit the parent's few points.
+    """
+
+    max_side: int = 1024
+    n_keep: int = 500
+    n_detect: int = 3000
+    grid: int = 8
+    fast_threshold: int = 4
+    n_levels: int = 8
+    scale_factor: float = 1.2
+
+
+INDEX_KEYPOINTS = KeypointSettings()
+QUERY_KEYPOINTS = KeypointSettings(n_keep=1000, n_detect=4000)
+
+
+def _to_gray(image: Image.Image | np.ndarray) -> np.ndarray:
+    if isinstance(image, Image.Image):
+        if image.mode not in ("L", "RGB"):
+            image = image.convert("RGB")
+        a = np.asarray(image)
+        return a if a.ndim == 2 else cv2.cvtColor(a, cv2.COLOR_RGB2GRAY)
+    a = np.asarray(image)
+    if a.ndim == 3:
+        return cv2.cvtColor(a, cv2.COLOR_RGB2GRAY if a.shape[2] == 3 else cv2.COLOR_RGBA2GRAY)
+    return a
+
+
+def _spread(xy: np.ndarray, response: np.ndarray, w: int, h: int, grid: int, n: int) -> np.ndarray:
+    """Indices of ``n`` keypoints spread over a grid (round-robin by cell rank).
+
+    Plain "strongest n" clusters all points on the most textured area, leaving
+    nothing for crops of calm parts of a photo; round-robin keeps every cell
+    represented, which is what small (10 %) crops need.
+    """
+    if len(xy) <= n:
+        return np.argsort(-response)
+    cx = np.minimum((xy[:, 0] * grid / max(w, 1)).astype(int), grid - 1)
+    cy = np.minimum((xy[:, 1] * grid / max(h, 1)).astype(int), grid - 1)
+    cell = cy * grid + cx
+    order = np.lexsort((-response, cell))  # by cell, then strongest first
+    rank = np.empty(len(xy), dtype=np.int64)
+    sorted_cells = cell[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_cells)) + 1]
+    counts = np.diff(np.r_[starts, len(order)])
+    rank[order] = np.arange(len(order)) - np.repeat(starts, counts)
+    final = np.lexsort((-response, rank))
+    return final[:n]
+
+
+def extract_keypoints(
+    image: Image.Image | np.ndarray,
+    settings: KeypointSettings = INDEX_KEYPOINTS,
+    orig_size: tuple[int, int] | None = None,
+) -> Keypoints:
+    """Detect ORB keypoints at <= ``settings.max_side`` px and keep the best spread set.
+
+    ``image`` may already be a reduced decode (e.g. PIL ``draft``); pass the
+    original (width, height) as ``orig_size`` so the coordinates refer to the
+    original pixels. Cost: ~10-25 ms per image on one core at 1024 px.
+    """
+    g = _to_gray(image)
+    h0, w0 = g.shape[:2]
+    ow, oh = orig_size if orig_size else (w0, h0)
+    s = min(1.0, settings.max_side / max(w0, h0))
+    if s < 1.0:
+        g = cv2.resize(
+            g, (max(1, round(w0 * s)), max(1, round(h0 * s))), interpolation=cv2.INTER_AREA
+        )
+    orb = cv2.ORB.create(
+        nfeatures=settings.n_detect,
+        scaleFactor=settings.scale_factor,
+        nlevels=settings.n_levels,
+        fastThreshold=settings.fast_threshold,
+        edgeThreshold=15,
+        patchSize=31,
+    )
+    kps, desc = orb.detectAndCompute(g, None)
+    if desc is None or not kps:
+        return Keypoints(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8), ow, oh)
+    xy = np.array([k.pt for k in kps], dtype=np.float32)
+    resp = np.array([k.response for k in kps], dtype=np.float32)
+    keep = _spread(xy, resp, g.shape[1], g.shape[0], settings.grid, settings.n_keep)
+    xy = xy[keep]
+    xy[:, 0] *= ow / g.shape[1]
+    xy[:, 1] *= oh / g.shape[0]
+    return Keypoints(xy, np.ascontiguousarray(desc[keep]), ow, oh)
+
+
+_MAGIC = b"KP1"
+_HDR = struct.Struct("<3sBIIH")  # magic, version, width, height, n
+
+
+def keypoints_to_bytes(kp: Keypoints) -> bytes:
+    """Serialise: 14-byte header + n*(2*uint16 xy + 32 B descriptor) = 36 B/point.
+
+    Coordinates are stored in a 1/65535 grid of the original size (sub-pixel
+    for any photo), so 500 points take 18 KB. Store it as a BLOB next to the
+    image's vectors.
+    """
+    n = len(kp)
+    q = np.empty((n, 2), np.uint16)
+    q[:, 0] = np.clip(np.round(kp.xy[:, 0] / max(kp.width, 1) * 65535), 0, 65535)
+    q[:, 1] = np.clip(np.round(kp.xy[:, 1] / max(kp.height, 1) * 65535), 0, 65535)
+    return (
+        _HDR.pack(_MAGIC, 1, kp.width, kp.height, n)
+        + q.tobytes()
+        + kp.desc.astype(np.uint8).tobytes()
+    )
+
+
+def keypoints_from_bytes(blob: bytes) -> Keypoints:
+    """Inverse of :func:`keypoints_to_bytes`."""
+    magic, ver, w, h, n = _HDR.unpack_from(blob, 0)
+    if magic != _MAGIC or ver != 1:
+        raise ValueError("not a keypoint blob")
+    o = _HDR.size
+    q = np.frombuffer(blob, np.uint16, count=2 * n, offset=o).reshape(n, 2)
+    desc = np.frombuffer(blob, np.uint8, count=32 * n, offset=o + 4 * n).reshape(n, 32)
+    xy = np.empty((n, 2), np.float32)
+    xy[:, 0] = q[:, 0].astype(np.float32) * (w / 65535.0)
+    xy[:, 1] = q[:, 1].astype(np.float32) * (h / 65535.0)
+    return Keypoints(xy, desc.copy(), w, h)
+
+
+# ----------------------------------------------------------------------------
+# Verification
+# ----------------------------------------------------------------------------
+
+
+@dataclass
+class Verification:
+    """Result of matching a query against one candidate."""
+
+    inliers: int
+    box: tuple[int, int, int, int]  # region of the candidate seen in the query, candidate pixels
+    query_box: tuple[int, int, int, int]  # where the candidate appears in the query, query pixels
+    cand_coverage: float  # box area / candidate area
+    query_coverage: float  # query_box area / query area
+    flipped: bool
+    transform: np.ndarray = field(repr=False)  # 2x3 query -> candidate
+
+
+def _match(
+    q: Keypoints, c: Keypoints, ratio: float, max_dist: int = 80
+) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force Hamming 2-NN (cv2.batchDistance, no per-match Python objects),
+    Lowe ratio test, then one match per candidate keypoint (the closest)."""
+    if len(q) < 2 or len(c) < 2:
+        return np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32)
+    dist, nid = cv2.batchDistance(q.desc, c.desc, -1, normType=cv2.NORM_HAMMING, K=2)
+    d0, d1 = dist[:, 0].astype(np.float32), dist[:, 1].astype(np.float32)
+    ok = (d0 < ratio * d1) & (d0 < max_dist)
+    qi = np.flatnonzero(ok)
+    ci = nid[ok, 0]
+    if len(qi) == 0:
+        return np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32)
+    order = np.argsort(d0[qi], kind="stable")
+    _, first = np.unique(ci[order], return_index=True)
+    keep = order[first]
+    return q.xy[qi[keep]], c.xy[ci[keep]]
+
+
+def _bbox(pts: np.ndarray, w: int, h: int) -> tuple[int, int, int, int]:
+    x0 = float(np.clip(pts[:, 0].min(), 0, w))
+    y0 = float(np.clip(pts[:, 1].min(), 0, h))
+    x1 = float(np.clip(pts[:, 0].max(), 0, w))
+    y1 = float(np.clip(pts[:, 1].max(), 0, h))
+    return int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0))
+
+
+def verify(
+    query: Keypoints,
+    cand: Keypoints,
+    query_flipped: Keypoints | None = None,
+    ratio: float = 0.8,
+    min_inliers: int = 12,
+    ransac_px: float = 6.0,
+) -> Verification | None:
+    """Ratio-test matches + RANSAC similarity transform (rotation/scale/shift).
+
+    ``query_flipped`` are keypoints of the mirrored query (ORB is not mirror
+    invariant); the better of both is returned. ``ransac_px`` is in pixels of
+    a 1024-px version of the candidate. A similarity (4 DOF) rather than a
+    homography keeps false positives low with few matches and is enough for
+    crops, resizes, small rotations and pastes. Returns ``None`` below
+    ``min_inliers`` (12 gave 0 false verifications in the benchmark).
+    The box is the query's outline projected into the candidate, clipped.
+    """
+    best: Verification | None = None
+    thr = ransac_px * max(cand.width, cand.height) / 1024.0
+    for kq, flipped in ((query, False), (query_flipped, True)):
+        if kq is None:
+            continue
+        src, dst = _match(kq, cand, ratio)
+        if len(src) < min_inliers:
+            continue
+        M, inl = cv2.estimateAffinePartial2D(
+            src, dst, method=cv2.RANSAC, ransacReprojThreshold=thr, maxIters=2000, confidence=0.995
+        )
+        if M is None or inl is None:
+            continue
+        n = int(inl.sum())
+        if n < min_inliers:
+            continue
+        scale = float(np.hypot(M[0, 0], M[1, 0]))
+        if not (1e-3 < scale < 1e3):
+            continue
+        if best is not None and n <= best.inliers:
+            continue
+        qw, qh = kq.width, kq.height
+        corners = np.array([[0, 0], [qw, 0], [qw, qh], [0, qh]], np.float32)
+        proj = corners @ M[:, :2].T + M[:, 2]
+        box = _bbox(proj, cand.width, cand.height)
+        # candidate outline -> query coordinates (where the candidate sits in the query)
+        A = np.vstack([M, [0, 0, 1]])
+        Ai = np.linalg.inv(A)[:2]
+        cw, ch = cand.width, cand.height
+        cc = np.array([[0, 0], [cw, 0], [cw, ch], [0, ch]], np.float32)
+        qproj = cc @ Ai[:, :2].T + Ai[:, 2]
+        qbox = _bbox(qproj, qw, qh)
+        if flipped:  # query_box was measured in the mirrored query
+            qbox = (qw - qbox[0] - qbox[2], qbox[1], qbox[2], qbox[3])
+        best = Verification(
+            inliers=n,
+            box=box,
+            query_box=qbox,
+            cand_coverage=box[2] * box[3] / max(1, cw * ch),
+            query_coverage=qbox[2] * qbox[3] / max(1, qw * qh),
+            flipped=flipped,
+            transform=M,
+        )
+    return best
+
+
+# ----------------------------------------------------------------------------
+# Shortlist + aggregation
+# ----------------------------------------------------------------------------
+
+
+def per_image_max(sims: np.ndarray, owner: np.ndarray, n_images: int) -> np.ndarray:
+    """Max similarity per image given sims to many vectors and their owning image ids."""
+    out = np.full(n_images, -1.0, dtype=np.float32)
+    np.maximum.at(out, owner, sims.astype(np.float32))
+    return out
+
+
+def shortlist(
+    full_sim: np.ndarray,
+    part_sim: np.ndarray,
+    n_full: int = 20,
+    n_part: int = 80,
+) -> np.ndarray:
+    """Candidate image indices to verify: top ``n_full`` by the full-image
+    similarity plus top ``n_part`` by the best partial similarity (query or
+    query windows vs. global or region vectors), de-duplicated, order kept."""
+    a = np.argsort(-full_sim)[:n_full]
+    b = np.argsort(-part_sim)[: n_part + n_full]
+    seen: dict[int, None] = {}
+    for i in list(a) + list(b):
+        seen.setdefault(int(i), None)
+        if len(seen) >= n_full + n_part:
+            break
+    return np.fromiter(seen.keys(), dtype=np.int64)
+
+
+MatchKind = Literal["full", "partial"]
+
+
+@dataclass
+class Hit:
+    image: int
+    score: float
+    match: MatchKind
+    box: tuple[int, int, int, int] | None  # in the candidate's pixels, None = whole image
+    sim_full: float
+    sim_part: float
+    inliers: int
+
+
+def merge_hits(
+    full_sim: np.ndarray,
+    part_sim: np.ndarray,
+    verifications: Mapping[int, Verification | None],
+    top_k: int = 50,
+    inlier_sat: int = 60,
+    part_margin: float = 0.05,
+    full_coverage: float = 0.8,
+    region_boxes: Mapping[int, tuple[int, int, int, int]] | None = None,
+) -> list[Hit]:
+    """One ranked list from vector similarities and verifications.
+
+    score(i) = 1 + min(inliers, inlier_sat) / inlier_sat          if verified
+             = max(sim_full, sim_part - part_margin)              otherwise
+    Cosine similarities are <= 1, so a geometrically verified image always
+    ranks above any unverified one; among verified ones more inliers wins.
+    match = "full" if verified and the query covers >= ``full_coverage`` of
+    the candidate AND the candidate covers >= ``full_coverage`` of the query
+    (near-duplicate / edited copy); "partial" if verified otherwise (crop of
+    the candidate, or candidate inside the query) with ``box`` = verified
+    region in candidate pixels; unverified hits are "full" unless their
+    partial similarity beats the full one by ``part_margin`` (then "partial"
+    with the coarse box of the best-matching region vector from
+    ``region_boxes`` if given, else None = location unknown).
+
+    Verified score detail: 1 + 0.75 * min(inliers, inlier_sat) / inlier_sat
+    + 0.25 * max(sim_full, sim_part); the small similarity term breaks ties
+    between near-identical variants (e.g. light/dark versions of a design).
+    """
+    cands = set(np.argsort(-full_sim)[:top_k].tolist()) | set(verifications)
+    hits: list[Hit] = []
+    for i in cands:
+        sf, sp = float(full_sim[i]), float(part_sim[i])
+        v = verifications.get(i)
+        if v is not None:
+            score = 1.0 + 0.75 * min(v.inliers, inlier_sat) / inlier_sat + 0.25 * max(sf, sp)
+            full = v.cand_coverage >= full_coverage and v.query_coverage >= full_coverage
+            hits.append(
+                Hit(
+                    i,
+                    score,
+                    "full" if full else "partial",
+                    None if full else v.box,
+                    sf,
+                    sp,
+                    v.inliers,
+                )
+            )
+        else:
+            partial = sp - part_margin > sf
+            box = region_boxes.get(i) if (partial and region_boxes is not None) else None
+            hits.append(
+                Hit(i, max(sf, sp - part_margin), "partial" if partial else "full", box, sf, sp, 0)
+            )
+    hits.sort(key=lambda h: -h.score)
+    return hits[:top_k]
+
+
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """IoU of two (x, y, w, h) boxes."""
+    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    iw = max(0.0, min(ax1, bx1) - max(a[0], b[0]))
+    ih = max(0.0, min(ay1, by1) - max(a[1], b[1]))
+    inter = iw * ih
+    u = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / u if u > 0 else 0.0
+
+
+EmbedFn = Callable[[list[Image.Image]], np.ndarray]
