@@ -1,31 +1,34 @@
 """Full and partial-region search over the stored vectors and keypoints.
 
 Vector retrieval puts candidates on a shortlist; local features with geometric
-verification (ORB + RANSAC similarity transform, see ``regions.verify``) decide whether
-the query is a part of a candidate, or contains it, and where.
+verification (ORB + RANSAC similarity transform, ``regions.verify``) decide whether the
+query is a part of a stored image, or contains it, and where. The scheme and its
+parameters were chosen by measurement: see ``bench/bench_regions.py`` and the README.
 
 Stage 1 (``full``): the query and its mirror image against the full-image vectors. Fast;
 the window shows it at once.
 
-Stage 2 (``merged``): adds
-  * the query vectors against the region vectors (the query is a crop of a stored photo),
-  * vectors of windows cut from the query against the full-image vectors (the query
-    contains a stored photo: a painting on a wall, a product in a scene),
-  then verifies a shortlist — the best ``n_full`` by full similarity plus the best
-  ``n_part`` by partial similarity — with the cached keypoints.
+Stage 2 (``merged``) adds candidates from
+  * the query (and mirror) against the region vectors: the query is a crop of a photo,
+  * windows cut from the query against the full-image vectors: the query contains a
+    stored photo (a painting on a wall, a product in a scene),
+and verifies a shortlist — the best ``n_full`` by full similarity, then ``n_part`` more
+by region similarity, then ``n_window`` more by window similarity — against the cached
+keypoints (the mirrored query only for the ``n_full`` best).
 
-Scoring, per stored image (all similarities are cosine, in [-1, 1]):
-  sim_full = best similarity of the query (or its mirror) to the image's full vector
-  sim_part = best similarity of the query to one of its region vectors, or of one query
-             window to its full vector
-  verified (≥ ``min_inliers`` RANSAC inliers):
-      score = 0.8 + 0.2 · (0.75 · min(inliers, 60) / 60 + 0.25 · max(sim_full, sim_part))
+Scoring, per stored image (similarities are cosine):
+  sim_full = max(query · full, mirror · full)
+  sim_part = best similarity of the query or mirror to one of the image's region vectors
+             (window similarities only nominate candidates: in the score they promote
+             unrelated images for crop queries)
+  verified (≥ ``min_inliers`` RANSAC inliers), tier 1:
+      score = 0.8 + 0.2 · (0.75 · min(inliers, 25) / 25 + 0.25 · max(sim_full, sim_part))
       match = "full" when each image covers ≥ 80 % of the other, else "partial" with the
-      verified box (the query's outline projected into the stored image)
-  not verified:
+      verified box (the query's outline projected into the stored image, its pixels)
+  not verified, tier 0:
       score = max(sim_full, sim_part − 0.05)
-      match = "partial" (box: the best region's) when sim_part − 0.05 > sim_full
-  Verified images rank first, then the rest by score.
+      match = "partial" (box: the best region's window) when sim_part − 0.05 > sim_full
+  Results rank by tier, then score: a geometrically verified image always comes first.
 """
 
 from __future__ import annotations
@@ -45,17 +48,18 @@ from desktop_app.engine.store import VectorStore
 log = logging.getLogger(__name__)
 
 PART_MARGIN = 0.05
-INLIER_SATURATION = 60
+INLIER_SATURATION = 25
 FULL_COVERAGE = 0.8
 
 
 @dataclass
 class PartialParams:
-    n_full: int = 20  # shortlist: best by full-image similarity
-    n_part: int = 80  # shortlist: best by partial similarity
-    region_k: int = 200  # region vectors fetched per query vector
+    n_full: int = 10  # shortlist: best by full-image similarity (also tried mirrored)
+    n_part: int = 40  # then: best by region similarity
+    n_window: int = 30  # then: best by query-window similarity
+    region_k: int = 150  # region vectors fetched per query vector
     window_k: int = 10  # full vectors fetched per query window
-    min_inliers: int = 12
+    min_inliers: int = 8
 
 
 @dataclass
@@ -76,6 +80,7 @@ class QueryFeatures:
 class _Candidate:
     sim_full: float = -1.0
     sim_part: float = -1.0
+    sim_window: float = -1.0
     region: Box | None = None
 
 
@@ -119,16 +124,14 @@ class PartialSearch:
         if q.windows is not None and len(q.windows):
             for fp, s in self._full_sims(q.windows, p.window_k).items():
                 c = cands.setdefault(fp, _Candidate())
-                if s > c.sim_part:
-                    c.sim_part, c.region = s, None  # the stored image sits inside the query
+                c.sim_window = max(c.sim_window, s)
         self._fill_full_sims(q.vectors, cands)
-        verified = self._verify(q, self._shortlist(cands))
+        shortlist, mirrored = self._shortlist(cands)
+        verified = self._verify(q, shortlist, mirrored)
         scored = []
         for fp, c in cands.items():
-            v = verified.get(fp)
-            scored.append((fp, *score(c.sim_full, c.sim_part, c.region, v)))
-        # verified first (tier 1), then by score; drop unverified tails beyond top_k
-        scored.sort(key=lambda t: (-t[4], -t[1]))
+            scored.append((fp, *score(c.sim_full, c.sim_part, c.region, verified.get(fp))))
+        scored.sort(key=lambda t: (-t[4], -t[1]))  # verified first, then by score
         rows = [(fp, s, match, box) for fp, s, match, box, _tier in scored]
         return expand_to_files(self.catalog, rows, top_k, threshold, q.prefer_path, keep_order=True)
 
@@ -165,18 +168,25 @@ class PartialSearch:
             if v is not None:
                 cands[fp].sim_full = float(np.max(vectors @ v))
 
-    def _shortlist(self, cands: dict[str, _Candidate]) -> list[str]:
+    def _shortlist(self, cands: dict[str, _Candidate]) -> tuple[list[str], set[str]]:
+        """Candidates to verify, in priority order, and those to try mirrored too."""
         p = self.params
-        by_full = sorted(cands, key=lambda fp: -cands[fp].sim_full)[: p.n_full]
-        by_part = sorted(cands, key=lambda fp: -cands[fp].sim_part)[: p.n_part + p.n_full]
         out: dict[str, None] = {}
-        for fp in by_full + by_part:
-            out.setdefault(fp, None)
-            if len(out) >= p.n_full + p.n_part:
-                break
-        return list(out)
+        for key, n in (("sim_full", p.n_full), ("sim_part", p.n_part), ("sim_window", p.n_window)):
+            ranked = sorted(cands, key=lambda fp: -getattr(cands[fp], key))
+            added = 0
+            for fp in ranked:
+                if added >= n:
+                    break
+                if fp not in out and getattr(cands[fp], key) > -1.0:
+                    out[fp] = None
+                    added += 1
+        mirrored = set(sorted(cands, key=lambda fp: -cands[fp].sim_full)[: p.n_full])
+        return list(out), mirrored
 
-    def _verify(self, q: QueryFeatures, shortlist: Sequence[str]) -> dict[str, Verification]:
+    def _verify(
+        self, q: QueryFeatures, shortlist: Sequence[str], mirrored: set[str]
+    ) -> dict[str, Verification]:
         if q.keypoints is None or not shortlist:
             return {}
         blobs = self.catalog.features(KEYPOINTS, shortlist)
@@ -190,7 +200,8 @@ class PartialSearch:
             except ValueError:
                 log.warning("damaged keypoint blob for %s", fp)
                 continue
-            v = verify(q.keypoints, cand, q.keypoints_flipped, min_inliers=self.params.min_inliers)
+            flipped = q.keypoints_flipped if fp in mirrored else None
+            v = verify(q.keypoints, cand, flipped, min_inliers=self.params.min_inliers)
             if v is not None:
                 out[fp] = v
         return out
