@@ -50,6 +50,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--queries", type=int, default=30)
     ap.add_argument("--no-regions", action="store_true")
+    ap.add_argument("--prepare-only", action="store_true", help="build and index, then stop")
     args = ap.parse_args()
     regions = not args.no_regions
     if not os.environ.get("DISPLAY"):
@@ -58,6 +59,8 @@ def main() -> None:
     os.environ["DESKTOP_APP_HOME"] = str(base / ("home" if regions else "home-noregions"))
     lib_dir, queries = build_library(base, args.n)
     ensure_index(lib_dir, regions)
+    if args.prepare_only:
+        return
 
     from PySide6.QtCore import QMimeData, QUrl
     from PySide6.QtWidgets import QApplication

@@ -21,7 +21,7 @@ from desktop_app.ui.main_window import (
 
 from .conftest import run_index
 
-TIMEOUT = 60_000
+TIMEOUT = 240_000  # generous: a loaded CI machine may be slow; a pass is usually seconds
 
 
 @pytest.fixture
@@ -109,7 +109,14 @@ def test_find_similar_from_context_menu_replaces_results_and_history(
     target = window.model.result(target_row)
     menu = window.view.build_menu(target_row)
     labels = [a.text() for a in menu.actions() if a.text()]
-    assert labels == ["Find similar", "Open", "Show in folder", "Copy path", "Copy image"]
+    assert labels == [
+        "Find similar",
+        "Preview",
+        "Open",
+        "Show in folder",
+        "Copy path",
+        "Copy image",
+    ]
     with qtbot.waitSignal(window.searcher.finished, timeout=TIMEOUT):
         menu.actions()[0].trigger()
     assert window.model.result(0).path == target.path
@@ -229,3 +236,76 @@ def test_quitting_during_indexing_is_clean_and_next_start_resumes(
         )
         s = run_index(again)
         assert s.embedded == 160 - done_before and s.unchanged == done_before
+
+
+@pytest.fixture
+def mosaic_indexed(window: MainWindow, tmp_path: Path, qtbot) -> Path:  # type: ignore[no-untyped-def]
+    from .test_regions import LARGE, mosaic
+
+    folder = tmp_path / "mosaics"
+    folder.mkdir()
+    path = mosaic(LARGE[:4], folder / "mosaic.jpg")
+    for p in LARGE[4:]:
+        shutil.copy2(p, folder / p.name)
+    window.add_folder(str(folder))
+    qtbot.waitUntil(lambda: window.last_status.get("files") == 5, timeout=TIMEOUT)
+    return path
+
+
+def test_rubber_band_searches_by_region_and_grid_shows_partial_badge(
+    window: MainWindow, mosaic_indexed: Path, qtbot
+) -> None:  # type: ignore[no-untyped-def]
+    from PySide6.QtCore import QRect
+
+    from desktop_app.ui.delegate import PARTIAL_COLOUR
+
+    window.resize(1200, 800)
+    with qtbot.waitSignal(window.searcher.completed, timeout=TIMEOUT):
+        window.search_file(mosaic_indexed)
+    qtbot.waitUntil(lambda: window.drop_zone.image() is not None, timeout=TIMEOUT)
+    dz = window.drop_zone
+    shown = dz._image_rect()
+    # drag a rectangle over the top-left quarter of the shown query image
+    band = QRect(shown.left() + 2, shown.top() + 2, shown.width() // 2 - 4, shown.height() // 2 - 4)
+    with qtbot.waitSignal(window.searcher.completed, timeout=TIMEOUT):
+        dz.select_region(band)
+    assert window.current is not None and window.current.region is not None
+    x, y, w, h = window.current.region
+    assert x < 20 and y < 20 and 360 < w <= 400 and 480 < h <= 533  # image pixels, not screen
+    top = window.model.result(0)
+    assert top.path == str(mosaic_indexed) and top.match == "partial"
+    assert top.region is not None and top.region[0] < 60 and top.region[1] < 60
+    # the grid paints the partial badge and the region outline in the partial colour
+    qtbot.waitUntil(
+        lambda: window.model.data(window.model.index(0), 0x0101 + 4) is not None, timeout=TIMEOUT
+    )
+    image = window.view.viewport().grab().toImage()
+    cell = window.view.visualRect(window.model.index(0))
+    orange = sum(
+        1
+        for px in range(cell.left(), cell.right(), 2)
+        for py in range(cell.top(), cell.bottom(), 2)
+        if abs(image.pixelColor(px, py).red() - PARTIAL_COLOUR.red()) < 30
+        and abs(image.pixelColor(px, py).green() - PARTIAL_COLOUR.green()) < 30
+        and image.pixelColor(px, py).blue() < 60
+    )
+    assert orange > 30
+
+
+def test_preview_highlights_the_region(window: MainWindow, mosaic_indexed: Path, qtbot) -> None:  # type: ignore[no-untyped-def]
+    with qtbot.waitSignal(window.searcher.completed, timeout=TIMEOUT):
+        window.search_file(mosaic_indexed)
+    with qtbot.waitSignal(window.searcher.completed, timeout=TIMEOUT):
+        window.drop_zone.region_selected.emit((400, 533, 400, 533))
+    top = window.model.result(0)
+    assert top.match == "partial"
+    dialog = window.preview(top)
+    qtbot.addWidget(dialog)
+    qtbot.waitUntil(lambda: dialog.image.pixmap is not None, timeout=TIMEOUT)
+    box = dialog.image.region_rect()
+    shown = dialog.image.shown_rect()
+    assert box is not None
+    # the bottom-right quarter of the mosaic is outlined
+    assert abs(box.left() - (shown.left() + shown.width() / 2)) < shown.width() * 0.1
+    assert abs(box.top() - (shown.top() + shown.height() / 2)) < shown.height() * 0.1
+    dialog.close()

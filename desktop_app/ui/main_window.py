@@ -38,6 +38,7 @@ from desktop_app.ui.dialogs import FailuresDialog, SettingsDialog
 from desktop_app.ui.folders import FolderPanel
 from desktop_app.ui.history import QueryHistory
 from desktop_app.ui.images import pil_to_qimage
+from desktop_app.ui.preview import PreviewDialog
 from desktop_app.ui.query_panel import DropZone
 from desktop_app.ui.results_model import ResultsModel
 from desktop_app.ui.results_view import ResultsView
@@ -276,6 +277,7 @@ class MainWindow(QMainWindow):
         self.zoom_slider.valueChanged.connect(self.view.set_thumb_size)
         self.view.zoom_changed.connect(self.zoom_slider.setValue)
         self.view.find_similar.connect(self.find_similar)
+        self.view.preview_requested.connect(self.preview)
         self.view.copy_image_requested.connect(self.copy_image)
         self.searcher.finished.connect(self._show_results)
         self.searcher.updated.connect(self._show_results)  # partial matches merged in
@@ -337,6 +339,13 @@ class MainWindow(QMainWindow):
                 kind="similar", path=result.path, label=Path(result.path).name, region=region
             )
         )
+
+    def preview(self, result: SearchResult) -> PreviewDialog:
+        dialog = PreviewDialog(result, self.calls, self)
+        dialog.find_similar.connect(self.find_similar)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
 
     def rerun(self) -> None:
         if self.current is not None:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QObject, QPoint, QSize, Qt, QUrl, Signal
-from PySide6.QtGui import QAction, QDesktopServices, QWheelEvent
+from PySide6.QtGui import QAction, QDesktopServices, QKeyEvent, QWheelEvent
 from PySide6.QtWidgets import QAbstractItemView, QApplication, QListView, QMenu, QWidget
 
 from desktop_app.engine.search import SearchResult
@@ -21,6 +21,7 @@ MIN_THUMB, MAX_THUMB = 64, 320
 
 class ResultsView(QListView):
     find_similar = Signal(object)  # SearchResult
+    preview_requested = Signal(object)  # SearchResult
     copy_image_requested = Signal(str)  # path
     zoom_changed = Signal(int)
 
@@ -44,7 +45,8 @@ class ResultsView(QListView):
         self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.customContextMenuRequested.connect(self._context_menu)
-        self.doubleClicked.connect(lambda idx: open_file(self._result(idx.row()).path))
+        # Double-click or Space: preview with the matched region; Enter: open the file.
+        self.doubleClicked.connect(lambda idx: self.preview_requested.emit(self._result(idx.row())))
         self.viewport().installEventFilter(self)
         self.last_menu: QMenu | None = None
 
@@ -55,6 +57,15 @@ class ResultsView(QListView):
 
     def _result(self, row: int) -> SearchResult:
         return self.results_model().result(row)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        index = self.currentIndex()
+        if index.isValid() and event.key() == Qt.Key.Key_Space:
+            self.preview_requested.emit(self._result(index.row()))
+        elif index.isValid() and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            open_file(self._result(index.row()).path)
+        else:
+            super().keyPressEvent(event)
 
     # -- zoom ----------------------------------------------------------------------------
     def set_thumb_size(self, side: int) -> None:
@@ -79,10 +90,13 @@ class ResultsView(QListView):
     def build_menu(self, row: int) -> QMenu:
         r = self._result(row)
         menu = QMenu(self)
-        similar = QAction("Find similar", menu)
+        similar = QAction("Find similar" + (" (this region)" if r.region else ""), menu)
         similar.triggered.connect(lambda: self.find_similar.emit(r))
         menu.addAction(similar)
         menu.addSeparator()
+        preview = QAction("Preview", menu)
+        preview.triggered.connect(lambda: self.preview_requested.emit(r))
+        menu.addAction(preview)
         for text, slot in (
             ("Open", lambda: open_file(r.path)),
             ("Show in folder", lambda: show_in_folder(r.path)),

@@ -1,0 +1,156 @@
+"""Partial-region matching: a crop finds the photo it came from, with the region; a
+region of a query searches by that region alone; a query that contains a stored photo
+finds it."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from desktop_app.cli import main
+from desktop_app.engine.library import Library
+from desktop_app.engine.paths import AppDirs
+from desktop_app.engine.regions import iou
+from desktop_app.engine.settings import OFFLINE_MODEL, Settings
+
+from .conftest import FIXTURES, PHOTOS, run_index
+
+LARGE = sorted((FIXTURES / "large").glob("*.jpg"))
+TILE = (400, 533)
+
+
+def mosaic(paths: list[Path], dest: Path) -> Path:
+    """Four real photos tiled 2×2: an 800×1066 photo with plenty of detail."""
+    canvas = Image.new("RGB", (TILE[0] * 2, TILE[1] * 2))
+    for i, p in enumerate(paths):
+        im = Image.open(p).convert("RGB").resize(TILE)
+        canvas.paste(im, ((i % 2) * TILE[0], (i // 2) * TILE[1]))
+    canvas.save(dest, quality=92)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def region_library(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Library, list[Path]]]:
+    """Indexed once for the module: three mosaics and twenty distractors."""
+    root = tmp_path_factory.mktemp("regions")
+    folder = root / "library"
+    folder.mkdir()
+    mosaics = [
+        mosaic(LARGE[0:4], folder / "mosaic-a.jpg"),
+        mosaic(LARGE[4:8], folder / "mosaic-b.jpg"),
+        # shares photos with A and B, but no two neighbours in the same arrangement
+        mosaic([LARGE[3], LARGE[4], LARGE[6], LARGE[1]], folder / "mosaic-c.jpg"),
+    ]
+    for p in PHOTOS[:20]:  # distractors
+        Image.open(p).save(folder / p.name)
+    dirs = AppDirs(root / "data", root / "config", root / "cache", root / "logs")
+    lib = Library(dirs, Settings(model=OFFLINE_MODEL, regions_enabled=True))
+    run_index(lib, [folder])
+    yield lib, mosaics
+    lib.close()
+
+
+def crop_query(source: Path, frac: float, dest: Path, seed: int) -> tuple[int, int, int, int]:
+    """A random crop of ``frac`` of the area, downscaled by half, JPEG q=85."""
+    im = Image.open(source).convert("RGB")
+    rng = random.Random(seed)
+    w, h = int(im.width * frac**0.5), int(im.height * frac**0.5)
+    x, y = rng.randint(0, im.width - w), rng.randint(0, im.height - h)
+    im.crop((x, y, x + w, y + h)).resize((w // 2, h // 2)).save(dest, quality=85)
+    return x, y, w, h
+
+
+@pytest.mark.parametrize("frac, seed", [(0.25, 1), (0.25, 2), (0.5, 3)])
+def test_crop_finds_its_parent_with_the_region(
+    region_library, tmp_path: Path, frac: float, seed: int
+) -> None:  # type: ignore[no-untyped-def]
+    lib, mosaics = region_library
+    parent = mosaics[seed % 3]
+    true_box = crop_query(parent, frac, tmp_path / "crop.jpg", seed)
+    results = lib.search_image(tmp_path / "crop.jpg", top_k=5)
+    top = results[0]
+    assert top.path == str(parent)
+    assert top.match == "partial"
+    assert top.region is not None and iou(top.region, true_box) >= 0.5
+
+
+def test_full_results_come_first_then_partial_matches(region_library, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    lib, mosaics = region_library
+    crop_query(mosaics[1], 0.25, tmp_path / "crop.jpg", 7)
+    full_stage, merged_stage = lib.image_stages(tmp_path / "crop.jpg", top_k=5)
+    first = full_stage()
+    assert all(r.match == "full" for r in first)
+    merged = merged_stage()
+    assert merged[0].path == str(mosaics[1]) and merged[0].match == "partial"
+
+
+def test_search_by_a_region_of_the_query(region_library) -> None:  # type: ignore[no-untyped-def]
+    """The rubber band: the top-left tile of mosaic A, searched alone, is found inside
+    mosaic A with its box."""
+    lib, mosaics = region_library
+    region = (0, 0, TILE[0], TILE[1])
+    results = lib.search_image(mosaics[0], top_k=5, region=region)
+    by_path = {r.path: r for r in results}
+    a = by_path[str(mosaics[0])]
+    assert a.match == "partial" and iou(a.region, region) >= 0.5
+    assert results[0].path == str(mosaics[0])
+
+
+def test_query_containing_a_stored_photo_finds_it(region_library, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A stored photo pasted at about half size into another scene."""
+    lib, mosaics = region_library
+    scene = Image.open(PHOTOS[30]).convert("RGB").resize((1200, 900))
+    pasted = Image.open(mosaics[2]).convert("RGB").resize((450, 600))
+    scene.paste(pasted, (600, 200))
+    scene.save(tmp_path / "scene.jpg", quality=90)
+    results = lib.search_image(tmp_path / "scene.jpg", top_k=5)
+    assert results[0].path == str(mosaics[2])
+
+
+def test_cli_region_and_status_counts(region_library, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    lib, mosaics = region_library
+    data_dir = str(lib.dirs.data)
+    lib.close()  # the CLI opens the data dir itself
+    try:
+        assert (
+            main(
+                [
+                    "search",
+                    str(mosaics[1]),
+                    "--region",
+                    "400,533,400,533",
+                    "--top-k",
+                    "3",
+                    "--json",
+                    "--data-dir",
+                    data_dir,
+                ]
+            )
+            == 0
+        )
+        line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        top = line["results"][0]
+        assert top["path"] == str(mosaics[1]) and top["match"] == "partial"
+        assert iou(top["region"], (400, 533, 400, 533)) >= 0.5
+        assert main(["status", "--json", "--data-dir", data_dir]) == 0
+        status = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert status["vectors"] == {"full": 23, "region": 23 * 9}
+    finally:
+        lib.__init__(lib.dirs, lib.settings)  # reopen for the fixture's close()
+
+
+def test_no_regions_stores_full_vectors_only(
+    photos: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["index", str(photos), "--model", OFFLINE_MODEL, "--no-regions", "--json"]) == 0
+    capsys.readouterr()
+    assert main(["status", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert status["vectors"] == {"full": 40}
