@@ -211,34 +211,12 @@ class Indexer:
                 s.reused += 1
                 done += 1
                 pending_rows.append(
-                    FileRow(
-                        f.path,
-                        root,
-                        f.size,
-                        f.mtime_ns,
-                        result.fingerprint,
-                        result.width,
-                        result.height,
-                        "ok",
-                        None,
-                    )
+                    file_row(f, root, result.fingerprint, (result.width, result.height))
                 )
             else:
                 done += 1
                 s.failed.append((f.path, result.reason))
-                pending_rows.append(
-                    FileRow(
-                        f.path,
-                        root,
-                        f.size,
-                        f.mtime_ns,
-                        result.fingerprint,
-                        None,
-                        None,
-                        "failed",
-                        result.reason,
-                    )
-                )
+                pending_rows.append(file_row(f, root, result.fingerprint, None, result.reason))
             full = bool(batch) and len(batch) >= self.analyser.encoder.batch_size
             if full or len(pending_rows) >= REUSE_FLUSH_EVERY:
                 done += len(batch)
@@ -294,24 +272,9 @@ class Indexer:
                 reason = f"encoder error: {type(exc).__name__}: {exc}"
                 for p, f, root in batch:
                     s.failed.append((f.path, reason))
-                    rows.append(
-                        FileRow(
-                            f.path,
-                            root,
-                            f.size,
-                            f.mtime_ns,
-                            p.fingerprint,
-                            None,
-                            None,
-                            "failed",
-                            reason,
-                        )
-                    )
+                    rows.append(file_row(f, root, p.fingerprint, None, reason))
                 batch = []
-        file_rows = [
-            FileRow(f.path, root, f.size, f.mtime_ns, p.fingerprint, p.width, p.height, "ok", None)
-            for p, f, root in batch
-        ]
+        file_rows = [file_row(f, root, p.fingerprint, (p.width, p.height)) for p, f, root in batch]
         with self.catalog.transaction() as db:
             for a in analyses:
                 self.catalog.put_vectors(self.encoder_id, a.vectors, db)
@@ -330,6 +293,19 @@ class Indexer:
         removed = self.catalog.delete_files(gone) if gone else 0
         collect_garbage(self.catalog, self.store)
         return removed
+
+
+def file_row(
+    f: FoundFile,
+    root: str,
+    fingerprint: str | None,
+    size: tuple[int, int] | None,
+    error: str | None = None,
+) -> FileRow:
+    """The catalog row for a scanned file: indexed (with its pixel size) or failed."""
+    w, h = size or (None, None)
+    status = "failed" if error is not None else "ok"
+    return FileRow(f.path, root, f.size, f.mtime_ns, fingerprint, w, h, status, error)
 
 
 def write_to_store(store: VectorStore, encoder_id: str, analyses: Sequence[Analysis]) -> None:

@@ -11,10 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from desktop_app.engine.catalog import Catalog, FileRow
-from desktop_app.engine.store import VectorStore
 
 Box = tuple[int, int, int, int]
 
@@ -80,19 +77,3 @@ def expand_to_files(
     if not keep_order:
         out.sort(key=lambda r: (-r.score, r.path != prefer_path, r.path))
     return out[:top_k]
-
-
-def search_full(
-    catalog: Catalog,
-    store: VectorStore,
-    encoder_id: str,
-    vector: np.ndarray,
-    top_k: int,
-    threshold: float,
-    prefer_path: str | None = None,
-) -> list[SearchResult]:
-    """Nearest full-image vectors. Over-fetches a little: a content may have vanished
-    from the catalog (deleted file) while its vector awaits garbage collection."""
-    hits = store.query(encoder_id, vector[None, :], top_k + 8)[0]
-    scored = [(h.id, h.score, "full", None) for h in hits]
-    return expand_to_files(catalog, scored, top_k, threshold, prefer_path)
