@@ -90,6 +90,31 @@ def main() -> None:
     menu.popup(win.view.viewport().mapToGlobal(rect.center() + QPoint(10, 10)))
     shot("context-menu.png")
     menu.close()
+    # a crop of one photo (half of its area, re-saved as JPEG) finds it as a partial match
+    from PIL import Image
+
+    parent = photos[42]
+    im = Image.open(parent).convert("RGB")
+    w, h = im.size
+    crop = im.crop((w // 5, h // 4, w // 5 + int(w * 0.7), h // 4 + int(h * 0.7)))
+    crop.save(work / "crop.jpg", quality=85)
+    done: list[object] = []
+    win.searcher.completed.connect(lambda *_: done.append(1))
+    win.search_file(work / "crop.jpg")
+    wait(lambda: bool(done))
+    wait(
+        lambda: all(
+            win.model.data(win.model.index(r), 0x0101 + 4) is not None
+            for r in range(min(24, win.model.rowCount()))
+        ),
+        60,
+    )
+    shot("partial-match.png")
+    dialog = win.preview(win.model.result(0))
+    dialog.move(200, 60)
+    wait(lambda: dialog.image.pixmap is not None, 30)
+    shot("preview.png")
+    dialog.close()
     win.shutdown()
     lib.close()
 
