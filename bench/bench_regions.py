@@ -1,7 +1,8 @@
 """Partial-region matching quality, measured through the real engine (``Library``).
 
     python bench/bench_regions.py [--wallpapers DIR] [--distractors 300] [--max-parents N]
-                                  [--quick] [--seed 1234] [--stage-sample 40] [--keep]
+                                  [--max-queries N] [--stage-sample 40] [--quick]
+                                  [--seed 1234] [--keep]
 
 Database: the Debian desktop wallpapers (high-res real photos and artworks; fetched with
 ``../shared/scripts/fetch-wallpapers.sh DIR`` when DIR has none) plus N clothing photos
@@ -28,7 +29,10 @@ Queries (seeded, per parent, generated in 2 processes, saved as files outside th
 
 The database is indexed twice, with ``regions_enabled`` True and False (separate
 DESKTOP_APP_HOME dirs under one temp dir), and every query goes through
-``Library.search_image(path, top_k=10)`` on both. Per query kind: recall@1, recall@5,
+``Library.search_image(path, top_k=10)`` on both (``--max-queries N``: a seeded sample,
+equal per kind, for a loaded machine. Estimated from the research timings, not measured:
+~1.3 s per query for both indexes on an idle 2-core CPU, so the default 588 queries plus
+indexing take ~20 min). Per query kind: recall@1, recall@5,
 mAP (one relevant item: AP = 1/rank of the first correct hit in the top 10, else 0),
 IoU ≥ 0.5 (over correct hits labelled "partial": the returned region vs. the crop box in
 parent pixels, or the whole parent for scenes and edits; no region counts as a miss),
@@ -62,6 +66,7 @@ from common import CLOTHING, OUT, ROOT, SHARED, median, percentile, report  # no
 
 sys.path.insert(0, str(ROOT))
 from desktop_app.engine.analysis import KEYPOINTS  # noqa: E402
+from desktop_app.engine.imageio import to_rgb  # noqa: E402
 from desktop_app.engine.library import Library  # noqa: E402
 from desktop_app.engine.paths import HOME_ENV  # noqa: E402
 from desktop_app.engine.regions import iou, keypoints_from_bytes  # noqa: E402
@@ -149,7 +154,11 @@ def caption(im: Image.Image, rng: random.Random) -> Image.Image:
     font = _font(max(12, w // 25))
     xy = (int(w * 0.05), int(h * rng.uniform(0.72, 0.88)))
     draw.text(
-        xy, rng.choice(CAPTIONS), font=font, fill="white", stroke_width=max(1, w // 400),
+        xy,
+        rng.choice(CAPTIONS),
+        font=font,
+        fill="white",
+        stroke_width=max(1, w // 400),
         stroke_fill="black",
     )
     return im
@@ -159,15 +168,23 @@ def apply_edit(im: Image.Image, kind: str, rng: random.Random) -> tuple[Image.Im
     """(edited image, JPEG quality, description)."""
     sign = rng.choice([-1, 1])
     if kind == "half":
-        return im.resize((im.width // 2, im.height // 2), Image.LANCZOS), 90, "half size"
+        return im.resize((im.width // 2, im.height // 2), Image.Resampling.LANCZOS), 90, "half size"
     if kind == "jpeg30":
         return im, 30, "JPEG q=30"
     if kind == "brightness":
-        return ImageEnhance.Brightness(im).enhance(1 + 0.2 * sign), 90, f"brightness {sign * 20:+d}%"
+        return (
+            ImageEnhance.Brightness(im).enhance(1 + 0.2 * sign),
+            90,
+            f"brightness {sign * 20:+d}%",
+        )
     if kind == "contrast":
         return ImageEnhance.Contrast(im).enhance(1 + 0.2 * sign), 90, f"contrast {sign * 20:+d}%"
     if kind == "rotate":
-        return im.rotate(5 * sign, resample=Image.BICUBIC, expand=False), 90, f"rotate {5 * sign:+d}°"
+        return (
+            im.rotate(5 * sign, resample=Image.Resampling.BICUBIC, expand=False),
+            90,
+            f"rotate {5 * sign:+d}°",
+        )
     if kind == "flip":
         return ImageOps.mirror(im), 90, "horizontal flip"
     if kind == "caption":
@@ -175,9 +192,7 @@ def apply_edit(im: Image.Image, kind: str, rng: random.Random) -> tuple[Image.Im
     raise ValueError(kind)
 
 
-def random_crop(
-    W: int, H: int, area: float, rng: random.Random
-) -> tuple[int, int, int, int]:
+def random_crop(W: int, H: int, area: float, rng: random.Random) -> tuple[int, int, int, int]:
     ar = float(np.exp(rng.uniform(-0.25, 0.25)))
     cw = min(W, round(W * (area * ar) ** 0.5))
     ch = min(H, round(H * (area / ar) ** 0.5))
@@ -189,7 +204,7 @@ def make_queries(job: dict[str, Any]) -> list[dict[str, Any]]:
     pi, src, qdir = job["parent"], Path(job["path"]), Path(job["qdir"])
     rng = random.Random(f"{job['seed']}-{src.name}")
     with Image.open(src) as raw:
-        im = ImageOps.exif_transpose(raw).convert("RGB")
+        im = to_rgb(ImageOps.exif_transpose(raw))  # as the engine sees it: alpha on white
     W, H = im.size
     out: list[dict[str, Any]] = []
 
@@ -202,7 +217,7 @@ def make_queries(job: dict[str, Any]) -> list[dict[str, Any]]:
         for r in range(reps):
             x, y, cw, ch = random_crop(W, H, area, rng)
             c = im.crop((x, y, x + cw, y + ch))
-            c = c.resize((max(1, cw // 2), max(1, ch // 2)), Image.LANCZOS)
+            c = c.resize((max(1, cw // 2), max(1, ch // 2)), Image.Resampling.LANCZOS)
             kind = f"crop{round(area * 100)}"
             out.append(
                 dict(path=save(c, f"{kind}-{r}", 85), kind=kind, parent=pi, box=[x, y, cw, ch])
@@ -211,8 +226,12 @@ def make_queries(job: dict[str, Any]) -> list[dict[str, Any]]:
         e, quality, desc = apply_edit(im, kind, rng)
         out.append(
             dict(
-                path=save(e, f"edit-{kind}", quality), kind="edit", edit=kind, desc=desc,
-                parent=pi, box=[0, 0, W, H],
+                path=save(e, f"edit-{kind}", quality),
+                kind="edit",
+                edit=kind,
+                desc=desc,
+                parent=pi,
+                box=[0, 0, W, H],
             )
         )
     for r in range(job["scenes"]):
@@ -220,18 +239,22 @@ def make_queries(job: dict[str, Any]) -> list[dict[str, Any]]:
             bg = b.convert("RGB")
         SW, SH = SCENE_SIZE
         s = max(SW / bg.width, SH / bg.height)
-        bg = bg.resize((round(bg.width * s), round(bg.height * s)), Image.BILINEAR)
+        bg = bg.resize((round(bg.width * s), round(bg.height * s)), Image.Resampling.BILINEAR)
         ox, oy = (bg.width - SW) // 2, (bg.height - SH) // 2
         bg = bg.crop((ox, oy, ox + SW, oy + SH))
         frac = rng.uniform(0.3, 0.6)
         k = min(frac * SW / W, frac * SH / H)
         pw, ph = max(1, round(W * k)), max(1, round(H * k))
         px, py = rng.randint(0, SW - pw), rng.randint(0, SH - ph)
-        bg.paste(im.resize((pw, ph), Image.LANCZOS), (px, py))
+        bg.paste(im.resize((pw, ph), Image.Resampling.LANCZOS), (px, py))
         out.append(
             dict(
-                path=save(bg, f"scene-{r}", 85), kind="scene", parent=pi, box=[0, 0, W, H],
-                qbox=[px, py, pw, ph], frac=round(frac, 3),
+                path=save(bg, f"scene-{r}", 85),
+                kind="scene",
+                parent=pi,
+                box=[0, 0, W, H],
+                qbox=[px, py, pw, ph],
+                frac=round(frac, 3),
             )
         )
     return out
@@ -247,8 +270,8 @@ def open_library(home: Path, regions: bool) -> Library:
 def index_timed(lib: Library, folder: Path) -> dict[str, Any]:
     started = time.perf_counter()
     last = None
-    for last in lib.index([folder]):
-        pass
+    for progress in lib.index([folder]):
+        last = progress
     seconds = time.perf_counter() - started
     s = last.summary if last is not None else None
     if s is None or s.failed:
@@ -281,16 +304,17 @@ def evaluate(
     ranked = [parent_of.get(r.path, -1) for r in results]
     rank = next((i for i, p in enumerate(ranked) if p == q["parent"]), None)
     want = design_of[q["parent"]]
-    drank = next(
-        (i for i, p in enumerate(ranked) if p >= 0 and design_of[p] == want), None
-    )
+    drank = next((i for i, p in enumerate(ranked) if p >= 0 and design_of[p] == want), None)
     row: dict[str, Any] = {"rank": rank, "design_rank": drank}
     if results:
         top = ranked[0]
         row["top1"] = (
-            "parent" if top == q["parent"]
-            else "variant" if top >= 0 and design_of[top] == want
-            else "wallpaper" if top >= 0
+            "parent"
+            if top == q["parent"]
+            else "variant"
+            if top >= 0 and design_of[top] == want
+            else "wallpaper"
+            if top >= 0
             else "distractor"
         )
         row["top1_score"] = round(float(results[0].score), 4)
@@ -352,9 +376,17 @@ def main() -> None:
     ap.add_argument("--wallpapers", type=Path, default=OUT / "wallpapers")
     ap.add_argument("--distractors", type=int, default=300)
     ap.add_argument("--max-parents", type=int, default=None)
-    ap.add_argument("--quick", action="store_true", help="12 parents, 60 distractors, fewer queries")
+    ap.add_argument(
+        "--quick", action="store_true", help="12 parents, 60 distractors, fewer queries"
+    )
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--stage-sample", type=int, default=40, help="queries timed per stage")
+    ap.add_argument(
+        "--max-queries",
+        type=int,
+        default=None,
+        help="search only a seeded sample of the queries, equal per kind (default: all)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (libraries, queries)")
     args = ap.parse_args()
     if args.quick:
@@ -399,16 +431,27 @@ def main() -> None:
     t0 = time.perf_counter()
     jobs = [
         dict(
-            parent=i, path=str(p), qdir=str(qdir), seed=args.seed, crops=crops,
-            edits=[EDITS[(2 * i) % 7], EDITS[(2 * i + 1) % 7]], scenes=1, backgrounds=backgrounds,
+            parent=i,
+            path=str(p),
+            qdir=str(qdir),
+            seed=args.seed,
+            crops=crops,
+            edits=[EDITS[(2 * i) % 7], EDITS[(2 * i + 1) % 7]],
+            scenes=1,
+            backgrounds=backgrounds,
         )
         for i, p in enumerate(walls)
     ]
     with ProcessPoolExecutor(2) as pool:
         queries = [q for qs in pool.map(make_queries, jobs) for q in qs]
     t_queries = time.perf_counter() - t0
-    print(f"{len(queries)} queries made in {t_queries:.0f} s: {dict(Counter(q['kind'] for q in queries))}",
-          flush=True)
+    made = dict(Counter(q["kind"] for q in queries))
+    if args.max_queries and args.max_queries < len(queries):
+        queries = [queries[i] for i in stratified(queries, args.max_queries, args.seed + 1)]
+    searched = dict(Counter(q["kind"] for q in queries))
+    print(
+        f"{sum(made.values())} queries made in {t_queries:.0f} s, searching {searched}", flush=True
+    )
 
     # index twice
     libs: dict[str, Library] = {}
@@ -441,8 +484,8 @@ def main() -> None:
     index_stats["baseline"].pop("_npts")
     parent_npts = {}
     for path, pi in parent_of.items():
-        row = rlib.catalog.file(path)
-        parent_npts[pi] = npts.get(row.fingerprint, 0) if row and row.fingerprint else 0
+        frow = rlib.catalog.file(path)
+        parent_npts[pi] = npts.get(frow.fingerprint, 0) if frow and frow.fingerprint else 0
     untextured = sorted(pi for pi, n in parent_npts.items() if n < 100)
 
     # search every query on both indexes
@@ -498,7 +541,8 @@ def main() -> None:
         summary[label]["scenes_by_frac"] = {
             f"{lo:.1f}-{lo + 0.1:.1f}": summarise(
                 [
-                    per[label][i] for i, q in enumerate(queries)
+                    per[label][i]
+                    for i, q in enumerate(queries)
                     if q["kind"] == "scene" and lo <= q["frac"] < lo + 0.1 + 1e-9
                 ]
             )["recall@1"]
@@ -507,7 +551,8 @@ def main() -> None:
         summary[label]["top1_when_missed"] = {
             k: dict(
                 Counter(
-                    per[label][i]["top1"] for i, q in enumerate(queries)
+                    per[label][i]["top1"]
+                    for i, q in enumerate(queries)
                     if q["kind"] == k and per[label][i]["rank"] != 0
                 )
             )
@@ -530,13 +575,15 @@ def main() -> None:
     for k in KINDS + ["all"]:
         a, b = summary["regions"][k], summary["baseline"][k]
 
-        def pair(m: str) -> str:
+        def pair(m: str, a: dict[str, Any] = a, b: dict[str, Any] = b) -> str:
             return f"{a[m]:.3f} | {b[m]:.3f}"
 
         lat = f"{a['ms_median']:.0f}/{a['ms_p90']:.0f} | {b['ms_median']:.0f}/{b['ms_p90']:.0f}"
         print(
             f"{k:<8}{a['n']:>5}  "
-            + "  ".join(f"{pair(m):>15}" for m in ("recall@1", "recall@5", "mAP", "iou>=0.5", "label_acc"))
+            + "  ".join(
+                f"{pair(m):>15}" for m in ("recall@1", "recall@5", "mAP", "iou>=0.5", "label_acc")
+            )
             + f"  {lat:>15}"
         )
 
@@ -551,17 +598,32 @@ def main() -> None:
     for label in libs:
         for k in KINDS + ["all"]:
             s = summary[label][k]
-            for m in ("recall@1", "recall@5", "mAP", "iou>=0.5", "label_acc", "ms_median", "ms_p90"):
+            for m in (
+                "recall@1",
+                "recall@5",
+                "mAP",
+                "iou>=0.5",
+                "label_acc",
+                "ms_median",
+                "ms_p90",
+            ):
                 if label == "baseline" and m == "iou>=0.5":
                     continue
                 rows.append((f"{label} {k} {m}", s[m], targets.get((label, k, m), "")))
     for label in libs:
         st = summary[label]["stages_ms"]
         rows += [
-            (f"{label} full-results ms median (n={st['n']})", st["full_median"],
-             "<= 300" if label == "regions" else ""),
+            (
+                f"{label} full-results ms median (n={st['n']})",
+                st["full_median"],
+                "<= 300" if label == "regions" else "",
+            ),
             (f"{label} full-results ms p90", st["full_p90"], ""),
-            (f"{label} all-results ms median", st["all_median"], "<= 1000" if label == "regions" else ""),
+            (
+                f"{label} all-results ms median",
+                st["all_median"],
+                "<= 1000" if label == "regions" else "",
+            ),
             (f"{label} all-results ms p90", st["all_p90"], ""),
         ]
     for label in libs:
@@ -570,7 +632,11 @@ def main() -> None:
             (f"{label} index s/image (all)", ix["per_image_s"], ""),
             (f"{label} index s/image (wallpapers)", ix["wallpapers"]["per_image_s"], ""),
             (f"{label} index s/image (distractors)", ix["distractors"]["per_image_s"], ""),
-            (f"{label} vectors/image", ix["vectors_per_image"], "<= 10" if label == "regions" else ""),
+            (
+                f"{label} vectors/image",
+                ix["vectors_per_image"],
+                "<= 10" if label == "regions" else "",
+            ),
             (f"{label} keypoint bytes/image", ix["keypoint_bytes_per_image"], ""),
         ]
     ratio = index_stats["regions"]["per_image_s"] / index_stats["baseline"]["per_image_s"]
@@ -579,8 +645,12 @@ def main() -> None:
     rows.append(("total seconds", time.perf_counter() - t_start, "< 1500"))
 
     detail = [
-        {**{k: v for k, v in q.items() if k != "path"}, "file": Path(q["path"]).name,
-         "regions": per["regions"][i], "baseline": per["baseline"][i]}
+        {
+            **{k: v for k, v in q.items() if k != "path"},
+            "file": Path(q["path"]).name,
+            "regions": per["regions"][i],
+            "baseline": per["baseline"][i],
+        }
         for i, q in enumerate(queries)
     ]
     extra = {
@@ -593,6 +663,7 @@ def main() -> None:
             "design_groups": groups,
             "distractors": len(distract),
             "database_images": len(walls) + len(distract),
+            "queries_made": made,
             "queries": dict(Counter(q["kind"] for q in queries)),
             "edits": dict(Counter(q["edit"] for q in queries if q["kind"] == "edit")),
             "crops_per_parent": {f"crop{round(a * 100)}": n for a, n in crops},
