@@ -105,6 +105,7 @@ class Library:
         return cls(resolve_dirs(data_dir), **kwargs)
 
     def close(self) -> None:
+        self.store.close()
         self.catalog.close()
         self._lock.release()
 

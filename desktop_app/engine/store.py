@@ -62,6 +62,15 @@ class VectorStore:
         )
         return cls(client)
 
+    def close(self) -> None:
+        """Release the client: Chroma shares one system per path within a process and
+        stops it when its last client closes, so a reopened store starts fresh (e.g.
+        after its folder was deleted to be rebuilt)."""
+        self._collections.clear()
+        close = getattr(self.client, "close", None)
+        if close is not None:
+            close()
+
     def collection(self, encoder_id: str, kind: str = "full") -> Any:
         name = collection_name(encoder_id, kind)
         col = self._collections.get(name)
