@@ -121,3 +121,13 @@ def test_megapixel_cap_refuses_before_decoding(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ImageLoadError, match="not found"):
         load_image(tmp_path / "nope.jpg")
+
+
+def test_light_content_on_transparency_stays_visible(tmp_path: Path) -> None:
+    """White line art on a transparent background would vanish on white."""
+    im = Image.new("RGBA", (64, 64), (255, 255, 255, 0))
+    for x in range(0, 64, 4):
+        for y in range(64):
+            im.putpixel((x, y), (255, 255, 255, 255))
+    px = np.asarray(load_image(save(im, tmp_path / "lines.png")).image.convert("L"))
+    assert px.std() > 60  # stripes, not a blank image

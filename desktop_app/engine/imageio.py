@@ -144,7 +144,8 @@ def _describe_decode_error(exc: BaseException) -> str:
 
 
 def to_rgb(im: Image.Image) -> Image.Image:
-    """Any Pillow mode to 8-bit RGB; transparency is composited on white."""
+    """Any Pillow mode to 8-bit RGB; transparency is composited on white (on black for
+    light content that white would erase)."""
     mode = im.mode
     if mode == "RGB":
         return im
@@ -157,9 +158,21 @@ def to_rgb(im: Image.Image) -> Image.Image:
             return im
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = im.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        background = Image.new("RGBA", rgba.size, _background_for(rgba))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return im.convert("RGB")
+
+
+def _background_for(rgba: Image.Image) -> tuple[int, int, int, int]:
+    """White, unless the visible pixels are mostly light (white line art or text on a
+    transparent background): then black, so the content does not vanish."""
+    small = np.asarray(rgba.reduce(max(1, max(rgba.size) // 256)), np.float32)
+    alpha = small[..., 3] / 255.0
+    if alpha.sum() < 1.0:
+        return (255, 255, 255, 255)
+    luminance = small[..., :3].mean(axis=2)
+    visible_mean = float((luminance * alpha).sum() / alpha.sum())
+    return (0, 0, 0, 255) if visible_mean > 200 else (255, 255, 255, 255)
 
 
 def _to_uint8(a: np.ndarray) -> np.ndarray:

@@ -281,7 +281,8 @@ class Library:
         """Search by an image (path, encoded bytes or Pillow image), or a region of it, in
         two stages: full-image matches (fast), then with partial matches merged in."""
         k, t = self._limits(top_k, threshold)
-        search = PartialSearch(self.catalog, self.store, self._ready())
+        encoder_id = self._ready()
+        search = PartialSearch(self.catalog, self.store, encoder_id)
         state: dict[str, QueryFeatures] = {}
 
         def full() -> list[SearchResult]:
@@ -289,7 +290,12 @@ class Library:
             state["q"] = q
             return search.full(q, k, t)
 
+        if not self.has_region_data(encoder_id):
+            return [full]  # indexed with --no-regions: nothing to match regions against
         return [full, lambda: search.merged(state["q"], k, t)]
+
+    def has_region_data(self, encoder_id: str) -> bool:
+        return self.catalog.vector_counts().get((encoder_id, "region"), 0) > 0
 
     def similar_stages(
         self, path: Path | str, top_k: int | None = None, threshold: float | None = None
@@ -299,6 +305,8 @@ class Library:
         encoder_id = self._ready()
         q = stored_query(self.catalog, encoder_id, path)
         search = PartialSearch(self.catalog, self.store, encoder_id)
+        if not self.has_region_data(encoder_id):
+            return [lambda: search.full(q, k, t)]
         return [lambda: search.full(q, k, t), lambda: search.merged(q, k, t)]
 
     def search_image(

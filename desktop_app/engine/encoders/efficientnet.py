@@ -21,7 +21,6 @@ log = logging.getLogger(__name__)
 
 MODEL_ID = "efficientnet-lite0"
 INPUT_SIZE = 224
-REGION_MAP_SIDE = 320  # the region pass: aspect kept, 10 feature cells on the long side
 GEM_P = 3.0
 # EfficientNet-Lite was trained on inputs scaled to [-1, 1].
 MEAN = (0.5, 0.5, 0.5)
@@ -52,14 +51,18 @@ def gem(features: torch.Tensor, p: float = GEM_P) -> torch.Tensor:
     return features.float().clamp(min=1e-6).pow(p).mean(dim=(-2, -1)).pow(1.0 / p)
 
 
-def map_input_size(width: int, height: int, longest: int, stride: int = 32) -> tuple[int, int]:
-    """(w, h) keeping the aspect ratio, longest side ``longest``, multiples of ``stride``
-    (one feature cell per 32 input pixels)."""
-    s = longest / max(width, height)
-    return (
-        max(stride, round(width * s / stride) * stride),
-        max(stride, round(height * s / stride) * stride),
-    )
+# (width, height) input sizes for the region pass, about 100k pixels each, by aspect ratio.
+REGION_BUCKETS = ((1.55, (448, 256)), (1.15, (384, 288)), (0.87, (320, 320)), (0.65, (288, 384)))
+REGION_BUCKET_TALL = (256, 448)
+
+
+def region_bucket(width: int, height: int) -> tuple[int, int]:
+    """The fixed input size whose aspect ratio is nearest the image's."""
+    aspect = width / max(1, height)
+    for threshold, size in REGION_BUCKETS:
+        if aspect >= threshold:
+            return size
+    return REGION_BUCKET_TALL
 
 
 def pool_regions(fmap: torch.Tensor, boxes: Sequence[NormBox]) -> torch.Tensor:
@@ -108,15 +111,21 @@ class EfficientNetLite0(Encoder):
     def embed_regions(
         self, images: Sequence[Image.Image], boxes: Sequence[Sequence[NormBox]]
     ) -> list[np.ndarray]:
-        """Regional GeM pooling of one aspect-preserving pass per image (longest side
-        REGION_MAP_SIDE): all of an image's region vectors for about one extra pass."""
-        out = []
+        """Regional GeM pooling of one extra pass per image at about 320×320 pixels: all
+        of an image's region vectors for the price of one pass. Images are resized to the
+        nearest of a few fixed aspect buckets and batched per bucket: every new input
+        shape costs the CPU backend a slow first call, and arbitrary shapes cannot batch."""
+        out: list[np.ndarray] = [np.zeros((0, self.dim), np.float32)] * len(images)
+        by_bucket: dict[tuple[int, int], list[int]] = {}
+        for i, im in enumerate(images):
+            by_bucket.setdefault(region_bucket(im.width, im.height), []).append(i)
         with inference(self._device):
-            for im, image_boxes in zip(images, boxes, strict=True):
-                w, h = map_input_size(im.width, im.height, REGION_MAP_SIDE)
-                batch = images_to_tensor([im], (w, h), MEAN, STD)
-                fmap = self.feature_maps(batch)[0]
-                out.append(l2_normalise(pool_regions(fmap, image_boxes).float().cpu().numpy()))
+            for size, members in by_bucket.items():
+                batch = images_to_tensor([images[i] for i in members], size, MEAN, STD)
+                fmaps = self.feature_maps(batch)
+                for fmap, i in zip(fmaps, members, strict=True):
+                    pooled = pool_regions(fmap, boxes[i]).float().cpu().numpy()
+                    out[i] = l2_normalise(pooled)
         return out
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
