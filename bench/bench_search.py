@@ -42,7 +42,24 @@ def ensure_index(lib_dir: Path, regions: bool) -> None:
                 print(
                     f"  index: {s.embedded} embedded, {s.unchanged} unchanged in {s.seconds:.0f} s"
                 )
-        return
+        backfill_thumbnails(lib)
+
+
+def backfill_thumbnails(lib: object) -> None:
+    """The indexer writes grid thumbnails for the images it embeds; a library indexed
+    before it did gets them here, with the same function, once."""
+    from desktop_app.engine.imageio import load_image
+    from desktop_app.engine.thumbs import THUMB_SIDE, save_thumbnail, thumbnail_path
+
+    rows = lib.catalog.db.execute(  # type: ignore[attr-defined]
+        "SELECT path, fingerprint FROM files WHERE status='ok'"
+    ).fetchall()
+    cache = lib.dirs.thumbnails  # type: ignore[attr-defined]
+    missing = [(p, fp) for p, fp in rows if not thumbnail_path(cache, fp).exists()]
+    for path, fp in missing:
+        save_thumbnail(load_image(path, max_side=THUMB_SIDE).image, cache, fp)
+    if missing:
+        print(f"  thumbnails written: {len(missing)}")
 
 
 def main() -> None:
@@ -151,6 +168,8 @@ def main() -> None:
     win.shutdown()
     lib.close()
     report("bench_search" + ("" if regions else "_noregions"), rows)
+    win.deleteLater()  # tear Qt objects down before the interpreter does
+    app.processEvents()
 
 
 if __name__ == "__main__":

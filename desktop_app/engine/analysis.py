@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from PIL import Image
 
@@ -23,6 +24,7 @@ from desktop_app.engine.regions import (
     index_region_boxes,
     keypoints_to_bytes,
 )
+from desktop_app.engine.thumbs import THUMB_SIDE, save_thumbnail
 
 
 @dataclass
@@ -52,15 +54,24 @@ class Analyser:
 
     kinds: tuple[str, ...] = ("full",)
 
-    def __init__(self, encoder: Encoder) -> None:
+    def __init__(self, encoder: Encoder, thumbnails: Path | None = None) -> None:
         self.encoder = encoder
+        self.thumbnails = thumbnails  # write grid thumbnails here while decoded anyway
 
     @property
     def load_side(self) -> int:
         """The longest side the loader must decode to (JPEGs decode faster when smaller)."""
         return self.encoder.input_size
 
+    @property
+    def decode_side(self) -> int:
+        """What the loader decodes to: enough for the analysis and the thumbnail."""
+        return max(self.load_side, THUMB_SIDE if self.thumbnails else 0)
+
     def prepare(self, fingerprint: str, loaded: LoadedImage) -> Prepared:
+        """Runs in a loader thread."""
+        if self.thumbnails is not None:
+            save_thumbnail(loaded.image, self.thumbnails, fingerprint)
         return Prepared(fingerprint, loaded.width, loaded.height, loaded.image)
 
     def embed(self, batch: Sequence[Prepared]) -> list[Analysis]:
@@ -96,8 +107,10 @@ class RegionAnalyser(Analyser):
 
     kinds = ("full", "region")
 
-    def __init__(self, encoder: Encoder, scheme: RegionScheme | None = None) -> None:
-        super().__init__(encoder)
+    def __init__(
+        self, encoder: Encoder, scheme: RegionScheme | None = None, thumbnails: Path | None = None
+    ) -> None:
+        super().__init__(encoder, thumbnails)
         self.scheme = scheme or RegionScheme()
         self.kp_settings = replace(INDEX_KEYPOINTS, n_keep=self.scheme.keypoints)
 
@@ -106,6 +119,7 @@ class RegionAnalyser(Analyser):
         return max(self.encoder.input_size, self.kp_settings.max_side)
 
     def prepare(self, fingerprint: str, loaded: LoadedImage) -> Prepared:
+        super().prepare(fingerprint, loaded)  # the thumbnail
         keypoints = extract_keypoints(
             loaded.image, self.kp_settings, orig_size=(loaded.width, loaded.height)
         )

@@ -250,7 +250,7 @@ class Indexer:
                 w, h = read_size(f.path)
                 return _Hashed(fp, w, h)
             loaded = load_image(
-                f.path, max_side=self.analyser.load_side, max_megapixels=self.max_megapixels
+                f.path, max_side=self.analyser.decode_side, max_megapixels=self.max_megapixels
             )
             return self.analyser.prepare(fp, loaded)
         except ImageLoadError as exc:

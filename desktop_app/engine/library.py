@@ -99,6 +99,7 @@ class Library:
         spec = model or self.catalog.get_meta("active_model") or self.settings.model
         self.slot = EncoderSlot(spec, self.settings, progress)
         self._synced: set[str] = set()
+        self._with_regions: set[str] = set()
 
     @classmethod
     def open(cls, data_dir: Path | str | None = None, **kwargs: Any) -> Library:
@@ -126,12 +127,12 @@ class Library:
 
     def make_analyser(self, encoder: Encoder | None = None, regions: bool = False) -> Analyser:
         encoder = encoder or self.encoder
+        thumbnails = self.dirs.thumbnails
         if not regions:
-            return Analyser(encoder)
+            return Analyser(encoder, thumbnails)
         s = self.settings
-        return RegionAnalyser(
-            encoder, RegionScheme(s.region_scale, s.region_grid, s.region_keypoints)
-        )
+        scheme = RegionScheme(s.region_scale, s.region_grid, s.region_keypoints)
+        return RegionAnalyser(encoder, scheme, thumbnails)
 
     # -- indexing ---------------------------------------------------------------------
     def roots(self) -> list[str]:
@@ -295,7 +296,16 @@ class Library:
         return [full, lambda: search.merged(state["q"], k, t)]
 
     def has_region_data(self, encoder_id: str) -> bool:
-        return self.catalog.vector_counts().get((encoder_id, "region"), 0) > 0
+        """Whether any region vectors exist for the encoder (cached once true: region data
+        only goes away with the whole library)."""
+        if encoder_id in self._with_regions:
+            return True
+        row = self.catalog.db.execute(
+            "SELECT 1 FROM vectors WHERE encoder=? AND kind='region' LIMIT 1", (encoder_id,)
+        ).fetchone()
+        if row is not None:
+            self._with_regions.add(encoder_id)
+        return row is not None
 
     def similar_stages(
         self, path: Path | str, top_k: int | None = None, threshold: float | None = None

@@ -123,15 +123,19 @@ class VectorStore:
     def query(
         self, encoder_id: str, vectors: np.ndarray, k: int, kind: str = "full"
     ) -> list[list[Hit]]:
+        """The k nearest vectors for each query vector (fewer when the collection holds
+        fewer; none when it is empty)."""
         col = self.collection(encoder_id, kind)
-        n = min(k, col.count())
-        if n <= 0:
-            return [[] for _ in range(len(vectors))]
-        res = col.query(
-            query_embeddings=np.asarray(vectors, np.float32),
-            n_results=n,
-            include=["distances", "metadatas"],
-        )
+        try:
+            res = col.query(
+                query_embeddings=np.asarray(vectors, np.float32),
+                n_results=max(1, k),
+                include=["distances", "metadatas"],
+            )
+        except Exception as exc:  # an empty collection, in some Chroma versions
+            if col.count() == 0:
+                return [[] for _ in range(len(vectors))]
+            raise exc
         out: list[list[Hit]] = []
         for ids, dists, metas in zip(res["ids"], res["distances"], res["metadatas"], strict=True):
             out.append(

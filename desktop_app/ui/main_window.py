@@ -68,11 +68,14 @@ class MainWindow(QMainWindow):
         self.settings = library.settings
         self.setWindowTitle("desktop-app — image similarity search")
         self.resize(1280, 800)
-        # Searches and thumbnails share a pool separate from the indexing thread.
+        # Searches run in their own pool, thumbnails and previews in another, both apart
+        # from the indexing thread: a long partial-match stage never holds up thumbnails.
         self.pool = QThreadPool(self)
-        self.pool.setMaxThreadCount(max(2, QThreadPool.globalInstance().maxThreadCount()))
-        self.calls = BackgroundCalls(self.pool, self)
-        self.thumbnails = ThumbnailCache(library.dirs.thumbnails, self.pool, self)
+        self.pool.setMaxThreadCount(2)
+        self.image_pool = QThreadPool(self)
+        self.image_pool.setMaxThreadCount(max(2, QThreadPool.globalInstance().maxThreadCount()))
+        self.calls = BackgroundCalls(self.image_pool, self)
+        self.thumbnails = ThumbnailCache(library.dirs.thumbnails, self.image_pool, self)
         self.model = ResultsModel(self.thumbnails, self)
         self.model.sort_order = self.settings.sort_order
         self.searcher = SearchRunner(library, self.pool, self)
@@ -583,5 +586,6 @@ class MainWindow(QMainWindow):
         self._rerun.stop()
         self.watcher.stop()
         self.worker.stop()
-        self.pool.clear()
-        self.pool.waitForDone(10_000)
+        for pool in (self.pool, self.image_pool):
+            pool.clear()
+            pool.waitForDone(10_000)

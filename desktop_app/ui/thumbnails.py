@@ -16,11 +16,11 @@ from PySide6.QtGui import QImage, QPixmap
 
 from desktop_app.engine.errors import ImageLoadError
 from desktop_app.engine.imageio import load_image
+from desktop_app.engine.thumbs import THUMB_SIDE, save_thumbnail, thumbnail_path
 from desktop_app.ui.images import pil_to_qimage
 
 log = logging.getLogger(__name__)
 
-THUMB_SIDE = 320  # cached size; the grid scales down for smaller zoom levels
 MEMORY_ITEMS = 2000
 
 
@@ -29,9 +29,10 @@ class _Signals(QObject):
 
 
 class _LoadTask(QRunnable):
-    def __init__(self, key: str, path: str, cache_file: Path, signals: _Signals) -> None:
+    def __init__(self, key: str, path: str, cache_dir: Path, signals: _Signals) -> None:
         super().__init__()
-        self.key, self.path, self.cache_file, self.signals = key, path, cache_file, signals
+        self.key, self.path, self.cache_dir, self.signals = key, path, cache_dir, signals
+        self.cache_file = thumbnail_path(cache_dir, key)
 
     def run(self) -> None:
         image = QImage()
@@ -41,12 +42,9 @@ class _LoadTask(QRunnable):
             try:
                 loaded = load_image(self.path, max_side=THUMB_SIDE)
                 image = pil_to_qimage(loaded.image)
-                self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-                image.save(str(self.cache_file), "JPEG", 85)
+                save_thumbnail(loaded.image, self.cache_dir, self.key)
             except ImageLoadError as exc:
                 log.info("no thumbnail for %s: %s", self.path, exc.reason)
-            except OSError as exc:  # cache dir not writable: show it anyway
-                log.warning("thumbnail cache: %s", exc)
         try:
             self.signals.loaded.emit(self.key, image)
         except RuntimeError:
@@ -79,8 +77,7 @@ class ThumbnailCache(QObject):
             return pix
         if key not in self._pending and key not in self._failed:
             self._pending.add(key)
-            cache_file = self.cache_dir / key[:2] / f"{key}.jpg"
-            self.pool.start(_LoadTask(key, path, cache_file, self._signals))
+            self.pool.start(_LoadTask(key, path, self.cache_dir, self._signals))
         return None
 
     def failed(self, key: str) -> bool:
