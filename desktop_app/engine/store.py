@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,9 @@ from typing import Any
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+WRITE_CHUNK = 16  # vectors per Chroma call (see VectorStore.upsert)
+WRITE_PAUSE_S = 0.002
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,11 @@ class VectorStore:
                 name,
                 embedding_function=None,
                 metadata={"encoder": encoder_id, "kind": kind},
-                configuration={"hnsw": {"space": "cosine"}},
+                # Small HNSW batches and syncs: each write or sync holds the GIL for a
+                # time that grows with them; at 100 the longest stays under ~100 ms.
+                configuration={
+                    "hnsw": {"space": "cosine", "batch_size": 100, "sync_threshold": 100}
+                },
             )
             self._collections[name] = col
         return col
@@ -92,12 +100,18 @@ class VectorStore:
         metadatas: Sequence[dict[str, Any]] | None = None,
         kind: str = "full",
     ) -> None:
+        """Write in small chunks with a pause between them: Chroma holds the GIL while it
+        writes, and a 150-vector upsert into a large collection blocks every other
+        Python thread (the window's among them) for a few hundred milliseconds."""
         col = self.collection(encoder_id, kind)
-        for i in range(0, len(ids), self.max_batch):
+        step = min(self.max_batch, WRITE_CHUNK)
+        for i in range(0, len(ids), step):
+            if i:
+                time.sleep(WRITE_PAUSE_S)  # let the GUI thread take the GIL
             col.upsert(
-                ids=list(ids[i : i + self.max_batch]),
-                embeddings=np.asarray(vectors[i : i + self.max_batch], np.float32),
-                metadatas=list(metadatas[i : i + self.max_batch]) if metadatas else None,
+                ids=list(ids[i : i + step]),
+                embeddings=np.asarray(vectors[i : i + step], np.float32),
+                metadatas=list(metadatas[i : i + step]) if metadatas else None,
             )
 
     def delete(self, encoder_id: str, ids: Iterable[str], kind: str = "full") -> None:

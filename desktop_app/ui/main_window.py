@@ -3,6 +3,7 @@ middle, search controls in the tool bar, indexing state in the status bar."""
 
 from __future__ import annotations
 
+import gc
 import logging
 from pathlib import Path
 from typing import Any
@@ -515,6 +516,11 @@ class MainWindow(QMainWindow):
         self._update_page()
 
     def _on_encoder_ready(self, description: str, warning: str) -> None:
+        # torch, Chroma and Qt are loaded now: move their millions of long-lived objects
+        # out of the collector's sight, so a full collection (which stops every thread,
+        # this one too) scans only what the app allocates from here on.
+        gc.collect()
+        gc.freeze()
         self.encoder_label.setText(description)
         self.has_text = self.library.encoder.has_text
         self.text_box.setEnabled(self.has_text)

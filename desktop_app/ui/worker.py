@@ -167,8 +167,12 @@ class IndexWorker(QObject):
         lib = self.library
         if isinstance(job, LoadEncoderJob):
             encoder = lib.encoder  # loads (maybe downloads) the weights, off the GUI thread
-            # One tiny inference so the first real query does not pay torch's warm-up.
-            encoder.embed_images([Image.new("RGB", (64, 64), "grey")])
+            # Run the input shapes a query uses once (the query and its mirror; the query
+            # windows), so the first real search does not pay the backend's first-call
+            # cost for each shape — nor stall the window while it does.
+            grey = Image.new("RGB", (64, 64), "grey")
+            encoder.embed_images([grey, grey])
+            encoder.embed_in_batches([grey] * 9)
             self.encoder_ready.emit(encoder.describe(), lib.slot.warning or "")
         elif isinstance(job, IndexJob):
             self._index(lib.index(job.paths, self.cancel, add=job.add))
