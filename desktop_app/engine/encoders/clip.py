@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -100,9 +101,34 @@ def _from_cache(repo_id: str, filenames: Sequence[str]) -> Path | None:
     return None
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the model hub answers a TCP connection within ``timeout``. The hub client
+    retries with back-off for most of a minute when offline; asking first keeps an
+    offline start fast."""
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _download(repo_id: str, filenames: Sequence[str], progress: DownloadProgress | None) -> Path:
     from huggingface_hub import hf_hub_download
 
+    if not hub_reachable():
+        raise EncoderUnavailable(
+            f"CLIP weights for {repo_id} are not on this machine and the model hub cannot be "
+            "reached (offline?). Connect to the internet once, or pass a local weights file "
+            "as ARCH:/path/to/weights."
+        )
     tqdm_class = _progress_tqdm(progress) if progress else None
     errors = []
     for name in filenames:
