@@ -52,8 +52,6 @@ class Analyser:
     """Full-image vectors only; region matching extends this with region vectors and
     local features."""
 
-    kinds: tuple[str, ...] = ("full",)
-
     def __init__(self, encoder: Encoder, thumbnails: Path | None = None) -> None:
         self.encoder = encoder
         self.thumbnails = thumbnails  # write grid thumbnails here while decoded anyway
@@ -104,8 +102,6 @@ class RegionAnalyser(Analyser):
     Keypoints are computed in the loader threads (OpenCV releases the GIL), the vectors
     on the indexing thread. Region boxes are stored in full-size pixels.
     """
-
-    kinds = ("full", "region")
 
     def __init__(
         self, encoder: Encoder, scheme: RegionScheme | None = None, thumbnails: Path | None = None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -367,10 +366,6 @@ class Library:
             ],
             "failures": [{"path": p, "reason": r} for p, r in self.catalog.failures()],
         }
-
-    def delete_store(self) -> None:
-        """Throw the vector index away (it is rebuilt from the catalog on next use)."""
-        shutil.rmtree(self.dirs.chroma_path, ignore_errors=True)
 
 
 def _last_stage(stages: Sequence[Stage]) -> list[SearchResult]:

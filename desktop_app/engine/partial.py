@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -73,7 +73,6 @@ class QueryFeatures:
     keypoints: Keypoints | None = None
     keypoints_flipped: Keypoints | None = None
     prefer_path: str | None = None
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass

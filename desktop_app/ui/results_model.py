@@ -59,12 +59,6 @@ class ResultsModel(QAbstractListModel):
         self._reindex()
         self.endResetModel()
 
-    def add_results(self, results: Sequence[SearchResult]) -> None:
-        """Merge more results (e.g. partial matches arriving after full ones)."""
-        known = {r.path for r in self._results}
-        merged = self._results + [r for r in results if r.path not in known]
-        self.set_results(merged)
-
     def set_sort_order(self, order: str) -> None:
         if order in SORT_KEYS and order != self.sort_order:
             self.sort_order = order

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QAbstractItemView, QApplication, QListView, QMenu,
 
 from desktop_app.engine.search import SearchResult
 from desktop_app.ui.delegate import ResultDelegate
-from desktop_app.ui.results_model import ResultsModel, Role
+from desktop_app.ui.results_model import ResultsModel
 
 MIN_THUMB, MAX_THUMB = 64, 320
 
@@ -115,9 +115,6 @@ class ResultsView(QListView):
             return
         self.last_menu = self.build_menu(index.row())
         self.last_menu.popup(self.viewport().mapToGlobal(pos))
-
-    def region_of(self, row: int) -> object:
-        return self.model().index(row, 0).data(Role.Region)
 
     def sizeHint(self) -> QSize:
         return QSize(800, 600)

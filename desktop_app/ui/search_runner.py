@@ -7,7 +7,7 @@ import logging
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
@@ -35,7 +35,6 @@ class Query:
     label: str = ""
     top_k: int = 50
     threshold: float = 0.0
-    extra: dict[str, object] = field(default_factory=dict)
 
     def describe(self) -> str:
         base = self.label or self.text or (Path(self.path).name if self.path else "image")

@@ -13,7 +13,6 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -217,7 +216,3 @@ def describe_summary(s: IndexSummary) -> str:
         parts.append(f"{len(s.failed)} failed")
     state = "Indexing cancelled" if s.cancelled else "Indexed"
     return f"{state}: " + ", ".join(parts) + f" ({s.seconds:.1f} s)"
-
-
-def folder_name(path: str) -> str:
-    return Path(path).name or path
