@@ -98,7 +98,6 @@ class Library:
         spec = model or self.catalog.get_meta("active_model") or self.settings.model
         self.slot = EncoderSlot(spec, self.settings, progress)
         self._synced: set[str] = set()
-        self._with_regions: set[str] = set()
 
     @classmethod
     def open(cls, data_dir: Path | str | None = None, **kwargs: Any) -> Library:
@@ -290,21 +289,7 @@ class Library:
             state["q"] = q
             return search.full(q, k, t)
 
-        if not self.has_region_data(encoder_id):
-            return [full]  # indexed with --no-regions: nothing to match regions against
-        return [full, lambda: search.merged(state["q"], k, t)]
-
-    def has_region_data(self, encoder_id: str) -> bool:
-        """Whether any region vectors exist for the encoder (cached once true: region data
-        only goes away with the whole library)."""
-        if encoder_id in self._with_regions:
-            return True
-        row = self.catalog.db.execute(
-            "SELECT 1 FROM vectors WHERE encoder=? AND kind='region' LIMIT 1", (encoder_id,)
-        ).fetchone()
-        if row is not None:
-            self._with_regions.add(encoder_id)
-        return row is not None
+        return self._stages(encoder_id, full, lambda: search.merged(state["q"], k, t))
 
     def similar_stages(
         self, path: Path | str, top_k: int | None = None, threshold: float | None = None
@@ -314,9 +299,20 @@ class Library:
         encoder_id = self._ready()
         q = stored_query(self.catalog, encoder_id, path)
         search = PartialSearch(self.catalog, self.store, encoder_id)
-        if not self.has_region_data(encoder_id):
-            return [lambda: search.full(q, k, t)]
-        return [lambda: search.full(q, k, t), lambda: search.merged(q, k, t)]
+        return self._stages(
+            encoder_id, lambda: search.full(q, k, t), lambda: search.merged(q, k, t)
+        )
+
+    def _stages(self, encoder_id: str, full: Stage, merged: Stage) -> list[Stage]:
+        """Both stages, or the full one alone for a library indexed with --no-regions:
+        there is nothing to match regions against."""
+        return [full, merged] if self.has_region_data(encoder_id) else [full]
+
+    def has_region_data(self, encoder_id: str) -> bool:
+        row = self.catalog.db.execute(
+            "SELECT 1 FROM vectors WHERE encoder=? AND kind='region' LIMIT 1", (encoder_id,)
+        ).fetchone()
+        return row is not None
 
     def search_image(
         self,
