@@ -30,6 +30,7 @@ def ensure_index(lib_dir: Path, regions: bool) -> None:
 
     settings = Settings(model=OFFLINE_MODEL, regions_enabled=regions)
     with Library.open(settings=settings) as lib:
+        backfill(lib, regions)
         started = time.perf_counter()
         last = 0.0
         for p in lib.index([lib_dir]):
@@ -42,24 +43,41 @@ def ensure_index(lib_dir: Path, regions: bool) -> None:
                 print(
                     f"  index: {s.embedded} embedded, {s.unchanged} unchanged in {s.seconds:.0f} s"
                 )
-        backfill_thumbnails(lib)
 
 
-def backfill_thumbnails(lib: object) -> None:
-    """The indexer writes grid thumbnails for the images it embeds; a library indexed
-    before it did gets them here, with the same function, once."""
+def backfill(lib: object, regions: bool) -> None:
+    """The indexer writes grid thumbnails and (regions on) colour copies for the images it
+    embeds; a library indexed before it did gets them here, with the same functions, once,
+    instead of being re-embedded."""
+    from desktop_app.engine.analysis import TINY
+    from desktop_app.engine.colour import TINY_SIDE, tiny_to_bytes
     from desktop_app.engine.imageio import load_image
     from desktop_app.engine.thumbs import THUMB_SIDE, save_thumbnail, thumbnail_path
 
-    rows = lib.catalog.db.execute(  # type: ignore[attr-defined]
-        "SELECT path, fingerprint FROM files WHERE status='ok'"
-    ).fetchall()
+    catalog = lib.catalog  # type: ignore[attr-defined]
+    rows = catalog.db.execute("SELECT path, fingerprint FROM files WHERE status='ok'").fetchall()
+    if not rows:
+        return
     cache = lib.dirs.thumbnails  # type: ignore[attr-defined]
-    missing = [(p, fp) for p, fp in rows if not thumbnail_path(cache, fp).exists()]
-    for path, fp in missing:
-        save_thumbnail(load_image(path, max_side=THUMB_SIDE).image, cache, fp)
-    if missing:
-        print(f"  thumbnails written: {len(missing)}")
+    have_tiny = catalog.fingerprints_with_feature(TINY) if regions else None
+    written = [0, 0]
+    with catalog.transaction() as db:
+        for path, fp in rows:
+            need_thumb = not thumbnail_path(cache, fp).exists()
+            need_tiny = have_tiny is not None and fp not in have_tiny
+            if not (need_thumb or need_tiny):
+                continue
+            loaded = load_image(path, max_side=max(THUMB_SIDE, TINY_SIDE))
+            if need_thumb:
+                save_thumbnail(loaded.image, cache, fp)
+                written[0] += 1
+            if need_tiny:
+                tiny = tiny_to_bytes(loaded.image, loaded.width, loaded.height)
+                catalog.put_feature(fp, TINY, tiny, db)
+                have_tiny.add(fp)
+                written[1] += 1
+    if any(written):
+        print(f"  backfilled: {written[0]} thumbnails, {written[1]} colour copies")
 
 
 def main() -> None:

@@ -9,13 +9,14 @@ import random
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from desktop_app.cli import main
 from desktop_app.engine.library import Library
 from desktop_app.engine.paths import AppDirs
-from desktop_app.engine.regions import iou
+from desktop_app.engine.regions import QUERY_KEYPOINTS, extract_keypoints, find_frames, iou
 from desktop_app.engine.settings import OFFLINE_MODEL, Settings
 
 from .conftest import FIXTURES, PHOTOS, run_index
@@ -34,11 +35,27 @@ def mosaic(paths: list[Path], dest: Path) -> Path:
     return dest
 
 
+def gradient(dest: Path, channels: tuple[int, int, int]) -> Path:
+    """A smooth 1600×1000 colour field without a single corner (a sky, a studio backdrop,
+    a gradient wallpaper): red along x, green along y, blue from the centre outwards,
+    in the given channel order. Every crop of it has its own colour layout."""
+    y, x = np.mgrid[0:1000, 0:1600].astype(np.float32)
+    planes = [
+        40 + 180 * x / 1600,
+        30 + 200 * y / 1000,
+        220 - 160 * np.hypot(x - 800, y - 500) / 943,
+    ]
+    rgb = np.stack([planes[c] for c in channels], axis=-1)
+    Image.fromarray(rgb.round().astype(np.uint8)).save(dest, quality=92)
+    return dest
+
+
 @pytest.fixture(scope="module")
 def region_library(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Library, list[Path]]]:
-    """Indexed once for the module: three mosaics and twenty distractors."""
+    """Indexed once for the module: three mosaics, twenty distractors and two smooth
+    gradients (the same layout in other colours)."""
     root = tmp_path_factory.mktemp("regions")
     folder = root / "library"
     folder.mkdir()
@@ -50,6 +67,8 @@ def region_library(
     ]
     for p in PHOTOS[:20]:  # distractors
         Image.open(p).save(folder / p.name)
+    mosaics.append(gradient(folder / "gradient-a.jpg", (0, 1, 2)))
+    gradient(folder / "gradient-b.jpg", (1, 0, 2))
     dirs = AppDirs(root / "data", root / "config", root / "cache", root / "logs")
     lib = Library(dirs, Settings(model=OFFLINE_MODEL, regions_enabled=True))
     run_index(lib, [folder])
@@ -114,6 +133,34 @@ def test_query_containing_a_stored_photo_finds_it(region_library, tmp_path: Path
     assert results[0].path == str(mosaics[2])
 
 
+def test_crop_without_texture_is_found_by_its_colour_layout(region_library, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A 10 % crop of a smooth gradient has no keypoints to verify; the colour-layout
+    check still finds the image it came from, and where, ahead of the same layout in
+    other colours."""
+    lib, mosaics = region_library
+    parent = mosaics[3]
+    true_box = crop_query(parent, 0.10, tmp_path / "flat.jpg", 4)
+    query = Image.open(tmp_path / "flat.jpg")
+    assert len(extract_keypoints(query, QUERY_KEYPOINTS)) < 6  # nothing for keypoints
+    results = lib.search_image(tmp_path / "flat.jpg", top_k=5)
+    top = results[0]
+    assert top.path == str(parent)
+    assert top.match == "partial"
+    assert top.region is not None and iou(top.region, true_box) >= 0.5
+
+
+def test_frames_outline_a_pasted_photo() -> None:
+    """``find_frames`` finds the straight-edged rectangle of a photo inside a photo; its
+    window is what nominates the stored photo for a scene query."""
+    scene = Image.open(PHOTOS[31]).convert("RGB").resize((1024, 768))
+    box = (520, 90, 380, 507)
+    scene.paste(Image.open(LARGE[2]).convert("RGB").resize(box[2:]), box[:2])
+    frames = find_frames(scene)
+    assert 0 < len(frames) <= 6
+    best = max(iou((x * 1024, y * 768, w * 1024, h * 768), box) for x, y, w, h in frames)
+    assert best >= 0.7
+
+
 def test_cli_region_and_status_counts(region_library, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
     lib, mosaics = region_library
     data_dir = str(lib.dirs.data)
@@ -141,7 +188,7 @@ def test_cli_region_and_status_counts(region_library, capsys: pytest.CaptureFixt
         assert iou(top["region"], (400, 533, 400, 533)) >= 0.5
         assert main(["status", "--json", "--data-dir", data_dir]) == 0
         status = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-        assert status["vectors"] == {"full": 23, "region": 23 * 9}
+        assert status["vectors"] == {"full": 25, "region": 25 * 9}
     finally:
         lib.__init__(lib.dirs, lib.settings)  # reopen for the fixture's close()
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from PIL import Image
 
 from desktop_app.engine.catalog import VectorRow
+from desktop_app.engine.colour import tiny_to_bytes
 from desktop_app.engine.encoders import Encoder
 from desktop_app.engine.encoders.base import NormBox
 from desktop_app.engine.imageio import LoadedImage
@@ -36,6 +37,7 @@ class Prepared:
     height: int
     image: Image.Image  # reduced to what the analyser needs
     keypoints: bytes | None = None  # serialised local features (region matching)
+    tiny: bytes | None = None  # serialised colour copy (region matching)
     boxes: list[NormBox] = field(default_factory=list)  # region boxes, fractions
 
 
@@ -81,6 +83,8 @@ class Analyser:
 
 
 KEYPOINTS = "orb"  # the features-table kind of the cached keypoint blobs
+TINY = "tiny"  # the features-table kind of the colour copies (colour.py)
+REGION_FEATURES = (KEYPOINTS, TINY)
 
 
 @dataclass(frozen=True)
@@ -97,10 +101,11 @@ class RegionScheme:
 
 
 class RegionAnalyser(Analyser):
-    """Full vector + region vectors (regional pooling) + cached ORB keypoints.
+    """Full vector + region vectors (regional pooling) + cached ORB keypoints + a tiny
+    colour copy.
 
-    Keypoints are computed in the loader threads (OpenCV releases the GIL), the vectors
-    on the indexing thread. Region boxes are stored in full-size pixels.
+    Keypoints and the colour copy are computed in the loader threads (OpenCV releases
+    the GIL), the vectors on the indexing thread. Region boxes are stored in full-size pixels.
     """
 
     def __init__(
@@ -126,6 +131,7 @@ class RegionAnalyser(Analyser):
             loaded.height,
             loaded.image,
             keypoints_to_bytes(keypoints),
+            tiny_to_bytes(loaded.image, loaded.width, loaded.height),
             list(boxes),
         )
 
@@ -138,4 +144,6 @@ class RegionAnalyser(Analyser):
                 a.vectors.append(VectorRow(p.fingerprint, "region", i + 1, pixel_box, v))
             if p.keypoints is not None:
                 a.features[KEYPOINTS] = p.keypoints
+            if p.tiny is not None:
+                a.features[TINY] = p.tiny
         return analyses

@@ -17,7 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from desktop_app.engine.analysis import KEYPOINTS, Analyser, RegionAnalyser, RegionScheme
+from desktop_app.engine.analysis import (
+    REGION_FEATURES,
+    Analyser,
+    RegionAnalyser,
+    RegionScheme,
+)
 from desktop_app.engine.catalog import Catalog
 from desktop_app.engine.encoders import DownloadProgress, Encoder, load_with_fallback
 from desktop_app.engine.errors import DesktopAppError, NotIndexed
@@ -198,7 +203,7 @@ class Library:
             max_megapixels=self.settings.max_megapixels,
             skip_dirs=[self.dirs.data, self.dirs.cache],
             cancel=cancel,
-            required_features=(KEYPOINTS,) if regions else (),
+            required_features=REGION_FEATURES if regions else (),
         )
         for progress in indexer.run(targets):
             if progress.summary is not None and not progress.summary.cancelled:

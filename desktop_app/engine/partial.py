@@ -39,8 +39,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from desktop_app.engine.analysis import KEYPOINTS
+from desktop_app.engine.analysis import KEYPOINTS, TINY
 from desktop_app.engine.catalog import Catalog
+from desktop_app.engine.colour import MAX_RMSE, ColourMatch, ColourMatcher, tiny_from_bytes
 from desktop_app.engine.regions import Keypoints, Verification, keypoints_from_bytes, verify
 from desktop_app.engine.search import Box, SearchResult, expand_to_files
 from desktop_app.engine.store import VectorStore
@@ -60,6 +61,7 @@ class PartialParams:
     region_k: int = 150  # region vectors fetched per query vector
     window_k: int = 10  # full vectors fetched per query window
     min_inliers: int = 6  # 8 in the study; 6 won 2 of 150 queries and lost none (bench_regions)
+    n_colour: int = 30  # unverified shortlist candidates given the colour-layout check
 
 
 @dataclass
@@ -72,6 +74,7 @@ class QueryFeatures:
     windows: np.ndarray | None = None  # (m, d) windows of the query
     keypoints: Keypoints | None = None
     keypoints_flipped: Keypoints | None = None
+    small: np.ndarray | None = None  # the query for the colour-layout check (colour.py)
     prefer_path: str | None = None
 
 
@@ -127,9 +130,12 @@ class PartialSearch:
         self._fill_full_sims(q.vectors, cands)
         shortlist, mirrored = self._shortlist(cands)
         verified = self._verify(q, shortlist, mirrored)
+        coloured = self._colour(q, cands, shortlist, verified)
         scored = []
         for fp, c in cands.items():
-            scored.append((fp, *score(c.sim_full, c.sim_part, c.region, verified.get(fp))))
+            scored.append(
+                (fp, *score(c.sim_full, c.sim_part, c.region, verified.get(fp), coloured.get(fp)))
+            )
         scored.sort(key=lambda t: (-t[4], -t[1]))  # verified first, then by score
         rows = [(fp, s, match, box) for fp, s, match, box, _tier in scored]
         return expand_to_files(self.catalog, rows, top_k, threshold, q.prefer_path, keep_order=True)
@@ -205,16 +211,61 @@ class PartialSearch:
                 out[fp] = v
         return out
 
+    def _colour(
+        self,
+        q: QueryFeatures,
+        cands: dict[str, _Candidate],
+        shortlist: Sequence[str],
+        verified: dict[str, Verification],
+    ) -> dict[str, ColourMatch]:
+        """Colour-layout check of the shortlisted candidates keypoints did not confirm.
+        Candidates nominated by a query window are also tried as contained in the query."""
+        if q.small is None:
+            return {}
+        todo = sorted(
+            (fp for fp in shortlist if fp not in verified),
+            key=lambda fp: -max(cands[fp].sim_full, cands[fp].sim_part, cands[fp].sim_window),
+        )[: self.params.n_colour]
+        blobs = self.catalog.features(TINY, todo)
+        matcher = ColourMatcher(q.small)
+        out: dict[str, ColourMatch] = {}
+        for fp in todo:
+            blob = blobs.get(fp)
+            if blob is None:
+                continue
+            try:
+                tiny = tiny_from_bytes(blob)
+            except (ValueError, OSError):
+                log.warning("damaged colour blob for %s", fp)
+                continue
+            c = cands[fp]
+            found = [matcher.match_inside(tiny)]
+            if c.sim_window > max(c.sim_full, c.sim_part):
+                found.append(matcher.match_contains(tiny))
+            good = [m for m in found if m is not None and m.rmse <= MAX_RMSE]
+            if good:
+                out[fp] = min(good, key=lambda m: m.rmse)
+        return out
+
 
 def score(
-    sim_full: float, sim_part: float, region: Box | None, v: Verification | None
+    sim_full: float,
+    sim_part: float,
+    region: Box | None,
+    v: Verification | None,
+    colour: ColourMatch | None = None,
 ) -> tuple[float, str, Box | None, int]:
     """(score, match, region, tier) for one stored image; see the module docstring."""
+    sim = max(sim_full, sim_part, 0.0)
     if v is not None:
         strength = 0.75 * min(v.inliers, INLIER_SATURATION) / INLIER_SATURATION
-        s = 0.8 + 0.2 * (strength + 0.25 * max(sim_full, sim_part, 0.0))
+        s = 0.8 + 0.2 * (strength + 0.25 * sim)
         full = v.cand_coverage >= FULL_COVERAGE and v.query_coverage >= FULL_COVERAGE
-        return s, "full" if full else "partial", None if full else v.box, 1
+        return s, "full" if full else "partial", None if full else v.box, 2
+    if colour is not None:
+        s = 0.6 + 0.1 * (1.0 - colour.rmse / MAX_RMSE) + 0.1 * sim
+        full = not colour.contains and colour.coverage >= FULL_COVERAGE
+        return s, "full" if full else "partial", None if full else colour.box, 1
     if sim_part - PART_MARGIN > sim_full:
         return sim_part - PART_MARGIN, "partial", region, 0
     return sim_full, "full", None, 0

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageOps
 
-from desktop_app.engine.analysis import KEYPOINTS
+from desktop_app.engine.analysis import KEYPOINTS, TINY
 from desktop_app.engine.catalog import Catalog
+from desktop_app.engine.colour import query_small, tiny_from_bytes
 from desktop_app.engine.encoders import Encoder
 from desktop_app.engine.errors import DesktopAppError, NotIndexed
 from desktop_app.engine.imageio import load_image
@@ -17,6 +19,7 @@ from desktop_app.engine.regions import (
     QUERY_KEYPOINTS,
     crop_windows,
     extract_keypoints,
+    find_frames,
     keypoints_from_bytes,
     query_windows,
 )
@@ -44,7 +47,9 @@ def image_query(
         q.prefer_path = str(Path(source).resolve())
 
     def load_partial() -> None:
-        q.windows = encoder.embed_in_batches(crop_windows(image, query_windows(*size)))
+        windows = query_windows(*size) + find_frames(image)
+        q.windows = encoder.embed_in_batches(crop_windows(image, windows))
+        q.small = query_small(image)
         q.keypoints = extract_keypoints(image, QUERY_KEYPOINTS, orig_size=size)
         q.keypoints_flipped = extract_keypoints(mirror, QUERY_KEYPOINTS, orig_size=size)
         q.load_partial = None
@@ -64,13 +69,13 @@ def stored_query(catalog: Catalog, encoder_id: str, path: Path | str) -> QueryFe
     full = [r.vector for r in catalog.vectors(encoder_id, "full", [fp])]
     if not full:
         raise NotIndexed(f"{key} has no vector for {encoder_id}; run index first")
-    import numpy as np
-
     q = QueryFeatures(np.stack(full), prefer_path=key)
     regions = [r.vector for r in catalog.vectors(encoder_id, "region", [fp])]
     q.windows = np.stack(regions) if regions else None
     blob = catalog.features(KEYPOINTS, [fp]).get(fp)
     q.keypoints = keypoints_from_bytes(blob) if blob else None
+    tiny = catalog.features(TINY, [fp]).get(fp)
+    q.small = tiny_from_bytes(tiny).pixels if tiny else None
     return q
 
 
