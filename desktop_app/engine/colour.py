@@ -31,7 +31,8 @@ import numpy as np
 from PIL import Image
 
 TINY_SIDE = 96
-MAX_RMSE = 14.0  # below this a colour match counts as confirmed
+MAX_RMSE = 14.0  # at most this far apart, the query as a part of an image is confirmed
+MAX_RMSE_CONTAINS = 18.0  # the same for an image inside the query (wrong ones are further)
 MIN_TEMPLATE = 6  # pixels: smaller templates match any flat patch
 _SCALES = np.geomspace(0.2, 1.0, 8)  # template side / image side, coarse steps of 1.26×
 _REFINE = (1.12, 1 / 1.12)  # then both neighbours of the best coarse scale
@@ -54,6 +55,14 @@ class ColourMatch:
     box: tuple[int, int, int, int]  # in the stored image's pixels
     coverage: float  # box area / stored image area
     contains: bool  # True: the query contains the stored image
+
+    @property
+    def limit(self) -> float:
+        return MAX_RMSE_CONTAINS if self.contains else MAX_RMSE
+
+    @property
+    def confirmed(self) -> bool:
+        return self.rmse <= self.limit
 
 
 def tiny_image(image: Image.Image, side: int = TINY_SIDE) -> Image.Image:

@@ -1,34 +1,47 @@
 """Full and partial-region search over the stored vectors and keypoints.
 
-Vector retrieval puts candidates on a shortlist; local features with geometric
-verification (ORB + RANSAC similarity transform, ``regions.verify``) decide whether the
-query is a part of a stored image, or contains it, and where. The scheme and its
-parameters were chosen by measurement: see ``bench/bench_regions.py`` and the README.
+Vector retrieval puts candidates on a shortlist; two checks decide whether the query is
+a part of a stored image, or contains it, and where: local features with geometric
+verification (ORB + RANSAC similarity transform, ``regions.verify``) for textured
+content, and the colour layout (``colour.py``) for what has no corners to match (skies,
+gradients, backdrops). The scheme and its parameters were chosen by measurement: see
+``bench/bench_regions.py`` and the README.
 
 Stage 1 (``full``): the query and its mirror image against the full-image vectors. Fast;
 the window shows it at once.
 
 Stage 2 (``merged``) adds candidates from
   * the query (and mirror) against the region vectors: the query is a crop of a photo,
-  * windows cut from the query against the full-image vectors: the query contains a
-    stored photo (a painting on a wall, a product in a scene),
+  * windows cut from the query (a 3 × 3 grid, and the rectangles ``regions.find_frames``
+    sees) against the full-image vectors: the query contains a stored photo (a painting
+    on a wall, a photo pasted into a collage),
 and verifies a shortlist — the best ``n_full`` by full similarity, then ``n_part`` more
 by region similarity, then ``n_window`` more by window similarity — against the cached
-keypoints (the mirrored query only for the ``n_full`` best).
+keypoints (the mirrored query only for the ``n_full`` best). Of those keypoints did not
+confirm, the best ``n_colour`` by full or region similarity get the colour-layout check
+as containing the query, and the ``n_window`` window candidates as contained in it.
 
 Scoring, per stored image (similarities are cosine):
   sim_full = max(query · full, mirror · full)
   sim_part = best similarity of the query or mirror to one of the image's region vectors
              (window similarities only nominate candidates: in the score they promote
              unrelated images for crop queries)
-  verified (≥ ``min_inliers`` RANSAC inliers), tier 1:
+  verified (≥ ``min_inliers`` RANSAC inliers), tier 2:
       score = 0.8 + 0.2 · (0.75 · min(inliers, 25) / 25 + 0.25 · max(sim_full, sim_part))
       match = "full" when each image covers ≥ 80 % of the other, else "partial" with the
       verified box (the query's outline projected into the stored image, its pixels)
-  not verified, tier 0:
+  colour layout matches (RMSE at the best place ≤ limit: ``colour.MAX_RMSE`` = 14 levels
+  for the query inside the image, ``MAX_RMSE_CONTAINS`` = 18 for the image inside the
+  query), tier 1:
+      score = 0.6 + 0.1 · (1 − rmse / limit) + 0.1 · max(sim_full, sim_part, 0)
+      match = "full" when the query spans ≥ 80 % of the stored image, else "partial" with
+      the matched box (the whole stored image when the query contains it)
+  neither, tier 0:
       score = max(sim_full, sim_part − 0.05)
       match = "partial" (box: the best region's window) when sim_part − 0.05 > sim_full
-  Results rank by tier, then score: a geometrically verified image always comes first.
+  Results rank by tier, then score: a geometrically verified image always comes first,
+  then colour-confirmed ones; a tier-0 score is a plain similarity and may be higher than
+  a confirmed one's.
 """
 
 from __future__ import annotations
@@ -41,7 +54,7 @@ import numpy as np
 
 from desktop_app.engine.analysis import KEYPOINTS, TINY
 from desktop_app.engine.catalog import Catalog
-from desktop_app.engine.colour import MAX_RMSE, ColourMatch, ColourMatcher, tiny_from_bytes
+from desktop_app.engine.colour import ColourMatch, ColourMatcher, tiny_from_bytes
 from desktop_app.engine.regions import Keypoints, Verification, keypoints_from_bytes, verify
 from desktop_app.engine.search import Box, SearchResult, expand_to_files
 from desktop_app.engine.store import VectorStore
@@ -60,7 +73,7 @@ class PartialParams:
     n_window: int = 30  # then: best by query-window similarity
     region_k: int = 150  # region vectors fetched per query vector
     window_k: int = 10  # full vectors fetched per query window
-    min_inliers: int = 6  # 8 in the study; 6 won 2 of 150 queries and lost none (bench_regions)
+    min_inliers: int = 8
     n_colour: int = 30  # unverified shortlist candidates given the colour-layout check
 
 
@@ -218,33 +231,33 @@ class PartialSearch:
         shortlist: Sequence[str],
         verified: dict[str, Verification],
     ) -> dict[str, ColourMatch]:
-        """Colour-layout check of the shortlisted candidates keypoints did not confirm.
-        Candidates nominated by a query window are also tried as contained in the query."""
+        """Colour-layout check of the shortlisted candidates keypoints did not confirm:
+        the best ``n_colour`` by full or region similarity as containing the query, the
+        best ``n_window`` by window similarity as contained in it."""
         if q.small is None:
             return {}
-        todo = sorted(
-            (fp for fp in shortlist if fp not in verified),
-            key=lambda fp: -max(cands[fp].sim_full, cands[fp].sim_part, cands[fp].sim_window),
-        )[: self.params.n_colour]
-        blobs = self.catalog.features(TINY, todo)
-        matcher = ColourMatcher(q.small)
-        out: dict[str, ColourMatch] = {}
-        for fp in todo:
-            blob = blobs.get(fp)
-            if blob is None:
-                continue
+        open_ = [fp for fp in shortlist if fp not in verified]
+        inside = sorted(open_, key=lambda fp: -max(cands[fp].sim_full, cands[fp].sim_part))
+        inside = inside[: self.params.n_colour]
+        windowed = [fp for fp in open_ if cands[fp].sim_window > -1.0]
+        contains = sorted(windowed, key=lambda fp: -cands[fp].sim_window)
+        contains = contains[: self.params.n_window + self.params.n_full]
+        blobs = self.catalog.features(TINY, list({*inside, *contains}))
+        tinies = {}
+        for fp, blob in blobs.items():
             try:
-                tiny = tiny_from_bytes(blob)
+                tinies[fp] = tiny_from_bytes(blob)
             except (ValueError, OSError):
                 log.warning("damaged colour blob for %s", fp)
-                continue
-            c = cands[fp]
-            found = [matcher.match_inside(tiny)]
-            if c.sim_window > max(c.sim_full, c.sim_part):
-                found.append(matcher.match_contains(tiny))
-            good = [m for m in found if m is not None and m.rmse <= MAX_RMSE]
-            if good:
-                out[fp] = min(good, key=lambda m: m.rmse)
+        matcher = ColourMatcher(q.small)
+        out: dict[str, ColourMatch] = {}
+        for fps, how in ((inside, matcher.match_inside), (contains, matcher.match_contains)):
+            for fp in fps:
+                m = how(tinies[fp]) if fp in tinies else None
+                if m is None or not m.confirmed:
+                    continue
+                if fp not in out or m.rmse / m.limit < out[fp].rmse / out[fp].limit:
+                    out[fp] = m
         return out
 
 
@@ -263,7 +276,7 @@ def score(
         full = v.cand_coverage >= FULL_COVERAGE and v.query_coverage >= FULL_COVERAGE
         return s, "full" if full else "partial", None if full else v.box, 2
     if colour is not None:
-        s = 0.6 + 0.1 * (1.0 - colour.rmse / MAX_RMSE) + 0.1 * sim
+        s = 0.6 + 0.1 * (1.0 - colour.rmse / colour.limit) + 0.1 * sim
         full = not colour.contains and colour.coverage >= FULL_COVERAGE
         return s, "full" if full else "partial", None if full else colour.box, 1
     if sim_part - PART_MARGIN > sim_full:
