@@ -17,9 +17,10 @@ Stage 2 (``merged``) adds candidates from
     on a wall, a photo pasted into a collage),
 and verifies a shortlist — the best ``n_full`` by full similarity, then ``n_part`` more
 by region similarity, then ``n_window`` more by window similarity — against the cached
-keypoints (the mirrored query only for the ``n_full`` best). Of those keypoints did not
-confirm, the best ``n_colour`` by full or region similarity get the colour-layout check
-as containing the query, and the ``n_window`` window candidates as contained in it.
+keypoints (the mirrored query only for the ``n_full`` best). Beside that (in a second
+thread), the best ``n_colour`` by full or region similarity get the colour-layout check
+as containing the query, and the best ``n_window + n_full`` window candidates as
+contained in it.
 
 Scoring, per stored image (similarities are cosine):
   sim_full = max(query · full, mirror · full)
@@ -47,6 +48,7 @@ Scoring, per stored image (similarities are cosine):
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -142,8 +144,22 @@ class PartialSearch:
                 c.sim_window = max(c.sim_window, s)
         self._fill_full_sims(q.vectors, cands)
         shortlist, mirrored = self._shortlist(cands)
-        verified = self._verify(q, shortlist, mirrored)
-        coloured = self._colour(q, cands, shortlist, verified)
+        # the two checks are independent and spend their time in OpenCV, which releases
+        # the GIL: the colour check runs beside keypoint verification
+        coloured: dict[str, ColourMatch] = {}
+
+        def colour_check() -> None:
+            try:
+                coloured.update(self._colour(q, cands, shortlist))
+            except Exception:  # a failed check only loses its own confirmations
+                log.exception("colour-layout check failed")
+
+        side = threading.Thread(target=colour_check, name="colour-check", daemon=True)
+        side.start()
+        try:
+            verified = self._verify(q, shortlist, mirrored)
+        finally:
+            side.join()
         scored = []
         for fp, c in cands.items():
             scored.append(
@@ -229,17 +245,15 @@ class PartialSearch:
         q: QueryFeatures,
         cands: dict[str, _Candidate],
         shortlist: Sequence[str],
-        verified: dict[str, Verification],
     ) -> dict[str, ColourMatch]:
-        """Colour-layout check of the shortlisted candidates keypoints did not confirm:
-        the best ``n_colour`` by full or region similarity as containing the query, the
-        best ``n_window`` by window similarity as contained in it."""
+        """Colour-layout check of the shortlist: the best ``n_colour`` by full or region
+        similarity as containing the query, the best ``n_window + n_full`` by window
+        similarity as contained in it. (A keypoint-confirmed result outranks it.)"""
         if q.small is None:
             return {}
-        open_ = [fp for fp in shortlist if fp not in verified]
-        inside = sorted(open_, key=lambda fp: -max(cands[fp].sim_full, cands[fp].sim_part))
+        inside = sorted(shortlist, key=lambda fp: -max(cands[fp].sim_full, cands[fp].sim_part))
         inside = inside[: self.params.n_colour]
-        windowed = [fp for fp in open_ if cands[fp].sim_window > -1.0]
+        windowed = [fp for fp in shortlist if cands[fp].sim_window > -1.0]
         contains = sorted(windowed, key=lambda fp: -cands[fp].sim_window)
         contains = contains[: self.params.n_window + self.params.n_full]
         blobs = self.catalog.features(TINY, list({*inside, *contains}))
