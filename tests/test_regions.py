@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from desktop_app.cli import main
+from desktop_app.engine.colour import ColourMatcher, query_small, tiny_from_bytes, tiny_to_bytes
 from desktop_app.engine.library import Library
 from desktop_app.engine.paths import AppDirs
 from desktop_app.engine.regions import QUERY_KEYPOINTS, extract_keypoints, find_frames, iou
@@ -201,3 +202,27 @@ def test_no_regions_stores_full_vectors_only(
     assert main(["status", "--json"]) == 0
     status = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert status["vectors"] == {"full": 40}
+
+
+def test_colour_copy_round_trip_and_matches(tmp_path: Path) -> None:
+    """The stored colour copy survives serialisation; a crop of it matches inside with
+    the right box, the image pasted into a scene matches as contained, a differently
+    coloured field does not match, and a damaged blob is a clear error."""
+    parent = Image.open(gradient(tmp_path / "g.jpg", (0, 1, 2)))
+    other = Image.open(gradient(tmp_path / "h.jpg", (2, 0, 1)))
+    tiny = tiny_from_bytes(tiny_to_bytes(parent, 1600, 1000))
+    assert (tiny.width, tiny.height) == (1600, 1000) and max(tiny.pixels.shape[:2]) == 96
+    box = (900, 500, 480, 300)
+    crop = parent.crop((box[0], box[1], box[0] + box[2], box[1] + box[3])).resize((240, 150))
+    inside = ColourMatcher(query_small(crop)).match_inside(tiny)
+    assert inside is not None and inside.confirmed and iou(inside.box, box) >= 0.7
+    scene = Image.open(PHOTOS[5]).convert("RGB").resize((1024, 768))
+    scene.paste(parent.resize((480, 300)), (300, 200))
+    contained = ColourMatcher(query_small(scene)).match_contains(tiny)
+    assert contained is not None and contained.confirmed and contained.contains
+    wrong = ColourMatcher(query_small(crop)).match_inside(
+        tiny_from_bytes(tiny_to_bytes(other, 1600, 1000))
+    )
+    assert wrong is None or not wrong.confirmed
+    with pytest.raises(ValueError):
+        tiny_from_bytes(b"TN1\x00")

@@ -81,11 +81,15 @@ def tiny_to_bytes(image: Image.Image, width: int, height: int) -> bytes:
 
 
 def tiny_from_bytes(blob: bytes) -> Tiny:
-    magic, width, height = _HDR.unpack_from(blob, 0)
-    if magic != _MAGIC:
-        raise ValueError("not a colour blob")
-    with Image.open(io.BytesIO(blob[_HDR.size :])) as im:
-        pixels = np.asarray(im.convert("RGB"), dtype=np.float32)
+    """Inverse of :func:`tiny_to_bytes`; ``ValueError`` for anything else."""
+    try:
+        magic, width, height = _HDR.unpack_from(blob, 0)
+        if magic != _MAGIC:
+            raise ValueError("not a colour blob")
+        with Image.open(io.BytesIO(blob[_HDR.size :])) as im:
+            pixels = np.asarray(im.convert("RGB"), dtype=np.float32)
+    except (struct.error, OSError) as e:  # short or damaged
+        raise ValueError(f"damaged colour blob: {e}") from e
     return Tiny(pixels, width, height)
 
 

@@ -56,7 +56,7 @@ import numpy as np
 
 from desktop_app.engine.analysis import KEYPOINTS, TINY
 from desktop_app.engine.catalog import Catalog
-from desktop_app.engine.colour import ColourMatch, ColourMatcher, tiny_from_bytes
+from desktop_app.engine.colour import ColourMatch, ColourMatcher, Tiny, tiny_from_bytes
 from desktop_app.engine.regions import Keypoints, Verification, keypoints_from_bytes, verify
 from desktop_app.engine.search import Box, SearchResult, expand_to_files
 from desktop_app.engine.store import VectorStore
@@ -145,12 +145,15 @@ class PartialSearch:
         self._fill_full_sims(q.vectors, cands)
         shortlist, mirrored = self._shortlist(cands)
         # the two checks are independent and spend their time in OpenCV, which releases
-        # the GIL: the colour check runs beside keypoint verification
+        # the GIL: the colour check runs beside keypoint verification (the catalog is
+        # read here, so the side thread touches no database)
+        jobs = self._colour_jobs(q, cands, shortlist)
         coloured: dict[str, ColourMatch] = {}
 
         def colour_check() -> None:
             try:
-                coloured.update(self._colour(q, cands, shortlist))
+                if q.small is not None:
+                    coloured.update(colour_matches(q.small, jobs))
             except Exception:  # a failed check only loses its own confirmations
                 log.exception("colour-layout check failed")
 
@@ -240,39 +243,44 @@ class PartialSearch:
                 out[fp] = v
         return out
 
-    def _colour(
-        self,
-        q: QueryFeatures,
-        cands: dict[str, _Candidate],
-        shortlist: Sequence[str],
-    ) -> dict[str, ColourMatch]:
-        """Colour-layout check of the shortlist: the best ``n_colour`` by full or region
-        similarity as containing the query, the best ``n_window + n_full`` by window
-        similarity as contained in it. (A keypoint-confirmed result outranks it.)"""
+    def _colour_jobs(
+        self, q: QueryFeatures, cands: dict[str, _Candidate], shortlist: Sequence[str]
+    ) -> list[tuple[str, Tiny, bool]]:
+        """What the colour-layout check compares: (fingerprint, colour copy, contained?)
+        for the best ``n_colour`` of the shortlist by full or region similarity (as
+        containing the query) and the best ``n_window + n_full`` by window similarity
+        (as contained in it). A keypoint-confirmed result outranks it anyway."""
         if q.small is None:
-            return {}
+            return []
+        p = self.params
         inside = sorted(shortlist, key=lambda fp: -max(cands[fp].sim_full, cands[fp].sim_part))
-        inside = inside[: self.params.n_colour]
         windowed = [fp for fp in shortlist if cands[fp].sim_window > -1.0]
         contains = sorted(windowed, key=lambda fp: -cands[fp].sim_window)
-        contains = contains[: self.params.n_window + self.params.n_full]
-        blobs = self.catalog.features(TINY, list({*inside, *contains}))
-        tinies = {}
+        plan = [(fp, False) for fp in inside[: p.n_colour]]
+        plan += [(fp, True) for fp in contains[: p.n_window + p.n_full]]
+        blobs = self.catalog.features(TINY, list({fp for fp, _ in plan}))
+        tinies: dict[str, Tiny] = {}
         for fp, blob in blobs.items():
             try:
                 tinies[fp] = tiny_from_bytes(blob)
-            except (ValueError, OSError):
+            except ValueError:
                 log.warning("damaged colour blob for %s", fp)
-        matcher = ColourMatcher(q.small)
-        out: dict[str, ColourMatch] = {}
-        for fps, how in ((inside, matcher.match_inside), (contains, matcher.match_contains)):
-            for fp in fps:
-                m = how(tinies[fp]) if fp in tinies else None
-                if m is None or not m.confirmed:
-                    continue
-                if fp not in out or m.rmse / m.limit < out[fp].rmse / out[fp].limit:
-                    out[fp] = m
-        return out
+        return [(fp, tinies[fp], contained) for fp, contained in plan if fp in tinies]
+
+
+def colour_matches(
+    query: np.ndarray, jobs: Sequence[tuple[str, Tiny, bool]]
+) -> dict[str, ColourMatch]:
+    """The confirmed colour matches of ``_colour_jobs``, the closer one per image."""
+    matcher = ColourMatcher(query)
+    out: dict[str, ColourMatch] = {}
+    for fp, tiny, contained in jobs:
+        m = matcher.match_contains(tiny) if contained else matcher.match_inside(tiny)
+        if m is None or not m.confirmed:
+            continue
+        if fp not in out or m.rmse / m.limit < out[fp].rmse / out[fp].limit:
+            out[fp] = m
+    return out
 
 
 def score(
