@@ -90,6 +90,7 @@ class QueryFeatures:
     keypoints: Keypoints | None = None
     keypoints_flipped: Keypoints | None = None
     small: np.ndarray | None = None  # the query for the colour-layout check (colour.py)
+    full_sims: dict[str, float] | None = None  # stage 1's answer, reused by stage 2
     prefer_path: str | None = None
 
 
@@ -116,8 +117,7 @@ class PartialSearch:
 
     # -- stage 1 -----------------------------------------------------------------------
     def full(self, q: QueryFeatures, top_k: int, threshold: float) -> list[SearchResult]:
-        sims = self._full_sims(q.vectors, top_k + 8)
-        scored = sorted(sims.items(), key=lambda kv: -kv[1])
+        scored = sorted(self._query_full(q, top_k).items(), key=lambda kv: -kv[1])
         return expand_to_files(
             self.catalog,
             [(fp, s, "full", None) for fp, s in scored],
@@ -132,7 +132,7 @@ class PartialSearch:
         if q.load_partial is not None:
             q.load_partial()
         cands: dict[str, _Candidate] = {}
-        for fp, s in self._full_sims(q.vectors, max(top_k, p.n_full) + 8).items():
+        for fp, s in self._query_full(q, top_k).items():
             cands.setdefault(fp, _Candidate()).sim_full = s
         for fp, (s, box) in self._region_sims(q.vectors).items():
             c = cands.setdefault(fp, _Candidate())
@@ -173,6 +173,12 @@ class PartialSearch:
         return expand_to_files(self.catalog, rows, top_k, threshold, q.prefer_path, keep_order=True)
 
     # -- pieces --------------------------------------------------------------------------
+    def _query_full(self, q: QueryFeatures, top_k: int) -> dict[str, float]:
+        """The query's full-image neighbours; asked once, shared by both stages."""
+        if q.full_sims is None:
+            q.full_sims = self._full_sims(q.vectors, max(top_k, self.params.n_full) + 8)
+        return q.full_sims
+
     def _full_sims(self, vectors: np.ndarray, k: int) -> dict[str, float]:
         best: dict[str, float] = {}
         for hits in self.store.query(self.encoder_id, vectors, k):
@@ -245,8 +251,8 @@ class PartialSearch:
 
     def _colour_jobs(
         self, q: QueryFeatures, cands: dict[str, _Candidate], shortlist: Sequence[str]
-    ) -> list[tuple[str, Tiny, bool]]:
-        """What the colour-layout check compares: (fingerprint, colour copy, contained?)
+    ) -> list[tuple[str, bytes, bool]]:
+        """What the colour-layout check compares: (fingerprint, colour blob, contained?)
         for the best ``n_colour`` of the shortlist by full or region similarity (as
         containing the query) and the best ``n_window + n_full`` by window similarity
         (as contained in it). A keypoint-confirmed result outranks it anyway."""
@@ -259,22 +265,26 @@ class PartialSearch:
         plan = [(fp, False) for fp in inside[: p.n_colour]]
         plan += [(fp, True) for fp in contains[: p.n_window + p.n_full]]
         blobs = self.catalog.features(TINY, list({fp for fp, _ in plan}))
-        tinies: dict[str, Tiny] = {}
-        for fp, blob in blobs.items():
+        return [(fp, blobs[fp], contained) for fp, contained in plan if fp in blobs]
+
+
+def colour_matches(
+    query: np.ndarray, jobs: Sequence[tuple[str, bytes, bool]]
+) -> dict[str, ColourMatch]:
+    """The confirmed colour matches of ``_colour_jobs``, the closer one per image."""
+    matcher = ColourMatcher(query)
+    tinies: dict[str, Tiny | None] = {}
+    out: dict[str, ColourMatch] = {}
+    for fp, blob, contained in jobs:
+        if fp not in tinies:
             try:
                 tinies[fp] = tiny_from_bytes(blob)
             except ValueError:
                 log.warning("damaged colour blob for %s", fp)
-        return [(fp, tinies[fp], contained) for fp, contained in plan if fp in tinies]
-
-
-def colour_matches(
-    query: np.ndarray, jobs: Sequence[tuple[str, Tiny, bool]]
-) -> dict[str, ColourMatch]:
-    """The confirmed colour matches of ``_colour_jobs``, the closer one per image."""
-    matcher = ColourMatcher(query)
-    out: dict[str, ColourMatch] = {}
-    for fp, tiny, contained in jobs:
+                tinies[fp] = None
+        tiny = tinies[fp]
+        if tiny is None:
+            continue
         m = matcher.match_contains(tiny) if contained else matcher.match_inside(tiny)
         if m is None or not m.confirmed:
             continue

@@ -94,7 +94,8 @@ class MainWindow(QMainWindow):
         self.worker.start()
         self.worker.submit(LoadEncoderJob())
         roots = library.roots()
-        self.folders.set_folders([{"path": r, "online": Path(r).exists()} for r in roots])
+        # reachability comes with the worker's first status: a hung share must not block here
+        self.folders.set_folders([{"path": r} for r in roots])
         self._update_page()
         if roots:  # catch what changed while the app was closed, in the background
             self.worker.submit(IndexJob([], add=False))
