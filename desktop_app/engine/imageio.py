@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from desktop_app.engine.errors import ImageLoadError
+from desktop_app.engine.fingerprint import open_regular
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +97,18 @@ def _open(source: Path | str | bytes, path: Path | None) -> Image.Image:
         assert path is not None
         if path.is_dir():
             raise ImageLoadError(path, "is a folder, not an image")
-        if path.stat().st_size == 0:
-            raise ImageLoadError(path, "empty file (0 bytes)")
-        return Image.open(path)
+        fh = open_regular(path)  # never blocks on a FIFO named like a photo
+        try:
+            if os.fstat(fh.fileno()).st_size == 0:
+                raise ImageLoadError(path, "empty file (0 bytes)")
+            im = Image.open(fh)
+        except BaseException:
+            fh.close()
+            raise
+        # Pillow closes a file it opened itself when done with it; it did not open this
+        # one, so say it may (otherwise the descriptor lives until garbage collection).
+        im._exclusive_fp = True
+        return im
     except FileNotFoundError as exc:
         raise ImageLoadError(path, "file not found") from exc
     except PermissionError as exc:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import platformdirs
 
+from desktop_app.engine.errors import DesktopAppError
+
 APP_DIR_NAME = "desktop-app"
 HOME_ENV = "DESKTOP_APP_HOME"
 
@@ -41,7 +43,16 @@ class AppDirs:
 
     def ensure(self) -> AppDirs:
         for d in (self.data, self.config, self.cache, self.logs):
-            d.mkdir(parents=True, exist_ok=True)
+            if d.exists() and not d.is_dir():
+                raise DesktopAppError(
+                    f"{d} is a file, not a folder: give --data-dir (or {HOME_ENV}) a folder"
+                )
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DesktopAppError(
+                    f"cannot create the folder {d}: {exc.strerror or exc}"
+                ) from exc
         return self
 
 

@@ -3,20 +3,29 @@
 It is derived data. The catalog holds every vector, so this index can be deleted and
 rebuilt (``sync``) at any time without re-embedding. The default is an embedded
 ``PersistentClient`` in the data dir; a team can point the app at a Chroma server.
+
+Every Chroma failure leaves this module as a typed error: :class:`DiskFull` when a write
+found no space, :class:`StoreDamaged` otherwise (the library then sets the store aside
+and rebuilds it from the catalog). Threads: the indexing thread is the only writer;
+searches query from any thread.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from desktop_app.engine.errors import DesktopAppError, DiskFull, StoreDamaged
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +45,23 @@ def collection_name(encoder_id: str, kind: str) -> str:
     slug = re.sub(r"[^a-zA-Z0-9._-]+", "-", encoder_id).strip("-._")[:40]
     digest = hashlib.blake2b(encoder_id.encode(), digest_size=4).hexdigest()
     return f"{kind}-{slug}-{digest}"
+
+
+@contextmanager
+def _guard(what: str) -> Iterator[None]:
+    """Chroma's many exception kinds (sqlite, HNSW, Rust bindings) as our two."""
+    try:
+        yield
+    except DesktopAppError:
+        raise
+    except Exception as exc:
+        text = f"{type(exc).__name__}: {exc}"
+        if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "disk is full" in text:
+            raise DiskFull(
+                "the disk holding the vector index is full: the catalog kept everything "
+                "indexed so far. Free some space and index again; it resumes where it stopped."
+            ) from exc
+        raise StoreDamaged(f"the vector index failed to {what} ({text[:300]})") from exc
 
 
 class VectorStore:
@@ -73,7 +99,10 @@ class VectorStore:
         self._collections.clear()
         close = getattr(self.client, "close", None)
         if close is not None:
-            close()
+            try:
+                close()
+            except Exception:  # a damaged store may fail even to close; it is set aside
+                log.warning("closing the vector index failed", exc_info=True)
 
     def collection(self, encoder_id: str, kind: str = "full") -> Any:
         name = collection_name(encoder_id, kind)
@@ -103,53 +132,58 @@ class VectorStore:
         """Write in small chunks with a pause between them: Chroma holds the GIL while it
         writes, and a 150-vector upsert into a large collection blocks every other
         Python thread (the window's among them) for a few hundred milliseconds."""
-        col = self.collection(encoder_id, kind)
-        step = min(self.max_batch, WRITE_CHUNK)
-        for i in range(0, len(ids), step):
-            if i:
-                time.sleep(WRITE_PAUSE_S)  # let the GUI thread take the GIL
-            col.upsert(
-                ids=list(ids[i : i + step]),
-                embeddings=np.asarray(vectors[i : i + step], np.float32),
-                metadatas=list(metadatas[i : i + step]) if metadatas else None,
-            )
+        with _guard("write"):
+            col = self.collection(encoder_id, kind)
+            step = min(self.max_batch, WRITE_CHUNK)
+            for i in range(0, len(ids), step):
+                if i:
+                    time.sleep(WRITE_PAUSE_S)  # let the GUI thread take the GIL
+                col.upsert(
+                    ids=list(ids[i : i + step]),
+                    embeddings=np.asarray(vectors[i : i + step], np.float32),
+                    metadatas=list(metadatas[i : i + step]) if metadatas else None,
+                )
 
     def delete(self, encoder_id: str, ids: Iterable[str], kind: str = "full") -> None:
         ids = list(ids)
-        col = self.collection(encoder_id, kind)
-        for i in range(0, len(ids), self.max_batch):
-            col.delete(ids=ids[i : i + self.max_batch])
+        with _guard("delete"):
+            col = self.collection(encoder_id, kind)
+            for i in range(0, len(ids), self.max_batch):
+                col.delete(ids=ids[i : i + self.max_batch])
 
     def ids(self, encoder_id: str, kind: str = "full") -> set[str]:
-        col = self.collection(encoder_id, kind)
         out: set[str] = set()
         offset = 0
-        while True:
-            got = col.get(include=[], limit=self.max_batch, offset=offset)["ids"]
-            out.update(got)
-            if len(got) < self.max_batch:
-                return out
-            offset += len(got)
+        with _guard("list its vectors"):
+            col = self.collection(encoder_id, kind)
+            while True:
+                got = col.get(include=[], limit=self.max_batch, offset=offset)["ids"]
+                out.update(got)
+                if len(got) < self.max_batch:
+                    return out
+                offset += len(got)
 
     def count(self, encoder_id: str, kind: str = "full") -> int:
-        return int(self.collection(encoder_id, kind).count())
+        with _guard("count its vectors"):
+            return int(self.collection(encoder_id, kind).count())
 
     def query(
         self, encoder_id: str, vectors: np.ndarray, k: int, kind: str = "full"
     ) -> list[list[Hit]]:
         """The k nearest vectors for each query vector (fewer when the collection holds
         fewer; none when it is empty)."""
-        col = self.collection(encoder_id, kind)
-        try:
-            res = col.query(
-                query_embeddings=np.asarray(vectors, np.float32),
-                n_results=max(1, k),
-                include=["distances", "metadatas"],
-            )
-        except Exception as exc:  # an empty collection, in some Chroma versions
-            if col.count() == 0:
-                return [[] for _ in range(len(vectors))]
-            raise exc
+        with _guard("answer a query"):
+            col = self.collection(encoder_id, kind)
+            try:
+                res = col.query(
+                    query_embeddings=np.asarray(vectors, np.float32),
+                    n_results=max(1, k),
+                    include=["distances", "metadatas"],
+                )
+            except Exception as exc:  # an empty collection, in some Chroma versions
+                if col.count() == 0:
+                    return [[] for _ in range(len(vectors))]
+                raise exc
         out: list[list[Hit]] = []
         for ids, dists, metas in zip(res["ids"], res["distances"], res["metadatas"], strict=True):
             out.append(

@@ -27,6 +27,7 @@ def load_encoder(
     device: str = "auto",
     batch_size: int = 0,
     progress: DownloadProgress | None = None,
+    allow_download: bool = True,
 ) -> Encoder:
     """Build the encoder ``spec`` names; slow (loads weights): call it off any UI thread."""
     from desktop_app.engine.encoders.device import pick_device
@@ -38,7 +39,7 @@ def load_encoder(
         return EfficientNetLite0(torch_device, batch_size)
     from desktop_app.engine.encoders.clip import ClipEncoder
 
-    return ClipEncoder(spec, torch_device, batch_size, progress)
+    return ClipEncoder(spec, torch_device, batch_size, progress, allow_download)
 
 
 @dataclass
@@ -53,10 +54,13 @@ def load_with_fallback(
     device: str = "auto",
     batch_size: int = 0,
     progress: DownloadProgress | None = None,
+    allow_download: bool = True,
 ) -> LoadedEncoder:
-    """``spec`` when it can be loaded, else the offline encoder with a plain warning."""
+    """``spec`` when it can be loaded, else the offline encoder with a plain warning.
+    Without ``allow_download`` only weights already on this machine are used."""
     try:
-        return LoadedEncoder(load_encoder(spec, device, batch_size, progress), spec, None)
+        encoder = load_encoder(spec, device, batch_size, progress, allow_download)
+        return LoadedEncoder(encoder, spec, None)
     except EncoderUnavailable as exc:
         if spec == OFFLINE_MODEL:
             raise
