@@ -56,6 +56,7 @@ from desktop_app.engine.store import VectorStore
 log = logging.getLogger(__name__)
 
 Stage = Callable[[], list[SearchResult]]
+PROBE_K = 200  # neighbours asked of each collection when the store is checked
 
 
 class EncoderSlot:
@@ -158,7 +159,7 @@ class Library:
     def _store_problem(self, store: VectorStore) -> str | None:
         """What is wrong with the store for the active encoder, or None: each of its
         collections must count and answer a query for one of its own vectors."""
-        encoder_id = self.slot.id if self.slot.loaded or self.slot.spec == OFFLINE_MODEL else None
+        encoder_id = self._active_encoder_id()
         for enc, kind in self.catalog.vector_counts():
             if encoder_id is not None and enc != encoder_id:
                 continue
@@ -166,10 +167,18 @@ class Library:
                 count = store.count(enc, kind)
                 probe = next(iter(self.catalog.vectors(enc, kind)), None)
                 if probe is not None and count > 0:
-                    store.query(enc, probe.vector[None, :], 1, kind=kind)
+                    # as deep as searches go: a damaged graph can answer k=1 and fail k=100
+                    store.query(enc, probe.vector[None, :], min(count, PROBE_K), kind=kind)
             except StoreDamaged as exc:
                 return str(exc)
         return None
+
+    def _active_encoder_id(self) -> str | None:
+        """The active encoder's id without loading it, when it can be known; None
+        means "any of them"."""
+        if self.slot.loaded or self.slot.spec == OFFLINE_MODEL:
+            return self.slot.id
+        return self.slot.spec if self.slot.spec in self.catalog.encoders() else None
 
     def _rebuild_store(self, problem: str) -> VectorStore:
         """Rename the damaged store to ``chroma.damaged-<time>`` (never deleted: it may
@@ -198,10 +207,10 @@ class Library:
         self.store = store
         self._synced.clear()
         self._store_suspect = False
-        if self.slot.loaded or self.slot.spec == OFFLINE_MODEL:
-            added = self.sync_store(self.slot.id)
-        else:
-            added = 0
+        active = self._active_encoder_id()
+        added = 0
+        for enc in [active] if active is not None else self.catalog.encoders():
+            added += self.sync_store(enc)
         self.store_health = (
             f"rebuilt from the catalog ({added} vectors, 0 images re-embedded) after it was "
             f"found damaged: {problem}{where}"

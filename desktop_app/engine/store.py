@@ -47,6 +47,21 @@ def collection_name(encoder_id: str, kind: str) -> str:
     return f"{kind}-{slug}-{digest}"
 
 
+def _forget_system(path: Path) -> None:
+    """Chroma caches one system per path in the process and registers it before it
+    starts: a store that failed to open would stay cached, broken, and the rebuilt one
+    at the same path would get it back. Drop it (private API, guarded)."""
+    try:
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        system = SharedSystemClient._identifier_to_system.pop(str(path), None)
+        SharedSystemClient._identifier_to_refcount.pop(str(path), None)
+        if system is not None:
+            system.stop()
+    except Exception:  # a newer Chroma laid out differently: nothing more to do
+        log.debug("could not drop Chroma's cached system for %s", path, exc_info=True)
+
+
 @contextmanager
 def _guard(what: str) -> Iterator[None]:
     """Chroma's many exception kinds (sqlite, HNSW, Rust bindings) as our two."""
@@ -76,9 +91,13 @@ class VectorStore:
         from chromadb.config import Settings as ChromaSettings
 
         path.mkdir(parents=True, exist_ok=True)
-        client = chromadb.PersistentClient(
-            path=str(path), settings=ChromaSettings(anonymized_telemetry=False)
-        )
+        try:
+            client = chromadb.PersistentClient(
+                path=str(path), settings=ChromaSettings(anonymized_telemetry=False)
+            )
+        except Exception:
+            _forget_system(path)
+            raise
         return cls(client)
 
     @classmethod
