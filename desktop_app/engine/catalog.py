@@ -316,6 +316,7 @@ class Catalog:
         return int(self.get_meta("schema") or 0)
 
     def _damaged(self, detail: str) -> CatalogDamaged:
+        detail = " ".join(detail.split())[:300]  # quick_check's report spans lines
         last = self.last_backup()
         if last is not None:
             how = (

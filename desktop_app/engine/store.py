@@ -71,7 +71,8 @@ def _guard(what: str) -> Iterator[None]:
         raise
     except Exception as exc:
         text = f"{type(exc).__name__}: {exc}"
-        if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "disk is full" in text:
+        full = ("disk is full", "No space left", "os error 28")
+        if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or any(f in text for f in full):
             raise DiskFull(
                 "the disk holding the vector index is full: the catalog kept everything "
                 "indexed so far. Free some space and index again; it resumes where it stopped."
