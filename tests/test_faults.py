@@ -654,3 +654,92 @@ def test_disk_full_on_a_real_small_tmpfs(fake: None, app_home: Path, tmp_path: P
             assert_consistent(lib, folder)
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+# -- SIGKILL at random moments loses at most the batch in flight ------------------------------
+def _index_command(model: str, photos: Path, data: Path) -> list[str]:
+    import sys
+
+    if model == MODEL:  # the real command line, with the fake encoder installed first
+        return [
+            sys.executable,
+            "-m",
+            "tests.fake_encoder",
+            "index",
+            str(photos),
+            "--json",
+            "--model",
+            MODEL,
+            "--data-dir",
+            str(data),
+        ]
+    return [
+        sys.executable,
+        "-m",
+        "desktop_app",
+        "index",
+        str(photos),
+        "--json",
+        "--model",
+        model,
+        "--data-dir",
+        str(data),
+    ]
+
+
+@pytest.mark.skipif(not hasattr(os, "kill") or os.name != "posix", reason="POSIX signals")
+@pytest.mark.parametrize(
+    "model", [MODEL, pytest.param("efficientnet-lite0", marks=pytest.mark.slow)]
+)
+def test_sigkill_mid_index_then_restart_leaves_catalog_and_store_in_agreement(
+    fake: None, app_home: Path, photos: Path, tmp_path: Path, model: str
+) -> None:
+    import random
+    import signal
+    import subprocess
+    import time
+
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(repo), "DESKTOP_APP_HOME": str(app_home)}
+    data = tmp_path / "data"
+    rng = random.Random(1234)
+    kills = 0
+    done_so_far: list[int] = []  # files in the catalog after each kill
+    for _ in range(4):
+        proc = subprocess.Popen(
+            _index_command(model, photos, data),
+            cwd=repo,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        # wait for the run to get going (the catalog exists), then kill at a random moment
+        deadline = time.monotonic() + 120
+        while not (data / "catalog.sqlite3").exists() and time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 2.0))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait(60)
+        with sqlite3.connect(data / "catalog.sqlite3") as db:
+            done_so_far.append(db.execute("SELECT COUNT(*) FROM files").fetchone()[0])
+    done = subprocess.run(
+        _index_command(model, photos, data),
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["failed"] == [] and summary["seen"] == 40
+    assert kills >= 1 and any(0 < n < 40 for n in done_so_far), done_so_far  # mid-run
+    with Library.open(data, model=model) as lib:
+        assert_consistent(lib, photos)
+        assert lib.catalog.counts()["files"] == 40
+        again = run_index(lib, [photos])
+        assert (again.embedded, again.unchanged) == (0, 40)
