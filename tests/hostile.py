@@ -42,8 +42,11 @@ def png_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
     """A tiny PNG whose header claims 10 gigapixels (a decompression bomb's header)."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 1024)
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + (
-        _png_chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", idat)
+        + (_png_chunk(b"IEND", b""))
     )
 
 
@@ -119,7 +122,10 @@ FILES: dict[str, tuple[Callable[[], bytes], Expect]] = {
     "one-by-one.png": (lambda: _encode(Image.new("RGB", (1, 1), (9, 99, 199)), "PNG"), "ok"),
     "sliver-65535x1.png": (lambda: _encode(Image.new("RGB", (65535, 1), (200, 9, 9)), "PNG"), "ok"),
     "sliver-1x65535.png": (lambda: _encode(Image.new("L", (1, 65535), 77), "PNG"), "ok"),
-    "wide-30000x200.png": (lambda: _encode(Image.new("RGB", (30000, 200), (5, 5, 90)), "PNG"), "ok"),
+    "wide-30000x200.png": (
+        lambda: _encode(Image.new("RGB", (30000, 200), (5, 5, 90)), "PNG"),
+        "ok",
+    ),
     "bomb-10-gigapixels.png": (png_bomb, "failed"),
     "bad-crc.png": (_bad_crc_png, "failed"),
     "grey-16-bit.png": (lambda: _sixteen_bit_grey("PNG"), "ok"),
@@ -129,9 +135,15 @@ FILES: dict[str, tuple[Callable[[], bytes], Expect]] = {
     "cmyk.tif": (lambda: _encode(_rgb(seed=16).convert("CMYK"), "TIFF"), "ok"),
     "palette-transparent.png": (_palette_transparent, "ok"),
     "grey-alpha.png": (lambda: _encode(_rgb(seed=17).convert("LA"), "PNG"), "ok"),
-    "fully-transparent.png": (lambda: _encode(Image.new("RGBA", (50, 50), (0, 0, 0, 0)), "PNG"), "ok"),
+    "fully-transparent.png": (
+        lambda: _encode(Image.new("RGBA", (50, 50), (0, 0, 0, 0)), "PNG"),
+        "ok",
+    ),
     "one-bit.png": (lambda: _encode(_rgb(seed=18).convert("1"), "PNG"), "ok"),
-    "broken-exif.jpg": (lambda: jpeg_with_exif(b"Exif\x00\x00MM\x00*\xff\xff\xff\xff" + b"\x00" * 40), "ok"),
+    "broken-exif.jpg": (
+        lambda: jpeg_with_exif(b"Exif\x00\x00MM\x00*\xff\xff\xff\xff" + b"\x00" * 40),
+        "ok",
+    ),
     "garbage-exif.jpg": (lambda: jpeg_with_exif(b"Exif\x00\x00" + os.urandom(200)), "ok"),
     "rotated-exif.jpg": (_oriented_jpeg, "ok"),
     "animated.gif": (_animated_gif, "ok"),

@@ -68,9 +68,10 @@ def test_hostile_corpus_indexes_to_completion_with_every_failure_explained(
     for path, reason in failed.items():
         assert reason and "unexpected error" not in reason, (path, reason)
     assert set(failed) <= set(expect)  # nothing failed that was meant to work
-    assert "10 gigapixel" not in str(failed) and "MP limit" in failed[
-        str(folder / "bomb-10-gigapixels.png")
-    ]
+    assert (
+        "10 gigapixel" not in str(failed)
+        and "MP limit" in failed[str(folder / "bomb-10-gigapixels.png")]
+    )
     # the failures are what status lists; a second run retries them and still finishes
     listed = {f["path"] for f in lib.status(load_encoder=False)["failures"]}
     assert set(failed) <= listed
@@ -136,7 +137,9 @@ def test_loading_path_raises_only_image_load_errors(data: bytes) -> None:
     exercise_loading(data)
 
 
-@pytest.mark.parametrize("crasher", sorted((Path(__file__).parent / "fixtures" / "crashers").glob("*")) or [None])
+@pytest.mark.parametrize(
+    "crasher", sorted((Path(__file__).parent / "fixtures" / "crashers").glob("*")) or [None]
+)
 def test_kept_fuzz_crashers_stay_fixed(crasher: Path | None) -> None:
     if crasher is None:
         pytest.skip("no crashers kept yet")
