@@ -687,6 +687,14 @@ def _index_command(model: str, photos: Path, data: Path) -> list[str]:
     ]
 
 
+def _files_in_catalog(data: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{data / 'catalog.sqlite3'}?mode=ro", uri=True) as db:
+            return int(db.execute("SELECT COUNT(*) FROM files").fetchone()[0])
+    except sqlite3.Error:  # not created yet, or mid-creation
+        return 0
+
+
 @pytest.mark.skipif(not hasattr(os, "kill") or os.name != "posix", reason="POSIX signals")
 @pytest.mark.parametrize(
     "model", [MODEL, pytest.param("efficientnet-lite0", marks=pytest.mark.slow)]
@@ -713,19 +721,19 @@ def test_sigkill_mid_index_then_restart_leaves_catalog_and_store_in_agreement(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        # wait for the run to get going (the catalog exists), then kill at a random moment
-        deadline = time.monotonic() + 120
-        while not (data / "catalog.sqlite3").exists() and time.monotonic() < deadline:
-            if proc.poll() is not None:
+        # wait until this run has written a batch, then kill at a random moment after it
+        before = done_so_far[-1] if done_so_far else 0
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and time.monotonic() < deadline:
+            if _files_in_catalog(data) > before:
                 break
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 2.0))
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.3))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.wait(60)
-        with sqlite3.connect(data / "catalog.sqlite3") as db:
-            done_so_far.append(db.execute("SELECT COUNT(*) FROM files").fetchone()[0])
+        done_so_far.append(_files_in_catalog(data))
     done = subprocess.run(
         _index_command(model, photos, data),
         cwd=repo,
