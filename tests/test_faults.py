@@ -1,7 +1,7 @@
 """The engine and CLI faults of issue 9, each reproduced and shown fixed.
 
-These use the fake colour encoder (``tests/fake_encoder.py``): they test storage, files
-and faults, not similarity quality, and run in seconds without torch.
+These use the ``histogram`` encoder (the fast tier): they test storage, files and
+faults, not similarity quality, and run in seconds without torch.
 """
 
 from __future__ import annotations
@@ -36,22 +36,23 @@ from desktop_app.engine.errors import (
 )
 from desktop_app.engine.fingerprint import fingerprint_file
 from desktop_app.engine.imageio import load_image
-from desktop_app.engine.library import Library
+from desktop_app.engine.library import EncoderSlot, Library
 from desktop_app.engine.lock import DataDirLock
-from desktop_app.engine.settings import DEFAULT_CLIP_MODEL, SETTINGS_VERSION, Settings
+from desktop_app.engine.settings import (
+    DEFAULT_CLIP_MODEL,
+    HISTOGRAM_MODEL,
+    SETTINGS_VERSION,
+    Settings,
+)
 
 from .conftest import run_index
-from .fake_encoder import MODEL, install
 from .store_check import assert_consistent
 
-
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> None:
-    install(monkeypatch)
+MODEL = HISTOGRAM_MODEL  # the fast encoder: these tests are about storage and faults
 
 
 @pytest.fixture
-def lib(fake: None, app_home: Path) -> Iterator[Library]:
+def lib(app_home: Path) -> Iterator[Library]:
     library = Library.open(model=MODEL)
     yield library
     library.close()
@@ -169,7 +170,7 @@ def test_settings_carry_a_version_and_a_newer_file_is_refused(tmp_path: Path) ->
 
 # -- 10: any file name -------------------------------------------------------------------------
 def test_file_name_that_is_not_utf8_is_indexed_and_found(
-    fake: None, app_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    app_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     folder = tmp_path / "photos"
     images = make_images(folder, 4)
@@ -263,7 +264,7 @@ def _damage(data: Path, how: str) -> None:
     ],
 )
 def test_damaged_store_is_set_aside_and_rebuilt_with_nothing_reembedded(
-    fake: None, app_home: Path, tmp_path: Path, how: str
+    app_home: Path, tmp_path: Path, how: str
 ) -> None:
     folder = tmp_path / "photos"
     images = make_images(folder, 30, seed=4)
@@ -291,7 +292,9 @@ def test_store_missing_vectors_is_filled_from_the_catalog(lib: Library, tmp_path
     run_index(lib, [folder])
     lost = sorted(lib.store.ids(MODEL))[:3]
     lib.store.delete(MODEL, lost)
-    lib.store.upsert(MODEL, ["orphan"], np.ones((1, 193), np.float32), [{"fp": "orphan"}])
+    lib.store.upsert(
+        MODEL, ["orphan"], np.ones((1, lib.encoder.dim), np.float32), [{"fp": "orphan"}]
+    )
     s = run_index(lib, [folder])
     assert s.embedded == 0
     assert_consistent(lib, folder)
@@ -330,7 +333,7 @@ def test_search_on_a_store_failing_under_it_says_so_and_the_next_run_heals(
 
 # -- 13: a damaged catalog names its backup ------------------------------------------------
 def test_damaged_catalog_is_reported_with_the_last_good_backup(
-    fake: None, app_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    app_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     folder = tmp_path / "photos"
     make_images(folder, 40, seed=7, size=(160, 120))
@@ -362,7 +365,7 @@ def test_backups_rotate_and_keep_three(lib: Library, tmp_path: Path) -> None:
 
 # -- 14: the CLI never shows a traceback -------------------------------------------------------
 def test_unexpected_error_is_one_line_and_logged(
-    fake: None, app_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    app_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def broken(self: Library, load_encoder: bool = True) -> dict:
         raise RuntimeError("kaboom")
@@ -376,7 +379,6 @@ def test_unexpected_error_is_one_line_and_logged(
 
 
 def test_one_bad_query_does_not_end_the_others(
-    fake: None,
     app_home: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -472,7 +474,7 @@ def test_file_swapped_for_a_fifo_after_the_scan_does_not_block(tmp_path: Path) -
 
 # -- 17: the smaller ones ----------------------------------------------------------------------
 def test_index_of_a_missing_path_or_a_fifo_adds_no_library_folder(
-    fake: None, app_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    app_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fifo = tmp_path / "fifo.jpg"
     os.mkfifo(fifo)
@@ -569,6 +571,8 @@ def test_disk_full_in_the_catalog_stops_with_a_message_and_loses_nothing(
 ) -> None:
     folder = tmp_path / "photos"
     make_images(folder, 40, seed=13)
+    lib.settings.batch_size = 8
+    lib.slot = EncoderSlot(MODEL, lib.settings)  # batches of 8: the third one fails
     real = Catalog.put_files
     calls = {"n": 0}
 
@@ -628,7 +632,7 @@ def test_disk_full_in_the_store_stops_with_a_message_and_loses_nothing(
 
 
 @pytest.mark.skipif(os.geteuid() != 0 if hasattr(os, "geteuid") else True, reason="needs root")
-def test_disk_full_on_a_real_small_tmpfs(fake: None, app_home: Path, tmp_path: Path) -> None:
+def test_disk_full_on_a_real_small_tmpfs(app_home: Path, tmp_path: Path) -> None:
     import subprocess
 
     mount = tmp_path / "small"
@@ -660,26 +664,7 @@ def test_disk_full_on_a_real_small_tmpfs(fake: None, app_home: Path, tmp_path: P
 def _index_command(model: str, photos: Path, data: Path) -> list[str]:
     import sys
 
-    if model == MODEL:  # the real command line, with the fake encoder installed first
-        return [
-            sys.executable,
-            "-m",
-            "tests.fake_encoder",
-            "index",
-            str(photos),
-            "--json",
-            "--model",
-            MODEL,
-            "--data-dir",
-            str(data),
-        ]
-    return [
-        sys.executable,
-        "-m",
-        "desktop_app",
-        "index",
-        str(photos),
-        "--json",
+    return [sys.executable, "-m", "desktop_app", "index", str(photos), "--json"] + [
         "--model",
         model,
         "--data-dir",
@@ -697,10 +682,10 @@ def _files_in_catalog(data: Path) -> int:
 
 @pytest.mark.skipif(not hasattr(os, "kill") or os.name != "posix", reason="POSIX signals")
 @pytest.mark.parametrize(
-    "model", [MODEL, pytest.param("efficientnet-lite0", marks=pytest.mark.slow)]
+    "model", [MODEL, pytest.param("efficientnet-lite0", marks=pytest.mark.slow, id="real")]
 )
 def test_sigkill_mid_index_then_restart_leaves_catalog_and_store_in_agreement(
-    fake: None, app_home: Path, photos: Path, tmp_path: Path, model: str
+    app_home: Path, photos: Path, tmp_path: Path, model: str
 ) -> None:
     import random
     import signal

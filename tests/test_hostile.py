@@ -1,7 +1,8 @@
 """Hostile and odd files never crash or stall a run: a generated corpus of over 40 kinds
 (``tests/hostile.py``) indexes to completion with every failure listed with its reason,
 files that vanish or change while read cost only themselves, and the loading path is
-fuzzed (``bench/fuzz_loading.py`` runs the same at scale). Fake encoder: no torch."""
+fuzzed (``bench/fuzz_loading.py`` runs the same at scale). The histogram encoder: no
+torch."""
 
 from __future__ import annotations
 
@@ -19,16 +20,15 @@ from PIL import Image
 from desktop_app.engine import indexer as indexer_module
 from desktop_app.engine.errors import ImageLoadError
 from desktop_app.engine.library import Library
+from desktop_app.engine.settings import HISTOGRAM_MODEL as MODEL
 
 from .conftest import run_index
-from .fake_encoder import MODEL, install
 from .hostile import bind_socket, make_hostile_corpus
 from .loading import exercise_loading, seed_images
 
 
 @pytest.fixture
-def lib(monkeypatch: pytest.MonkeyPatch, app_home: Path) -> Iterator[Library]:
-    install(monkeypatch)
+def lib(app_home: Path) -> Iterator[Library]:
     library = Library.open(model=MODEL)
     yield library
     library.close()

@@ -50,8 +50,8 @@ from desktop_app.engine.paths import AppDirs, resolve_dirs
 from desktop_app.engine.queries import ImageSource, image_query, stored_query
 from desktop_app.engine.scanner import is_within
 from desktop_app.engine.search import Box, SearchResult
-from desktop_app.engine.settings import OFFLINE_MODEL, Settings, model_chosen
-from desktop_app.engine.store import VectorStore
+from desktop_app.engine.settings import FIXED_ID_MODELS, Settings, model_chosen
+from desktop_app.engine.store import VectorStore, hnsw_files_problem
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,8 @@ class EncoderSlot:
 
     @property
     def id(self) -> str:
-        if self.spec == OFFLINE_MODEL and self._encoder is None:
-            return OFFLINE_MODEL  # no need to import torch to know it
+        if self.spec in FIXED_ID_MODELS and self._encoder is None:
+            return self.spec  # no need to import torch to know it
         return self.get().id
 
     @property
@@ -142,7 +142,9 @@ class Library:
         path = self.dirs.chroma_path
         if not path.exists() and self.catalog.vector_counts():
             return self._rebuild_store("its folder is missing")
-        problem: str | None = None
+        problem = hnsw_files_problem(path)  # before Chroma loads what could crash it
+        if problem is not None:
+            return self._rebuild_store(problem)
         store: VectorStore | None = None
         try:
             store = VectorStore.persistent(path)
@@ -176,7 +178,7 @@ class Library:
     def _active_encoder_id(self) -> str | None:
         """The active encoder's id without loading it, when it can be known; None
         means "any of them"."""
-        if self.slot.loaded or self.slot.spec == OFFLINE_MODEL:
+        if self.slot.loaded or self.slot.spec in FIXED_ID_MODELS:
             return self.slot.id
         return self.slot.spec if self.slot.spec in self.catalog.encoders() else None
 

@@ -16,6 +16,7 @@ import errno
 import hashlib
 import logging
 import re
+import struct
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -60,6 +61,65 @@ def _forget_system(path: Path) -> None:
             system.stop()
     except Exception:  # a newer Chroma laid out differently: nothing more to do
         log.debug("could not drop Chroma's cached system for %s", path, exc_info=True)
+
+
+# Chroma's HNSW segment header (header.bin, hnswlib's fields after an int32 format
+# version): offsetLevel0, max_elements, cur_element_count, size_data_per_element,
+# label_offset, offsetData, maxlevel, enterpoint_node, maxM, maxM0, M, mult, ef_construction.
+_HNSW_HEADER = struct.Struct("<iQQQQQQiIQQQdQ")
+
+
+def hnsw_files_problem(chroma_dir: Path) -> str | None:
+    """What is wrong with the HNSW files under ``chroma_dir``, checked without loading
+    them, or None. hnswlib trusts these files: a truncated ``data_level0.bin`` can crash
+    the whole process (a segfault, nothing to catch) when Chroma loads it, so the sizes
+    the header promises are checked first. A header of a layout we do not know (another
+    Chroma version) is left to Chroma."""
+    for header in sorted(chroma_dir.glob("*/header.bin")):
+        folder = header.parent
+        try:
+            raw = header.read_bytes()
+            if len(raw) != _HNSW_HEADER.size:
+                continue
+            (
+                version,
+                _off0,
+                max_el,
+                cur,
+                per_el,
+                label_off,
+                off_data,
+                _lvl,
+                _ep,
+                max_m,
+                max_m0,
+                m,
+                _mult,
+                _efc,
+            ) = _HNSW_HEADER.unpack(raw)
+            if not 1 <= version <= 16:
+                return f"{header} is damaged (format {version})"
+            if version != 1:
+                continue
+            sane = (
+                0 <= cur <= max_el < 1 << 40
+                and 0 < per_el < 1 << 24
+                and off_data < label_off
+                and label_off + 8 <= per_el
+                and 1 <= m <= 4096
+                and max_m0 >= max_m
+            )
+            if not sane:
+                return f"{header} is damaged (impossible values)"
+            data = (folder / "data_level0.bin").stat().st_size
+            if data < cur * per_el:
+                return f"{folder / 'data_level0.bin'} is truncated ({data} of {cur * per_el} bytes)"
+            length = folder / "length.bin"
+            if length.exists() and length.stat().st_size < cur * 4:
+                return f"{length} is truncated"
+        except OSError as exc:
+            return f"{folder} cannot be read ({exc.strerror or exc})"
+    return None
 
 
 @contextmanager
