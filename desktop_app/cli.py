@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from desktop_app import __version__
+from desktop_app.engine.catalog import damage_error
 from desktop_app.engine.errors import DesktopAppError
 from desktop_app.engine.indexer import IndexSummary, Progress
 from desktop_app.engine.paths import resolve_dirs
@@ -128,6 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("desktop-app: interrupted", file=sys.stderr)
         return 130
+    except sqlite3.DatabaseError as exc:  # damage found past the check at open
+        log.exception("catalog error in %s", command)
+        print(f"desktop-app: error: {damage_error(dirs.catalog_path, str(exc))}", file=sys.stderr)
+        return 1
     except Exception as exc:  # a bug or an OS fault: one line here, the details in the log
         log.exception("unexpected error in %s", command)
         print(f"desktop-app: error: {_unexpected(exc, dirs.logs)}", file=sys.stderr)

@@ -736,3 +736,16 @@ def test_sigkill_mid_index_then_restart_leaves_catalog_and_store_in_agreement(
         assert lib.catalog.counts()["files"] == 40
         again = run_index(lib, [photos])
         assert (again.embedded, again.unchanged) == (0, 40)
+
+
+def test_damage_found_after_open_is_reported_like_damage_found_at_open(
+    app_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def malformed(self: Library, load_encoder: bool = True) -> dict:
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    monkeypatch.setattr(Library, "status", malformed)
+    assert main(["status", "--model", MODEL]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is damaged (database disk image is malformed)" in err[0]
+    assert "backup" in err[0]

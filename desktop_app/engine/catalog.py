@@ -40,6 +40,7 @@ SCHEMA_VERSION = 2
 IDLE_CONNECTIONS = 4  # kept open between calls; more may exist while busy, then close
 BACKUPS_KEPT = 3
 BACKUP_EVERY_S = 3600.0  # at most one backup an hour: a large catalog takes a while
+FULL_CHECK_BYTES = 256 << 20  # above this, quick_check only the small tables at open
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -262,10 +263,20 @@ class Catalog:
     # -- schema, health and backups ------------------------------------------------------
     def _check(self, conn: sqlite3.Connection) -> None:
         """``PRAGMA quick_check``: damage found now gets a clear message, not a wrong
-        answer or a traceback later."""
-        rows = conn.execute("PRAGMA quick_check(5)").fetchall()
-        if [r[0] for r in rows] != ["ok"]:
-            raise self._damaged("; ".join(str(r[0]) for r in rows))
+        answer or a traceback later. It reads every page, so on a large catalog (its
+        vectors table) only the tables every command reads are checked at open; damage
+        among the vectors surfaces as a DatabaseError on reading them, which the command
+        line reports with the same advice (``damage_message``)."""
+        size = self.path.stat().st_size if self.path.exists() else 0
+        if size <= FULL_CHECK_BYTES:
+            checks = ["PRAGMA quick_check(5)"]
+        else:
+            have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            checks = [f"PRAGMA quick_check({t})" for t in ("meta", "roots", "files") if t in have]
+        for sql in checks:
+            rows = conn.execute(sql).fetchall()
+            if [r[0] for r in rows] != ["ok"]:
+                raise self._damaged("; ".join(str(r[0]) for r in rows))
 
     def _prepare_schema(self, conn: sqlite3.Connection) -> None:
         """Create a new catalog, upgrade an older one, refuse a newer one."""
@@ -316,23 +327,10 @@ class Catalog:
         return int(self.get_meta("schema") or 0)
 
     def _damaged(self, detail: str) -> CatalogDamaged:
-        detail = " ".join(detail.split())[:300]  # quick_check's report spans lines
-        last = self.last_backup()
-        if last is not None:
-            how = (
-                f"The last good backup is {last}: close desktop-app and copy it over "
-                f"{self.path} (keep the damaged file aside)."
-            )
-        else:
-            how = (
-                f"There is no backup in {self.backups}. Move {self.path} aside and index "
-                "your folders again."
-            )
-        return CatalogDamaged(f"the catalog {self.path} is damaged ({detail}). {how}", last)
+        return damage_error(self.path, detail)
 
     def last_backup(self) -> Path | None:
-        found = sorted(self.backups.glob("catalog-*.sqlite3")) if self.backups.is_dir() else []
-        return found[-1] if found else None
+        return last_backup(self.backups)
 
     def backup(self, *, reason: str = "", force: bool = False) -> Path | None:
         """Copy the catalog with SQLite's online backup API (consistent while readers
@@ -565,6 +563,28 @@ class Catalog:
             )
             out.update({fp: bytes(d) for fp, d in rows})
         return out
+
+
+def last_backup(backups: Path) -> Path | None:
+    found = sorted(backups.glob("catalog-*.sqlite3")) if backups.is_dir() else []
+    return found[-1] if found else None
+
+
+def damage_error(path: Path, detail: str) -> CatalogDamaged:
+    """The message for a damaged catalog at ``path``: what, and what to do about it."""
+    detail = " ".join(detail.split())[:300]  # quick_check's report spans lines
+    last = last_backup(path.parent / "backups")
+    if last is not None:
+        how = (
+            f"The last good backup is {last}: close desktop-app and copy it over "
+            f"{path} (keep the damaged file aside)."
+        )
+    else:
+        how = (
+            f"There is no backup in {path.parent / 'backups'}. Move {path} aside and index "
+            "your folders again."
+        )
+    return CatalogDamaged(f"the catalog {path} is damaged ({detail}). {how}", last)
 
 
 def _file_row(r: Sequence[Any]) -> FileRow:

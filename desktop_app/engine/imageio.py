@@ -3,7 +3,12 @@
 EXIF orientation is applied, JPEGs are decoded at reduced size when the caller needs
 less than the full resolution (``draft``), every pixel mode ends as RGB, animated images
 give their first frame, and a megapixel cap guards against decompression bombs. Any
-failure is an :class:`ImageLoadError` with a reason a user can act on.
+failure is an :class:`ImageLoadError` with a reason a user can act on, whatever the
+bytes (the path is fuzzed: ``bench/fuzz_loading.py``). Files are opened without blocking
+and only if regular (``fingerprint.open_regular``) and closed when loading ends.
+
+Threads: any; the indexer's loader threads and the search pool call it concurrently
+(no shared state).
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ lock file can be deleted while held (and a second process would then lock a new 
 of the same name), a folder that holds the catalog cannot go while we use it. ``.lock``
 still receives the holder's pid, for the message only. On Windows an open file cannot
 be deleted, so the ``.lock`` file itself is locked.
+
+Threads: the library takes it when it opens and releases it when it closes, on the same
+thread; the lock belongs to the process.
 """
 
 from __future__ import annotations
