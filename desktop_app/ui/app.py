@@ -23,7 +23,9 @@ def run_gui(data_dir: Path | str | None = None) -> int:
 
     dirs = resolve_dirs(data_dir)
     setup_logging(dirs.logs, stderr=False)
-    app = QApplication.instance() or QApplication(sys.argv)
+    existing = QApplication.instance()
+    # a QCoreApplication cannot show windows: the GUI needs the QApplication it made or finds
+    app = existing if isinstance(existing, QApplication) else QApplication(sys.argv)
     app.setApplicationName("desktop-app")
     app.setOrganizationName("desktop-app")
     icon = Path(__file__).resolve().parent.parent.parent / "resources" / "desktop-app.svg"
