@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QSettings, Qt, SignalInstance
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QApplication,
@@ -93,57 +93,63 @@ class MainWindow(QMainWindow):
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([320, 960])
         self.setCentralWidget(splitter)
-        self._connect_inputs()
-        self._connect_outputs()
+        self._connect()
         self._restore_geometry()
         c.start(watch=watch)
 
-    # -- wiring: what the user does goes to the controller ----------------------------
-    def _connect_inputs(self) -> None:
-        c, dz, tb, view = self.controller, self.drop_zone, self.toolbar, self.view
-        dz.images_dropped.connect(lambda paths: c.search_file(paths[0]))
-        dz.folders_dropped.connect(self._offer_folders)
-        dz.image_data_dropped.connect(c.search_bytes)
-        dz.url_dropped.connect(c.search_url)
-        dz.region_selected.connect(c.search_region)
-        dz.rejected.connect(lambda msg: self.status_bar.showMessage(msg, 6000))
-        self.side.text_search.connect(c.search_text)
-        self.folders.add_requested.connect(c.add_folder)
-        self.folders.remove_requested.connect(c.remove_folder)
-        tb.open_action.triggered.connect(self.open_image_dialog)
-        tb.back_action.triggered.connect(c.back)
-        tb.forward_action.triggered.connect(c.forward)
-        tb.settings_action.triggered.connect(self.open_settings)
-        tb.add_folder_action.triggered.connect(self.folders.choose_folder)
-        tb.limits_changed.connect(c.set_limits)
-        tb.sort_changed.connect(c.set_sort_order)
-        tb.zoom_changed.connect(view.set_thumb_size)
-        view.zoom_changed.connect(tb.set_zoom)
-        view.zoom_changed.connect(c.set_thumb_size)
-        view.find_similar.connect(c.find_similar)
-        view.preview_requested.connect(self.preview)
-        view.copy_image_requested.connect(self.copy_image)
-        self.status_bar.pause_clicked.connect(c.toggle_pause)
-        self.status_bar.cancel_clicked.connect(c.cancel_indexing)
-        self.status_bar.failures_clicked.connect(self.show_failures)
-
-    # -- wiring: what the controller reports goes to the parts ------------------------
-    def _connect_outputs(self) -> None:
-        c, side, sb = self.controller, self.side, self.status_bar
-        c.query_described.connect(side.query_label.setText)
-        c.query_image.connect(self.drop_zone.show_image)
-        c.query_hint.connect(self.drop_zone.set_hint)
-        c.page_changed.connect(self.stack.setCurrentIndex)
-        c.history_changed.connect(self.toolbar.set_history)
-        c.limits_changed.connect(lambda top_k, _threshold: self.toolbar.set_count(top_k))
-        c.roots_changed.connect(self.folders.set_folders)
-        c.status_changed.connect(sb.show_status)
-        c.encoder_ready.connect(self._encoder_ready)
-        c.message.connect(sb.showMessage)
-        c.progress.connect(sb.show_progress)
-        c.busy.connect(sb.set_busy)
-        c.paused_changed.connect(sb.set_paused)
-        c.queue_length.connect(sb.set_queue_length)
+    # -- wiring: what the user does goes to the controller, what it reports to the parts
+    def _connect(self) -> None:
+        c, dz, tb, view, sb = (
+            self.controller,
+            self.drop_zone,
+            self.toolbar,
+            self.view,
+            self.status_bar,
+        )
+        wiring: list[tuple[SignalInstance, Callable[..., object]]] = [
+            (dz.images_dropped, lambda paths: c.search_file(paths[0])),
+            (dz.folders_dropped, self._offer_folders),
+            (dz.image_data_dropped, c.search_bytes),
+            (dz.url_dropped, c.search_url),
+            (dz.region_selected, c.search_region),
+            (dz.rejected, lambda msg: sb.showMessage(msg, 6000)),
+            (self.side.text_search, c.search_text),
+            (self.folders.add_requested, c.add_folder),
+            (self.folders.remove_requested, c.remove_folder),
+            (tb.open_action.triggered, self.open_image_dialog),
+            (tb.back_action.triggered, c.back),
+            (tb.forward_action.triggered, c.forward),
+            (tb.settings_action.triggered, self.open_settings),
+            (tb.add_folder_action.triggered, self.folders.choose_folder),
+            (tb.limits_changed, c.set_limits),
+            (tb.sort_changed, c.set_sort_order),
+            (tb.zoom_changed, view.set_thumb_size),
+            (view.zoom_changed, tb.set_zoom),
+            (view.zoom_changed, c.set_thumb_size),
+            (view.find_similar, c.find_similar),
+            (view.preview_requested, self.preview),
+            (view.copy_image_requested, self.copy_image),
+            (sb.pause_clicked, c.toggle_pause),
+            (sb.cancel_clicked, c.cancel_indexing),
+            (sb.failures_clicked, self.show_failures),
+            # the controller's reports
+            (c.query_described, self.side.query_label.setText),
+            (c.query_image, dz.show_image),
+            (c.query_hint, dz.set_hint),
+            (c.page_changed, self.stack.setCurrentIndex),
+            (c.history_changed, tb.set_history),
+            (c.limits_changed, lambda top_k, _threshold: tb.set_count(top_k)),
+            (c.roots_changed, self.folders.set_folders),
+            (c.status_changed, sb.show_status),
+            (c.encoder_ready, self._encoder_ready),
+            (c.message, sb.showMessage),
+            (c.progress, sb.show_progress),
+            (c.busy, sb.set_busy),
+            (c.paused_changed, sb.set_paused),
+            (c.queue_length, sb.set_queue_length),
+        ]
+        for signal, slot in wiring:
+            signal.connect(slot)
 
     def _encoder_ready(self, description: str, has_text: bool) -> None:
         self.status_bar.set_encoder(description)
