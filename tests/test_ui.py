@@ -40,7 +40,9 @@ def window(qtbot, settings: Settings, app_home: Path) -> Iterator[MainWindow]:  
     win = MainWindow(lib)
     qtbot.addWidget(win)
     win.show()
-    qtbot.waitUntil(lambda: win.status_bar.encoder_label.text().startswith(settings.model), timeout=TIMEOUT)
+    qtbot.waitUntil(
+        lambda: win.status_bar.encoder_label.text().startswith(settings.model), timeout=TIMEOUT
+    )
     yield win
     win.shutdown()
     lib.close()
