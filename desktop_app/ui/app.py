@@ -1,4 +1,5 @@
-"""Starting the desktop window."""
+"""Starting the desktop window: the QApplication, the library, the window and its event
+loop, all on the main thread, which Qt makes the GUI thread."""
 
 from __future__ import annotations
 

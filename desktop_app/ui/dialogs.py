@@ -1,4 +1,8 @@
-"""Dialogs: settings, the failure list, and unexpected errors with copyable details."""
+"""Dialogs: settings, the failure list, and unexpected errors with copyable details.
+
+GUI thread only. The excepthook runs for exceptions that reach the GUI thread's event loop
+(a slot that raised); pool and worker threads catch their own at their boundary and report
+through signals, so no dialog is ever built off the GUI thread."""
 
 from __future__ import annotations
 

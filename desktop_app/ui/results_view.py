@@ -1,5 +1,6 @@
 """The results grid: icon-mode list view with zoom (slider or Ctrl+wheel), a context menu
-and drag-out of files."""
+and drag-out of files. GUI thread only; what a menu entry leads to is a signal the window
+passes to the controller."""
 
 from __future__ import annotations
 
