@@ -61,6 +61,7 @@ class MainWindow(QMainWindow):
         self.drop_zone, self.folders = self.side.drop_zone, self.side.folders
         self.view = ResultsView(self.model)
         self.view.set_thumb_size(c.thumb_size)
+        c.set_thumb_size(self.view.delegate.thumb_side)  # as the view clamped it
         self.toolbar = SearchToolBar()
         self.toolbar.set_values(
             c.top_k, c.threshold, c.model.sort_order, self.view.delegate.thumb_side
