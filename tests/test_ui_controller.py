@@ -202,6 +202,9 @@ def test_settings_changes_go_through_the_controller_and_are_saved(
 def test_pause_is_reported_and_shutdown_is_idempotent(
     controller: SearchController, qtbot: QtBot
 ) -> None:
+    import gc
+
+    assert not gc.isenabled()  # collected on the GUI thread only while it runs
     with qtbot.waitSignal(controller.paused_changed) as got:
         controller.toggle_pause()
     assert got.args == [True] and controller.worker.paused
@@ -210,4 +213,5 @@ def test_pause_is_reported_and_shutdown_is_idempotent(
     assert got.args == [False]
     controller.shutdown()
     assert controller.stopped and not controller.worker._thread.isRunning()
+    assert gc.isenabled()
     controller.shutdown()

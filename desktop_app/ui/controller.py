@@ -31,6 +31,7 @@ from desktop_app.engine.indexer import IndexSummary
 from desktop_app.engine.library import Library
 from desktop_app.engine.search import SearchResult
 from desktop_app.engine.settings import Settings
+from desktop_app.ui.collector import GuiThreadCollector
 from desktop_app.ui.geometry import Region
 from desktop_app.ui.history import QueryHistory
 from desktop_app.ui.images import LoadedQImage, load_qimage
@@ -98,6 +99,8 @@ class SearchController(QObject):
         self.searcher = SearchRunner(library, self.pool, self)
         self.worker = IndexWorker(library)
         self.watcher = FolderWatcher(self.settings.file_types, self)
+        # Python's collector runs on this thread only while the window lives (collector.py)
+        self.collector = GuiThreadCollector(self)
         self.history: QueryHistory[Query] = QueryHistory()
         self.current: Query | None = None
         self.roots: list[dict[str, Any]] = []
@@ -135,6 +138,7 @@ class SearchController(QObject):
     def start(self, *, watch: bool = True) -> None:
         """Start the worker (the encoder loads first), catch up on what changed while the
         app was closed, and watch the folders. Call once the receivers are connected."""
+        self.collector.start()
         self.worker.start()
         self.worker.submit(LoadEncoderJob())
         roots = self.library.roots()
@@ -367,3 +371,4 @@ class SearchController(QObject):
         for pool in (self.pool, self.image_pool):
             pool.clear()
             pool.waitForDone(10_000)
+        self.collector.stop()  # no other thread of ours runs now: Python collects again
