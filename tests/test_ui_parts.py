@@ -184,3 +184,32 @@ def test_a_failing_background_call_is_logged_with_its_traceback(
         pool.waitForDone()
     record = next(r for r in caplog.records if r.name == "desktop_app.ui.tasks")
     assert record.levelno == logging.WARNING and record.exc_info is not None
+
+
+# -- the preview --------------------------------------------------------------------------
+
+
+def test_a_preview_closed_before_its_image_arrives_is_quietly_dropped(qtbot: QtBot) -> None:
+    import threading
+
+    from PySide6.QtCore import Qt
+
+    from desktop_app.engine.search import SearchResult
+    from desktop_app.ui.preview import PreviewDialog
+
+    pool = QThreadPool()
+    pool.setMaxThreadCount(1)
+    calls = BackgroundCalls(pool)
+    gate = threading.Event()
+    calls.call(lambda: gate.wait(30), lambda _r: None)  # holds the pool: the load waits
+    dialog = PreviewDialog(SearchResult(str(PHOTOS[0]), 0.9), calls)
+    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    delivered: list[object] = []
+    calls.call(lambda: 1, delivered.append)  # runs after the preview's load
+    dialog.show()
+    with qtbot.waitSignal(dialog.destroyed):
+        dialog.close()  # Space pressed at once: the dialog goes before its image comes
+    gate.set()
+    pool.waitForDone()
+    # the image is delivered to a deleted widget: dropped, no error reaches Qt's loop
+    qtbot.waitUntil(lambda: bool(delivered))

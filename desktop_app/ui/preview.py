@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import shiboken6
 from PySide6.QtCore import QRect, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QKeyEvent, QPainter, QPaintEvent, QPen, QPixmap
 from PySide6.QtWidgets import (
@@ -130,9 +131,12 @@ class PreviewDialog(QDialog):
         )
 
     def _loaded(self, got: LoadedQImage) -> None:
-        self.image.set_image(got.image, got.full_size)
+        if shiboken6.isValid(self.image):  # closed (and deleted) before the image came
+            self.image.set_image(got.image, got.full_size)
 
     def _failed(self, message: str) -> None:
+        if not shiboken6.isValid(self.image):
+            return
         self.image.message = message
         self.image.update()
 
