@@ -46,6 +46,10 @@ Scoring, per stored image (similarities are cosine):
   Results rank by tier, then score: a geometrically verified image always comes first,
   then colour-confirmed ones; a tier-0 score is a plain similarity and may be higher than
   a confirmed one's.
+
+Threads: a search runs on the caller's thread (the window's search pool) and reads the
+catalog and the store; the colour check runs beside it on a thread of its own, which
+touches no database.
 """
 
 from __future__ import annotations

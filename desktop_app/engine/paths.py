@@ -2,6 +2,7 @@
 
 Every directory is overridable: ``DESKTOP_APP_HOME`` moves all of them under one folder
 (tests use it so they never touch a user's data); ``--data-dir`` moves the data alone.
+A path that names a file where a folder must be gets a clear message. Threads: any.
 """
 
 from __future__ import annotations

@@ -16,7 +16,9 @@ Design (chosen by measurement, see REPORT.md):
   similarity transform); ``merge_hits`` turns everything into one ranked list
   with match "full" / "partial" and a box in the candidate's pixel coordinates.
 
-Nothing here imports torch: the caller owns the encoder.
+Nothing here imports torch: the caller owns the encoder. Threads: pure functions, any
+thread (loader threads at index time, the search pool at query time). Any image size is
+taken, 1×1 and 65535×1 included: ORB uses only the pyramid levels an image can hold.
 """
 
 from __future__ import annotations

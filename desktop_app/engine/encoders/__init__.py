@@ -2,7 +2,9 @@
 ``histogram`` (colour layout, no torch; the fast test tier).
 
 torch and open_clip are imported only when an encoder is built, so commands that need
-no inference (a re-index with nothing new, ``status``) start fast.
+no inference (a re-index with nothing new, ``status``) start fast. Weights are downloaded
+only with ``allow_download`` (a model the user named); never for the built-in default.
+Threads: build on a worker thread (it is slow), never on the GUI thread.
 """
 
 from __future__ import annotations
