@@ -6,6 +6,9 @@ other tools and the tests depend on them.
     desktop-app search IMAGE...      search by image, --text, or --similar-to
     desktop-app status               counts, encoder, failures
     desktop-app forget PATH          remove a folder from the library
+    desktop-app duplicates           groups of duplicate photos
+    desktop-app eval FOLDER          retrieval metrics on a folder whose sub-folders are labels
+    desktop-app models               the encoders, which is active, what each has indexed
 """
 
 from __future__ import annotations
@@ -96,6 +99,21 @@ def build_parser() -> argparse.ArgumentParser:
     fg = sub.add_parser("forget", parents=[common], help="remove a folder from the library")
     fg.add_argument("path", type=Path, metavar="PATH")
     sub.add_parser("gui", parents=[common], help="open the window (the default)")
+
+    from desktop_app.engine.duplicates import PRESETS
+
+    du = sub.add_parser(
+        "duplicates", parents=[common, model, as_json], help="find groups of duplicate photos"
+    )
+    du.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        default="near",
+        help="; ".join(f"{p.name}: {p.help} (threshold {p.threshold})" for p in PRESETS.values()),
+    )
+    du.add_argument(
+        "--threshold", type=float, default=None, help="minimum similarity (default: the preset's)"
+    )
     return p
 
 
@@ -115,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "search": cmd_search,
             "status": cmd_status,
             "forget": cmd_forget,
+            "duplicates": cmd_duplicates,
         }[command]
         return handler(args)
     except DesktopAppError as exc:
@@ -262,6 +281,41 @@ def cmd_forget(args: argparse.Namespace) -> int:
     with _open_library(args) as lib:
         removed = lib.forget(args.path)
     print(f"Forgot {args.path}: {removed} files removed from the index")
+    return 0
+
+
+def cmd_duplicates(args: argparse.Namespace) -> int:
+    import threading
+
+    from desktop_app.engine.duplicates import DuplicateReport
+
+    cancel = threading.Event()
+    report: DuplicateReport | None = None
+    with _open_library(args) as lib:
+        try:
+            for p in lib.duplicates(args.preset, args.threshold, cancel):
+                report = p.report or report
+                if sys.stderr.isatty():
+                    sys.stderr.write(f"\r{p.phase:<10} {p.done}/{p.total}   ")
+        except KeyboardInterrupt:
+            cancel.set()
+            raise
+        finally:
+            if sys.stderr.isatty():
+                sys.stderr.write("\n")
+    assert report is not None
+    if args.json:
+        print(json.dumps({"groups": [g.to_json() for g in report.groups]}))
+        return 0
+    files = sum(len(g.files) for g in report.groups)
+    print(
+        f"{len(report.groups)} groups ({files} files) among {report.images} images, "
+        f"preset {report.preset}, threshold {report.threshold}"
+    )
+    for g in report.groups:
+        print(f"{g.kind} {g.score:.4f}")
+        for path in g.paths:
+            print(f"  {path}")
     return 0
 
 
