@@ -114,6 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     du.add_argument(
         "--threshold", type=float, default=None, help="minimum similarity (default: the preset's)"
     )
+
+    ev = sub.add_parser(
+        "eval",
+        parents=[common, model, as_json],
+        help="retrieval metrics on a folder whose sub-folders are labels",
+    )
+    ev.add_argument("folder", type=Path, metavar="FOLDER")
+    ev.add_argument("--k", type=int, default=10, help="cut-off rank for the @k metrics")
     return p
 
 
@@ -134,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "status": cmd_status,
             "forget": cmd_forget,
             "duplicates": cmd_duplicates,
+            "eval": cmd_eval,
         }[command]
         return handler(args)
     except DesktopAppError as exc:
@@ -316,6 +325,49 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
         print(f"{g.kind} {g.score:.4f}")
         for path in g.paths:
             print(f"  {path}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import threading
+
+    from desktop_app.engine.evaluation import EvalReport, evaluate
+    from desktop_app.engine.settings import Settings
+
+    spec = args.model or Settings.load(resolve_dirs(None).settings_path).model
+    cancel = threading.Event()
+    report: EvalReport | None = None
+    try:
+        for p in evaluate(args.folder, spec, args.k, cancel):
+            report = p.report or report
+            if sys.stderr.isatty():
+                sys.stderr.write(f"\r{p.phase:<9} {p.done}/{p.total}   ")
+    except KeyboardInterrupt:
+        cancel.set()
+        raise
+    finally:
+        if sys.stderr.isatty():
+            sys.stderr.write("\n")
+    assert report is not None
+    if args.json:
+        print(json.dumps(report.to_json()))
+        return 0
+    print(
+        f"{report.model}: {report.images} images indexed in {report.index_seconds:.0f} s, "
+        f"{report.queries} queries in {report.query_seconds:.1f} s"
+        + (f", {report.skipped} skipped (alone in their label)" if report.skipped else "")
+        + (f", {len(report.failed)} failed to load" if report.failed else "")
+    )
+    k = report.k
+    print(f"{'label':<16} {'queries':>7}  {'MRR':>6} {f'NDCG@{k}':>8} {f'P@{k}':>6} "
+          f"{f'R@{k}':>6} {f'F1@{k}':>6}")  # fmt: skip
+    rows = [("all", {**report.overall, "queries": report.queries})]
+    rows += sorted(report.per_label.items())
+    for label, m in rows:
+        print(
+            f"{label:<16} {int(m['queries']):>7}  {m['mrr']:>6.3f} {m['ndcg']:>8.3f} "
+            f"{m['precision']:>6.3f} {m['recall']:>6.3f} {m['f1']:>6.3f}"
+        )
     return 0
 
 
