@@ -122,6 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("folder", type=Path, metavar="FOLDER")
     ev.add_argument("--k", type=int, default=10, help="cut-off rank for the @k metrics")
+
+    mo = sub.add_parser(
+        "models",
+        parents=[common, as_json],
+        help="the encoders, which is active, what each has indexed (never uses the network)",
+    )
+    mo.add_argument(
+        "--all", action="store_true", help="list every CLIP model, not only those on this machine"
+    )
     return p
 
 
@@ -143,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "forget": cmd_forget,
             "duplicates": cmd_duplicates,
             "eval": cmd_eval,
+            "models": cmd_models,
         }[command]
         return handler(args)
     except DesktopAppError as exc:
@@ -368,6 +378,43 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"{label:<16} {int(m['queries']):>7}  {m['mrr']:>6.3f} {m['ndcg']:>8.3f} "
             f"{m['precision']:>6.3f} {m['recall']:>6.3f} {m['f1']:>6.3f}"
         )
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from desktop_app.engine import model_figures
+    from desktop_app.engine.catalog import Catalog
+    from desktop_app.engine.models import list_models
+    from desktop_app.engine.settings import Settings
+
+    dirs = resolve_dirs(getattr(args, "data_dir", None))
+    settings = Settings.load(dirs.settings_path)
+    counts: dict[tuple[str, str], int] = {}
+    active = settings.model
+    if dirs.catalog_path.exists():  # read only: no lock, so it works beside the window
+        catalog = Catalog(dirs.catalog_path)
+        try:
+            counts = catalog.vector_counts()
+            active = catalog.get_meta("active_model") or active
+        finally:
+            catalog.close()
+    rows = list_models(counts, active, [settings.model])
+    if args.json:
+        print(json.dumps({"machine": model_figures.MACHINE, "models": [r.to_json() for r in rows]}))
+        return 0
+    shown = [r for r in rows if args.all or r.cached or r.active or r.indexed or r.kind != "clip"]
+    print(f"{'':2}{'model':<44} {'size':>9} {'img/s':>6} {'indexed':>8}  here  note")
+    for r in shown:
+        size = "?" if r.size_bytes is None else f"{r.size_bytes / 1e6:.0f} MB"
+        size = ("≈" if r.size_is_estimate else "") + size
+        speed = "" if r.images_per_s is None else f"{r.images_per_s:.0f}"
+        mark = "* " if r.active else "  "
+        here = "yes" if r.cached else "no"
+        print(f"{mark}{r.name:<44} {size:>9} {speed:>6} {r.indexed:>8}  {here:<4}  {r.note}")
+    hidden = len(rows) - len(shown)
+    if hidden:
+        print(f"  ... and {hidden} more CLIP models open_clip can download (--all lists them)")
+    print(f"* active. img/s measured on {model_figures.MACHINE} (bench/bench_models.py).")
     return 0
 
 

@@ -6,6 +6,7 @@ exactly which pairs are how similar."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -255,3 +256,51 @@ def test_trash_uses_the_system_trash(fake: Fake, system_trash: Path | None) -> N
     assert not Path(other).exists()
     trashed = list((system_trash / "files").iterdir())
     assert [p.read_text() for p in trashed] == ["a2.jpg"]
+
+
+@pytest.mark.slow
+def test_duplicates_command_on_real_photos(
+    capsys: pytest.CaptureFixture[str], photos: Path, tmp_path: Path
+) -> None:
+    """Planted copies of real photos come back as groups of the right kind: a resized
+    copy as near, a byte copy as exact, a crop of a mosaic as a crop (keypoints)."""
+    from PIL import Image
+
+    from desktop_app.cli import main
+    from tests.conftest import FIXTURES
+
+    originals = sorted(photos.glob("*.jpg"))
+    small = photos / "small-copy.jpg"
+    im = Image.open(originals[0])
+    im.resize((im.width * 3 // 4, im.height * 3 // 4)).save(small, quality=80)
+    byte_copy = photos / "sub" / originals[1].name
+    byte_copy.parent.mkdir()
+    byte_copy.write_bytes(originals[1].read_bytes())
+    large = sorted((FIXTURES / "large").glob("*.jpg"))[:4]
+    mosaic = Image.new("RGB", (800, 1066))
+    for i, p in enumerate(large):
+        mosaic.paste(Image.open(p), ((i % 2) * 400, (i // 2) * 533))
+    mosaic.save(photos / "mosaic.jpg", quality=92)
+    mosaic.crop((0, 0, 400, 533)).save(photos / "mosaic-corner.jpg", quality=92)
+    data = str(tmp_path / "data")
+    assert main(["index", str(photos), "--model", "efficientnet-lite0", "--data-dir", data]) == 0
+    capsys.readouterr()
+
+    def groups(*args: str) -> list[dict]:  # type: ignore[type-arg]
+        assert main(["duplicates", "--data-dir", data, "--json", *args]) == 0
+        return json.loads(capsys.readouterr().out.strip().splitlines()[-1])["groups"]
+
+    near = groups()
+    by_paths = {frozenset(g["paths"]): g for g in near}
+    assert by_paths[frozenset({str(originals[0]), str(small)})]["kind"] == "near"
+    assert by_paths[frozenset({str(originals[1]), str(byte_copy)})]["kind"] == "exact"
+    assert by_paths[frozenset({str(originals[1]), str(byte_copy)})]["score"] == 1.0
+    assert len(near) == 2  # nothing else in forty different photos
+    assert [g["paths"] for g in groups("--preset", "exact")] == [
+        sorted([str(originals[1]), str(byte_copy)])
+    ]
+    crops = {frozenset(g["paths"]): g for g in groups("--preset", "crops")}
+    pair = frozenset({str(photos / "mosaic.jpg"), str(photos / "mosaic-corner.jpg")})
+    assert crops[pair]["kind"] == "crop"
+    assert main(["duplicates", "--data-dir", data, "--preset", "near"]) == 0
+    assert "2 groups (4 files)" in capsys.readouterr().out
