@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from desktop_app import __version__
+from desktop_app.engine.duplicates import PRESETS
 from desktop_app.engine.errors import DesktopAppError
 from desktop_app.engine.indexer import IndexSummary, Progress
 from desktop_app.engine.paths import resolve_dirs
@@ -99,8 +100,6 @@ def build_parser() -> argparse.ArgumentParser:
     fg = sub.add_parser("forget", parents=[common], help="remove a folder from the library")
     fg.add_argument("path", type=Path, metavar="PATH")
     sub.add_parser("gui", parents=[common], help="open the window (the default)")
-
-    from desktop_app.engine.duplicates import PRESETS
 
     du = sub.add_parser(
         "duplicates", parents=[common, model, as_json], help="find groups of duplicate photos"
