@@ -1,4 +1,5 @@
-"""The desktop window, offscreen, with real photos and the offline encoder."""
+"""The desktop window, offscreen, with real photos: with the fast encoder, and with the
+offline model in the slow tier."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from PySide6.QtCore import QMimeData, QUrl
 from PySide6.QtTest import QAbstractItemModelTester
 
 from desktop_app.engine.library import Library
-from desktop_app.engine.settings import OFFLINE_MODEL, Settings
+from desktop_app.engine.settings import Settings
 from desktop_app.ui.main_window import (
     PAGE_EMPTY_LIBRARY,
     PAGE_NO_QUERY,
@@ -25,8 +26,8 @@ TIMEOUT = 240_000  # generous: a loaded CI machine may be slow; a pass is usuall
 
 
 @pytest.fixture
-def settings(app_home: Path) -> Settings:
-    s = Settings(model=OFFLINE_MODEL)
+def settings(app_home: Path, model: str) -> Settings:
+    s = Settings(model=model)
     s.save(app_home / "config" / "settings.json")
     return s
 
@@ -39,7 +40,7 @@ def window(qtbot, settings: Settings, app_home: Path) -> Iterator[MainWindow]:  
     win = MainWindow(lib)
     qtbot.addWidget(win)
     win.show()
-    qtbot.waitUntil(lambda: win.encoder_label.text().startswith("efficientnet"), timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: win.encoder_label.text().startswith(settings.model), timeout=TIMEOUT)
     yield win
     win.shutdown()
     lib.close()
@@ -231,8 +232,8 @@ def test_quitting_during_indexing_is_clean_and_next_start_resumes(
         done_before = again.catalog.counts()["files"]
         assert 0 < done_before < 160
         # catalog and vector index agree: nothing half-written
-        assert again.store.count(OFFLINE_MODEL) == len(
-            again.catalog.fingerprints_with_vectors(OFFLINE_MODEL)
+        assert again.store.count(settings.model) == len(
+            again.catalog.fingerprints_with_vectors(settings.model)
         )
         s = run_index(again)
         assert s.embedded == 160 - done_before and s.unchanged == done_before

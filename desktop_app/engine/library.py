@@ -47,7 +47,7 @@ from desktop_app.engine.paths import AppDirs, resolve_dirs
 from desktop_app.engine.queries import ImageSource, image_query, stored_query
 from desktop_app.engine.scanner import is_within
 from desktop_app.engine.search import Box, SearchResult
-from desktop_app.engine.settings import OFFLINE_MODEL, Settings
+from desktop_app.engine.settings import FIXED_ID_MODELS, Settings
 from desktop_app.engine.store import VectorStore
 
 log = logging.getLogger(__name__)
@@ -69,8 +69,8 @@ class EncoderSlot:
 
     @property
     def id(self) -> str:
-        if self.spec == OFFLINE_MODEL and self._encoder is None:
-            return OFFLINE_MODEL  # no need to import torch to know it
+        if self.spec in FIXED_ID_MODELS and self._encoder is None:
+            return self.spec  # no need to import torch to know it
         return self.get().id
 
     @property

@@ -13,6 +13,10 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 OFFLINE_MODEL = "efficientnet-lite0"
+# Colour layout only, no torch: the fast test tier and machines where torch cannot run.
+HISTOGRAM_MODEL = "histogram"
+# Models whose vector-space id is their name: known without loading any weights.
+FIXED_ID_MODELS = (OFFLINE_MODEL, HISTOGRAM_MODEL)
 DEFAULT_CLIP_MODEL = "ViT-B-32:laion2b_s34b_b79k"
 DEFAULT_FILE_TYPES = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff", "heic", "heif")
 DEVICES = ("auto", "cpu", "cuda", "mps")

@@ -1,4 +1,5 @@
-"""Encoders by name: the offline ``efficientnet-lite0`` or CLIP ``ARCH:PRETRAINED``.
+"""Encoders by name: the offline ``efficientnet-lite0``, CLIP ``ARCH:PRETRAINED``, or
+``histogram`` (colour layout, no torch; the fast test tier).
 
 torch and open_clip are imported only when an encoder is built, so commands that need
 no inference (a re-index with nothing new, ``status``) start fast.
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 from desktop_app.engine.encoders.base import Encoder, l2_normalise
 from desktop_app.engine.errors import EncoderUnavailable
-from desktop_app.engine.settings import OFFLINE_MODEL
+from desktop_app.engine.settings import HISTOGRAM_MODEL, OFFLINE_MODEL
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,10 @@ def load_encoder(
     progress: DownloadProgress | None = None,
 ) -> Encoder:
     """Build the encoder ``spec`` names; slow (loads weights): call it off any UI thread."""
+    if spec == HISTOGRAM_MODEL:  # needs no torch: keep it unimported
+        from desktop_app.engine.encoders.histogram import HistogramEncoder
+
+        return HistogramEncoder(batch_size)
     from desktop_app.engine.encoders.device import pick_device
 
     torch_device = pick_device(device)
