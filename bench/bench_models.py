@@ -100,7 +100,10 @@ def main() -> None:
     from desktop_app.engine.encoders.efficientnet import EfficientNetLite0
 
     effnet = EfficientNetLite0(torch.device("cpu"), BATCH)
+    from desktop_app.engine.encoders.histogram import HistogramEncoder
+
     speed = {
+        "histogram": images_per_second(HistogramEncoder().embed_images, images, args.repeats),
         "efficientnet-lite0": images_per_second(effnet.embed_images, images, args.repeats),
         "ViT-B-32": images_per_second(clip_embedder("ViT-B-32"), images, args.repeats),
     }

@@ -23,7 +23,7 @@ from desktop_app.engine.evaluation import (
     recall_at_k,
     reciprocal_rank,
 )
-from tests.conftest import PHOTOS
+from tests.conftest import PHOTOS, REAL_MODEL
 
 F, T = False, True
 
@@ -75,21 +75,20 @@ def test_labels_are_the_folders_holding_the_images(tmp_path: Path) -> None:
 
 def test_bad_folders_say_why(tmp_path: Path) -> None:
     with pytest.raises(DesktopAppError, match="not a folder"):
-        list(evaluate(tmp_path / "missing", "efficientnet-lite0"))
+        list(evaluate(tmp_path / "missing", "histogram"))
     one = tmp_path / "one" / "only"
     one.mkdir(parents=True)
     shutil.copy2(PHOTOS[0], one / "a.jpg")
     with pytest.raises(DesktopAppError, match="two sub-folders"):
-        list(evaluate(tmp_path / "one", "efficientnet-lite0"))
+        list(evaluate(tmp_path / "one", "histogram"))
 
 
-@pytest.mark.slow
 def test_eval_command_on_labelled_photos(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], model: str
 ) -> None:
     folder = labelled_folder(tmp_path / "set")
     (folder / "hat" / "copy.jpg").write_bytes((folder / "hat" / PHOTOS[4].name).read_bytes())
-    code = main(["eval", str(folder), "--model", "efficientnet-lite0", "--k", "3", "--json"])
+    code = main(["eval", str(folder), "--model", model, "--k", "3", "--json"])
     assert code == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["images"] == 41 and out["queries"] == 41 and out["k"] == 3
@@ -99,11 +98,11 @@ def test_eval_command_on_labelled_photos(
         assert 0.0 <= out["overall"][m] <= 1.0
     # the copy of a hat finds its twin first: its reciprocal rank is 1, which lifts hats
     assert out["per_label"]["hat"]["mrr"] >= 0.4
-    # better than chance (a random ranking gives P@3 ≈ 3/39 ≈ 0.08)
-    assert out["overall"]["precision"] > 0.2
+    if model == REAL_MODEL:  # better than chance (a random ranking gives P@3 ≈ 3/39)
+        assert out["overall"]["precision"] > 0.2
     # nothing of the temporary library is left in the user's data dir
     assert not (tmp_path / "app-home" / "data" / "catalog.sqlite3").exists()
 
-    code = main(["eval", str(folder), "--model", "efficientnet-lite0"])
+    code = main(["eval", str(folder), "--model", model])
     table = capsys.readouterr().out
     assert code == 0 and "NDCG@10" in table and "\nall " in table and "\nskirt " in table

@@ -47,6 +47,7 @@ def test_lists_the_offline_encoder_and_clip_models(capsys: pytest.CaptureFixture
     offline = models["efficientnet-lite0"]
     assert offline["kind"] == "offline" and offline["cached"] is True
     assert offline["size_bytes"] > 1_000_000 and offline["images_per_s"] > 0
+    assert models["histogram"]["kind"] == "offline" and models["histogram"]["cached"] is True
     clip = models[CLIP]
     assert clip["kind"] == "clip" and clip["cached"] is False
     assert clip["active"] is True  # the default setting

@@ -1,4 +1,4 @@
-"""The encoders this machine can use: the offline one, every CLIP model open_clip knows
+"""The encoders this machine can use: the offline ones, every CLIP model open_clip knows
 weights for, and local weights files; which is active, whether its weights are here,
 how big it is, how fast it ran on a known machine, and how many images each has indexed.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from desktop_app.engine import model_figures
-from desktop_app.engine.settings import OFFLINE_MODEL
+from desktop_app.engine.settings import HISTOGRAM_MODEL, OFFLINE_MODEL
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def list_models(
     ``active`` and ``extra_specs``, and encoders only the catalog still knows.
     ``vector_counts`` is ``Catalog.vector_counts()``; ``active`` the active model name."""
     indexed = {enc: n for (enc, kind), n in vector_counts.items() if kind == "full"}
-    rows = [_offline(indexed, active)]
+    rows = [_offline(indexed, active), _histogram(indexed, active)]
     rows += _clip_rows(indexed, active)
     local = [s for s in dict.fromkeys([active, *extra_specs]) if _is_local_spec(s)]
     rows += [_local_file(spec, indexed, active) for spec in local]
@@ -97,6 +97,22 @@ def _offline(indexed: dict[str, int], active: str) -> ModelInfo:
         indexed.get(OFFLINE_MODEL, 0),
         path if here else None,
         "ships with the app; image search only" if here else "package missing: reinstall",
+    )
+
+
+def _histogram(indexed: dict[str, int], active: str) -> ModelInfo:
+    return ModelInfo(
+        HISTOGRAM_MODEL,
+        "offline",
+        True,
+        0,
+        False,
+        0,
+        model_figures.IMAGES_PER_S.get(HISTOGRAM_MODEL),
+        active == HISTOGRAM_MODEL,
+        indexed.get(HISTOGRAM_MODEL, 0),
+        None,
+        "colour layout only (no weights): exact and resized copies, never semantics",
     )
 
 
