@@ -18,6 +18,9 @@ from __future__ import annotations
 import argparse
 import platform
 import pprint
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -127,6 +130,9 @@ def main() -> None:
             f"PARAMETERS_OFFLINE = {offline_params}\n\n"
             f"PARAMETERS: dict[str, int] = {pprint.pformat(params, width=88)}\n"
         )
+        # the project's formatter owns the layout of every Python file
+        ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+        subprocess.run([ruff, "format", str(FIGURES)], check=False)
         print(f"wrote {FIGURES.relative_to(ROOT)}")
 
 
