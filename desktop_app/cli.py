@@ -413,7 +413,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     hidden = len(rows) - len(shown)
     if hidden:
         print(f"  ... and {hidden} more CLIP models open_clip can download (--all lists them)")
-    print(f"* active. img/s measured on {model_figures.MACHINE} (bench/bench_models.py).")
+    print(f"* active. img/s: per CPU core, on {model_figures.MACHINE} (bench/bench_models.py)")
     return 0
 
 
