@@ -15,16 +15,14 @@ import numpy as np
 import pytest
 
 from desktop_app.engine.catalog import FileRow, VectorRow
-from desktop_app.engine.duplicates import (
-    DuplicateFile,
-    DuplicateGroup,
+from desktop_app.engine.duplicate_review import (
     keep_by_path,
     keep_largest,
     keep_newest,
-    last_report,
     mark_not_duplicates,
     trash_files,
 )
+from desktop_app.engine.duplicates import DuplicateFile, DuplicateGroup, last_report
 from desktop_app.engine.errors import DesktopAppError
 from desktop_app.engine.fingerprint import fingerprint_file
 from desktop_app.engine.indexer import vector_id, vector_metadata

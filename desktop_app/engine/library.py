@@ -24,13 +24,8 @@ from desktop_app.engine.analysis import (
     RegionScheme,
 )
 from desktop_app.engine.catalog import Catalog
-from desktop_app.engine.duplicates import (
-    DuplicateGroup,
-    DuplicateProgress,
-    TrashReport,
-    find_duplicates,
-    trash_files,
-)
+from desktop_app.engine.duplicate_review import TrashReport, trash_files
+from desktop_app.engine.duplicates import DuplicateGroup, DuplicateProgress, find_duplicates
 from desktop_app.engine.encoders import DownloadProgress, Encoder, load_with_fallback
 from desktop_app.engine.errors import DesktopAppError, NotIndexed
 from desktop_app.engine.indexer import (
