@@ -75,6 +75,22 @@ def trash_files(
     delete), then drop them from the catalog and the index. Refuses to run unless at
     least one kept file of the group is still on disk as it was indexed, so a group is
     never emptied; a file changed since it was indexed is left alone and listed."""
+    report, gone = move_to_trash(group, keep, trash)
+    if gone:
+        catalog.delete_files(gone)
+        report.removed_vectors = collect_garbage(catalog, store)
+    return report
+
+
+def move_to_trash(
+    group: DuplicateGroup,
+    keep: Sequence[str],
+    trash: Callable[[str], None] | None = None,
+) -> tuple[TrashReport, list[str]]:
+    """The file-system half of :func:`trash_files`, with the same checks: moves the files
+    and returns the report and every path now gone, without writing the catalog. The
+    window runs it off the writer thread, then lets an index job of the affected folders
+    bring the catalog and the index up to date on the writer thread."""
     if trash is None:
         from send2trash import send2trash as trash_one
 
@@ -105,10 +121,7 @@ def trash_files(
             continue
         report.trashed.append(f.path)
         gone.append(f.path)
-    if gone:
-        catalog.delete_files(gone)
-        report.removed_vectors = collect_garbage(catalog, store)
-    return report
+    return report, gone
 
 
 def _unchanged(f: DuplicateFile) -> bool:

@@ -38,6 +38,7 @@ from desktop_app.engine.errors import (
     NotIndexed,
     StoreDamaged,
 )
+from desktop_app.engine.filters import NO_FILTER, ResultFilter
 from desktop_app.engine.indexer import (
     Indexer,
     IndexTarget,
@@ -420,12 +421,13 @@ class Library:
         top_k: int | None = None,
         threshold: float | None = None,
         region: Box | None = None,
+        result_filter: ResultFilter = NO_FILTER,
     ) -> list[Stage]:
         """Search by an image (path, encoded bytes or Pillow image), or a region of it, in
         two stages: full-image matches (fast), then with partial matches merged in."""
         k, t = self._limits(top_k, threshold)
         encoder_id = self._ready()
-        search = PartialSearch(self.catalog, self.store, encoder_id)
+        search = PartialSearch(self.catalog, self.store, encoder_id, result_filter=result_filter)
         state: dict[str, QueryFeatures] = {}
 
         def full() -> list[SearchResult]:
@@ -436,13 +438,17 @@ class Library:
         return self._stages(encoder_id, full, lambda: search.merged(state["q"], k, t))
 
     def similar_stages(
-        self, path: Path | str, top_k: int | None = None, threshold: float | None = None
+        self,
+        path: Path | str,
+        top_k: int | None = None,
+        threshold: float | None = None,
+        result_filter: ResultFilter = NO_FILTER,
     ) -> list[Stage]:
         """ "Find similar" for an indexed file, from its stored vectors and keypoints."""
         k, t = self._limits(top_k, threshold)
         encoder_id = self._ready()
         q = stored_query(self.catalog, encoder_id, path)
-        search = PartialSearch(self.catalog, self.store, encoder_id)
+        search = PartialSearch(self.catalog, self.store, encoder_id, result_filter=result_filter)
         return self._stages(
             encoder_id, lambda: search.full(q, k, t), lambda: search.merged(q, k, t)
         )
@@ -485,12 +491,17 @@ class Library:
         return _last_stage(self.similar_stages(path, top_k, threshold))
 
     def search_text(
-        self, text: str, top_k: int | None = None, threshold: float | None = None
+        self,
+        text: str,
+        top_k: int | None = None,
+        threshold: float | None = None,
+        result_filter: ResultFilter = NO_FILTER,
     ) -> list[SearchResult]:
         k, t = self._limits(top_k, threshold)
         encoder_id = self._ready()
         q = QueryFeatures(self.encoder.embed_text([text]))
-        return PartialSearch(self.catalog, self.store, encoder_id).full(q, k, t)
+        search = PartialSearch(self.catalog, self.store, encoder_id, result_filter=result_filter)
+        return search.full(q, k, t)
 
     # -- duplicates -------------------------------------------------------------------
     def duplicates(

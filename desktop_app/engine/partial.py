@@ -64,6 +64,7 @@ import numpy as np
 from desktop_app.engine.analysis import KEYPOINTS, TINY
 from desktop_app.engine.catalog import Catalog
 from desktop_app.engine.colour import ColourMatch, ColourMatcher, Tiny, tiny_from_bytes
+from desktop_app.engine.filters import NO_FILTER, ResultFilter
 from desktop_app.engine.regions import Keypoints, Verification, keypoints_from_bytes, verify
 from desktop_app.engine.search import Box, SearchResult, expand_to_files
 from desktop_app.engine.store import VectorStore
@@ -117,11 +118,13 @@ class PartialSearch:
         store: VectorStore,
         encoder_id: str,
         params: PartialParams | None = None,
+        result_filter: ResultFilter = NO_FILTER,
     ) -> None:
         self.catalog = catalog
         self.store = store
         self.encoder_id = encoder_id
         self.params = params or PartialParams()
+        self.result_filter = result_filter
 
     # -- stage 1 -----------------------------------------------------------------------
     def full(self, q: QueryFeatures, top_k: int, threshold: float) -> list[SearchResult]:
@@ -132,6 +135,7 @@ class PartialSearch:
             top_k,
             threshold,
             q.prefer_path,
+            result_filter=self.result_filter,
         )
 
     # -- stage 2 -----------------------------------------------------------------------
@@ -178,13 +182,28 @@ class PartialSearch:
             )
         scored.sort(key=lambda t: (-t[4], -t[1]))  # verified first, then by score
         rows = [(fp, s, match, box) for fp, s, match, box, _tier in scored]
-        return expand_to_files(self.catalog, rows, top_k, threshold, q.prefer_path, keep_order=True)
+        # tier 1 (colour layout) and 2 (keypoints) confirm a partial match; tier 0 is
+        # region-embedding similarity alone, shown as "similar region"
+        confirmed = frozenset(
+            fp for fp, _s, match, _b, tier in scored if tier and match == "partial"
+        )
+        return expand_to_files(
+            self.catalog,
+            rows,
+            top_k,
+            threshold,
+            q.prefer_path,
+            keep_order=True,
+            result_filter=self.result_filter,
+            confirmed=confirmed,
+        )
 
     # -- pieces --------------------------------------------------------------------------
     def _query_full(self, q: QueryFeatures, top_k: int) -> dict[str, float]:
         """The query's full-image neighbours; asked once, shared by both stages."""
         if q.full_sims is None:
-            q.full_sims = self._full_sims(q.vectors, max(top_k, self.params.n_full) + 8)
+            k = self.result_filter.fetch_count(top_k)  # over-fetch when a filter is on
+            q.full_sims = self._full_sims(q.vectors, max(k, self.params.n_full) + 8)
         return q.full_sims
 
     def _full_sims(self, vectors: np.ndarray, k: int) -> dict[str, float]:

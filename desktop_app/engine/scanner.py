@@ -109,3 +109,9 @@ def scan(
 
 def is_within(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def folder_has_images(folder: Path | str, extensions: Iterable[str]) -> bool:
+    """Whether ``folder`` holds at least one image file (stops at the first one found), so
+    adding an empty folder can say so. Reads the file system: not for the GUI thread."""
+    return next(iter(scan(Path(folder), extensions)), None) is not None

@@ -8,10 +8,11 @@ and a moved one is found under its new path.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from desktop_app.engine.catalog import Catalog, FileRow
+from desktop_app.engine.filters import NO_FILTER, ResultFilter
 
 Box = tuple[int, int, int, int]
 
@@ -27,6 +28,9 @@ class SearchResult:
     height: int | None = None
     size: int = 0
     mtime_ns: int = 0
+    # a partial match confirmed by keypoints or the colour layout ("verified partial"),
+    # not only by region-embedding similarity ("similar region")
+    confirmed: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -60,17 +64,29 @@ def expand_to_files(
     threshold: float,
     prefer_path: str | None = None,
     keep_order: bool = False,
+    result_filter: ResultFilter = NO_FILTER,
+    confirmed: frozenset[str] = frozenset(),
 ) -> list[SearchResult]:
     """(fingerprint, score, match, region) best first -> files, at most top_k.
 
     Ties (identical content at several paths) list ``prefer_path`` first, then by path.
     With ``keep_order`` the given order is kept (it may rank by more than the score).
+    ``result_filter`` drops files right after the catalog lookup; ``confirmed`` names the
+    contents whose partial match was verified.
     """
-    kept = [s for s in scored if s[1] >= threshold]
+    kept = [s for s in scored if s[1] >= threshold and result_filter.keeps_match(s[2])]
     files = catalog.paths_for([fp for fp, *_ in kept])
     out: list[SearchResult] = []
     for fp, score, match, region in kept:
-        rows = sorted(files.get(fp, []), key=lambda r: (r.path != prefer_path, r.path))
+        rows = sorted(
+            (r for r in files.get(fp, []) if result_filter.keeps_row(r)),
+            key=lambda r: (r.path != prefer_path, r.path),
+        )
+        if fp in confirmed:
+            out.extend(replace(result_for(r, score, match, region), confirmed=True) for r in rows)
+            if keep_order and len(out) >= top_k:
+                break
+            continue
         out.extend(result_for(r, score, match, region) for r in rows)
         if keep_order and len(out) >= top_k:
             break

@@ -19,6 +19,7 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,11 @@ from typing import Any
 from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal
 from PySide6.QtGui import QImage
 
+from desktop_app.engine.filters import NO_FILTER, ResultFilter
 from desktop_app.engine.imageio import Source
 from desktop_app.engine.indexer import IndexSummary
 from desktop_app.engine.library import Library
+from desktop_app.engine.scanner import folder_has_images, is_within
 from desktop_app.engine.search import SearchResult
 from desktop_app.engine.settings import Settings
 from desktop_app.ui.collector import GuiThreadCollector
@@ -77,6 +80,7 @@ class SearchController(QObject):
     paused_changed = Signal(bool)
     limits_changed = Signal(int, float)  # result count, threshold (from settings)
     message = Signal(str, int)  # a transient status message and its timeout in ms
+    query_image_region_cleared = Signal()  # the query runs on the whole image again
     # the indexing worker's own signals, passed through
     progress = Signal(object)  # Progress
     busy = Signal(bool)
@@ -112,6 +116,10 @@ class SearchController(QObject):
         # the toolbar's slider has whole hundredths from 0: the threshold a query gets
         self.threshold = round(max(0.0, self.settings.threshold) * 100) / 100
         self.thumb_size = self.settings.thumbnail_size
+        self.result_filter: ResultFilter = NO_FILTER  # the filter bar's choice
+        self.hide_query_file = False  # leave the query's own file out of its results
+        self.ignored_failures: set[str] = set()  # hidden from the failures dialog
+        self._unrecorded: Query | None = None  # enters the history once it has results
         self._watch = False
         self._shut = False
         self._rerun = QTimer(self)
@@ -211,9 +219,10 @@ class SearchController(QObject):
 
     def _start(self, q: Query, record: bool = True, reload_preview: bool = True) -> None:
         self.current = q
-        if record:
-            self.history.push(q)
-            self._history_moved()
+        q.result_filter = self._filter_for(q)
+        # a query enters the history with its first results: a rejected one (unreadable
+        # image, failed download) is never stepped back to
+        self._unrecorded = q if record else None
         self.query_described.emit(f"Searching {q.describe()}…")
         if reload_preview:
             self._load_preview(q)
@@ -246,6 +255,10 @@ class SearchController(QObject):
         )
 
     def _show_results(self, q: Query, results: list[SearchResult], seconds: float) -> None:
+        if self._unrecorded is q:
+            self._unrecorded = None
+            self.history.push(q)
+            self._history_moved()
         self.search_seconds = seconds
         self.model.set_results(results)
         self.query_described.emit(
@@ -257,6 +270,59 @@ class SearchController(QObject):
     def _search_failed(self, q: Query, message: str) -> None:
         self.query_described.emit(f"{q.describe()}: {message}")
         self.message.emit(message, 8000)
+
+    # -- filters, regions, sorting (the window's feature bar) --------------------------
+    def _filter_for(self, q: Query) -> ResultFilter:
+        own = q.path if self.hide_query_file and q.kind in ("image", "similar") else None
+        if own is None:
+            return self.result_filter
+        return replace(self.result_filter, exclude_paths=frozenset({own}))
+
+    def set_filter(self, result_filter: ResultFilter) -> None:
+        """The filter bar changed: the current query runs again with it."""
+        if result_filter != self.result_filter:
+            self.result_filter = result_filter
+            self.rerun()
+
+    def set_hide_query_file(self, hide: bool) -> None:
+        if hide != self.hide_query_file:
+            self.hide_query_file = hide
+            self.rerun()
+
+    def clear_region(self) -> None:
+        """Search by the whole query image again (Esc or the button on the query)."""
+        q = self.current
+        if q is None or q.region is None:
+            return
+        whole = replace(q, region=None)
+        self._start(whole, reload_preview=False)
+        self.query_image_region_cleared.emit()
+
+    def set_sort_reversed(self, reverse: bool) -> None:
+        self.model.set_reversed(reverse)
+
+    def copy_path(self, path: str, deliver: Callable[[str], None]) -> None:
+        deliver(path)
+        self.message.emit(f"Copied the path of {Path(path).name}", 4000)
+
+    def retry_failed(self, path: str) -> None:
+        """Index one failed file again (it may have been fixed or finished copying)."""
+        self.ignored_failures.discard(path)
+        self.worker.submit(IndexJob([path], add=False))
+        self.message.emit(f"Retrying {Path(path).name}…", 4000)
+
+    def ignore_failed(self, path: str) -> None:
+        self.ignored_failures.add(path)
+
+    def failures(self) -> list[dict[str, str]]:
+        shown = self.last_status.get("failures", [])
+        return [f for f in shown if f["path"] not in self.ignored_failures]
+
+    def reindex_paths(self, paths: list[str]) -> None:
+        """Bring the catalog and index up to date for paths changed outside the worker
+        (files moved to the trash by the duplicate review)."""
+        if paths:
+            self.worker.submit(IndexJob(paths, add=False))
 
     def page(self) -> Page:
         if not self.roots and self.model.rowCount() == 0:
@@ -270,17 +336,45 @@ class SearchController(QObject):
     def copy_image(self, path: str, deliver: Callable[[QImage], None]) -> None:
         """Decode ``path`` in the image pool and hand the QImage to ``deliver`` (on the
         GUI thread, e.g. the clipboard's setImage); a failure becomes a message."""
+
+        def copied(image: QImage) -> None:
+            deliver(image)
+            self.message.emit(f"Copied the image {Path(path).name}", 4000)
+
         self.calls.call(
-            lambda: load_qimage(path).image, deliver, lambda msg: self.message.emit(msg, 6000)
+            lambda: load_qimage(path).image, copied, lambda msg: self.message.emit(msg, 6000)
         )
 
     # -- folders and indexing --------------------------------------------------------
     def add_folder(self, folder: str) -> None:
         path = str(Path(folder).resolve())
+        inside = next((r for r in self.library.roots() if is_within(path, r) and r != path), None)
+        if inside is not None:
+            self.message.emit(
+                f"{path} is inside the watched folder {inside}: it is already indexed "
+                "as part of it.",
+                10000,
+            )
+            self.worker.submit(IndexJob([path], add=True))  # refreshes it, adds no folder
+            return
+        self.calls.call(
+            lambda: folder_has_images(path, self.settings.file_types), self._said_empty(path)
+        )
         self.worker.submit(IndexJob([path], add=True))
         known = [str(r["path"]) for r in self.roots]
         if path not in known:
             self._set_roots([{"path": p, "online": True} for p in [*known, path]])
+
+    def _said_empty(self, path: str) -> Callable[[bool], None]:
+        def said(has_images: bool) -> None:
+            if not has_images:
+                self.message.emit(
+                    f"{path} has no images yet ({', '.join(self.settings.file_types)}); "
+                    "it is watched, and images added later are indexed.",
+                    10000,
+                )
+
+        return said
 
     def remove_folder(self, folder: str) -> None:
         self.worker.submit(ForgetJob(folder))

@@ -12,6 +12,7 @@ from desktop_app.ui.results_model import Role
 
 PARTIAL_COLOUR = QColor(255, 170, 0)
 FULL_COLOUR = QColor(60, 160, 90)
+WEAK_COLOUR = QColor(150, 130, 90)  # a region that only looks similar: muted
 TEXT_HEIGHT = 34
 
 
@@ -50,7 +51,13 @@ class ResultDelegate(QStyledItemDelegate):
             painter.fillRect(thumb_box, palette.alternateBase())
             painter.setPen(palette.placeholderText().color())
             painter.drawText(thumb_box, Qt.AlignmentFlag.AlignCenter, "…")
-        self._badge(painter, thumb_box, index.data(Role.Match), bool(index.data(Role.Offline)))
+        self._badge(
+            painter,
+            thumb_box,
+            index.data(Role.Match),
+            bool(index.data(Role.Offline)),
+            bool(index.data(Role.Confirmed)),
+        )
         text_box = QRect(rect.left(), thumb_box.bottom() + 4, rect.width(), TEXT_HEIGHT - 4)
         score = index.data(Role.Score)
         painter.setPen(
@@ -83,14 +90,10 @@ class ResultDelegate(QStyledItemDelegate):
         painter.setBrush(Qt.BrushStyle.NoBrush)
         painter.drawRect(box.intersected(QRectF(target)))
 
-    def _badge(self, painter: QPainter, box: QRect, match: str | None, offline: bool) -> None:
-        labels = []
-        if match == "partial":
-            labels.append(("partial", PARTIAL_COLOUR))
-        elif match == "full":
-            labels.append(("full", FULL_COLOUR))
-        if offline:
-            labels.append(("offline", QColor(120, 120, 120)))
+    def _badge(
+        self, painter: QPainter, box: QRect, match: str | None, offline: bool, confirmed: bool
+    ) -> None:
+        labels = badge_labels(match, offline, confirmed)
         font = QFont(painter.font())
         font.setPointSizeF(max(7.0, font.pointSizeF() * 0.85))
         font.setBold(True)
@@ -105,3 +108,18 @@ class ResultDelegate(QStyledItemDelegate):
             painter.setPen(QColor("white"))
             painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, text)
             x += w + 4
+
+
+def badge_labels(match: str | None, offline: bool, confirmed: bool) -> list[tuple[str, QColor]]:
+    """The badges of one cell: a verified partial match (keypoints or colour layout
+    agree) is told apart from a region that only looks similar to the embedding."""
+    labels = []
+    if match == "partial":
+        labels.append(
+            ("verified partial", PARTIAL_COLOUR) if confirmed else ("similar region", WEAK_COLOUR)
+        )
+    elif match == "full":
+        labels.append(("full", FULL_COLOUR))
+    if offline:
+        labels.append(("offline", QColor(120, 120, 120)))
+    return labels

@@ -11,6 +11,7 @@ import traceback
 from collections.abc import Callable
 from types import TracebackType
 
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -33,6 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.engine.settings import DEFAULT_CLIP_MODEL, DEVICES, OFFLINE_MODEL, Settings
+from desktop_app.ui.results_view import show_in_folder
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +128,12 @@ class SettingsDialog(QDialog):
 
 
 class FailuresDialog(QDialog):
+    """The files that could not be indexed; the selected ones can be retried, ignored
+    (hidden from this list for the session) or shown in the file manager."""
+
+    retry_requested = Signal(str)  # path
+    ignore_requested = Signal(str)  # path
+
     def __init__(self, failures: list[dict[str, str]], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"{len(failures)} files could not be indexed")
@@ -133,18 +141,72 @@ class FailuresDialog(QDialog):
         table = QTableWidget(len(failures), 2)
         table.setHorizontalHeaderLabels(["File", "Reason"])
         table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        table.setWordWrap(True)
         for row, f in enumerate(failures):
             table.setItem(row, 0, QTableWidgetItem(f["path"]))
-            table.setItem(row, 1, QTableWidgetItem(f["reason"]))
+            reason = QTableWidgetItem(f["reason"])
+            reason.setToolTip(f["reason"])
+            table.setItem(row, 1, reason)
         table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
         table.horizontalHeader().setStretchLastSection(True)
         table.setColumnWidth(0, 380)
+        table.resizeRowsToContents()
         self.table = table
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        self.retry_button = QPushButton("Retry")
+        self.ignore_button = QPushButton("Ignore")
+        self.reveal_button = QPushButton("Show in folder")
+        for b, slot in (
+            (self.retry_button, self.retry_selected),
+            (self.ignore_button, self.ignore_selected),
+            (self.reveal_button, self.reveal_selected),
+        ):
+            buttons.addButton(b, QDialogButtonBox.ButtonRole.ActionRole)
+            b.clicked.connect(slot)
         buttons.rejected.connect(self.reject)
+        table.itemSelectionChanged.connect(self._selection_changed)
+        self._selection_changed()
         layout = QVBoxLayout(self)
         layout.addWidget(table)
         layout.addWidget(buttons)
+
+    def selected_paths(self) -> list[str]:
+        rows = sorted({i.row() for i in self.table.selectedIndexes()})
+        return [self._path(r) for r in rows]
+
+    def paths(self) -> list[str]:
+        return [self._path(r) for r in range(self.table.rowCount())]
+
+    def _path(self, row: int) -> str:
+        item = self.table.item(row, 0)
+        return item.text() if item is not None else ""
+
+    def retry_selected(self) -> None:
+        """Index the selected files again; they leave the list (a new failure comes back)."""
+        for path in self.selected_paths():
+            self.retry_requested.emit(path)
+        self._drop_selected()
+
+    def ignore_selected(self) -> None:
+        for path in self.selected_paths():
+            self.ignore_requested.emit(path)
+        self._drop_selected()
+
+    def reveal_selected(self) -> None:
+        paths = self.selected_paths()
+        if paths:
+            show_in_folder(paths[0])
+
+    def _drop_selected(self) -> None:
+        for row in sorted({i.row() for i in self.table.selectedIndexes()}, reverse=True):
+            self.table.removeRow(row)
+        self.setWindowTitle(f"{self.table.rowCount()} files could not be indexed")
+
+    def _selection_changed(self) -> None:
+        some = bool(self.table.selectedIndexes())
+        for b in (self.retry_button, self.ignore_button, self.reveal_button):
+            b.setEnabled(some)
 
 
 def show_error(parent: QWidget | None, title: str, message: str, details: str = "") -> None:

@@ -1,5 +1,5 @@
 """The preview: the full image with the matched region highlighted (double-click or
-Space on a result).
+Space on a result); the arrow keys step to the previous or next result, Esc closes.
 
 The widgets live on the GUI thread; the image is decoded in the image pool through
 ``BackgroundCalls`` and arrives back on the GUI thread as a QImage.
@@ -7,6 +7,7 @@ The widgets live on the GUI thread; the image is decoded in the image pool throu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import shiboken6
@@ -26,6 +27,7 @@ from desktop_app.engine.search import SearchResult
 from desktop_app.ui.delegate import PARTIAL_COLOUR
 from desktop_app.ui.geometry import Region, fit_rect, region_to_drawn
 from desktop_app.ui.images import LoadedQImage, load_qimage
+from desktop_app.ui.results_model import match_label
 from desktop_app.ui.results_view import open_file, show_in_folder
 from desktop_app.ui.tasks import BackgroundCalls
 
@@ -91,51 +93,90 @@ class RegionImage(QWidget):
 
 
 class PreviewDialog(QDialog):
+    """One result large; Left/Right step through the other results, Space or Esc close."""
+
     find_similar = Signal(object)  # SearchResult
 
     def __init__(
-        self, result: SearchResult, calls: BackgroundCalls, parent: QWidget | None = None
+        self,
+        result: SearchResult,
+        calls: BackgroundCalls,
+        parent: QWidget | None = None,
+        results: Sequence[SearchResult] = (),
     ) -> None:
         super().__init__(parent)
-        # not ``self.result``: that would hide QDialog.result(), the dialog's exit code
-        self.search_result = result
-        self.setWindowTitle(Path(result.path).name)
+        self.calls = calls
+        # the results Left/Right step through (the grid's order); the shown one among them
+        self.results = list(results) or [result]
+        self.position = next((i for i, r in enumerate(self.results) if r == result), 0)
+        if self.results[self.position] != result:
+            self.results, self.position = [result], 0
         self.image = RegionImage()
+        self.info = QLabel()
+        self.info.setWordWrap(True)
+        self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        self.similar_button = QPushButton("Find similar")
+        open_button = QPushButton("Open")
+        folder_button = QPushButton("Show in folder")
+        for b in (self.similar_button, open_button, folder_button):
+            buttons.addButton(b, QDialogButtonBox.ButtonRole.ActionRole)
+            b.setAutoDefault(False)  # Enter must not fire them; arrows step
+        self.similar_button.clicked.connect(self._find_similar)
+        open_button.clicked.connect(lambda: open_file(self.search_result.path))
+        folder_button.clicked.connect(lambda: show_in_folder(self.search_result.path))
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.image, 1)
+        layout.addWidget(self.info)
+        layout.addWidget(buttons)
+        self.resize(1000, 760)
+        self._show(self.position)
+
+    def _show(self, position: int) -> None:
+        self.position = position
+        # not ``self.result``: that would hide QDialog.result(), the dialog's exit code
+        self.search_result = result = self.results[position]
+        count = f" ({position + 1} of {len(self.results)})" if len(self.results) > 1 else ""
+        self.setWindowTitle(Path(result.path).name + count)
         self.image.region = result.region if result.match == "partial" else None
-        info = f"{result.path}\nsimilarity {result.score:.3f} · {result.match} match"
+        self.image.pixmap = None
+        self.image.message = "Loading…"
+        self.image.update()
+        info = f"{result.path}\nsimilarity {result.score:.3f} · {match_label(result)}"
         if result.region:
             info += (
                 f" · region x={result.region[0]} y={result.region[1]} "
                 f"w={result.region[2]} h={result.region[3]}"
             )
-        label = QLabel(info)
-        label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        similar = QPushButton("Find similar" + (" (region)" if self.image.region else ""))
-        open_button = QPushButton("Open")
-        folder_button = QPushButton("Show in folder")
-        for b in (similar, open_button, folder_button):
-            buttons.addButton(b, QDialogButtonBox.ButtonRole.ActionRole)
-        similar.clicked.connect(self._find_similar)
-        open_button.clicked.connect(lambda: open_file(result.path))
-        folder_button.clicked.connect(lambda: show_in_folder(result.path))
-        buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.image, 1)
-        layout.addWidget(label)
-        layout.addWidget(buttons)
-        self.resize(1000, 760)
-
-        calls.call(
-            lambda: load_qimage(result.path, max_side=PREVIEW_SIDE), self._loaded, self._failed
+        if len(self.results) > 1:
+            info += "\n← → previous / next result · Esc closes"
+        self.info.setText(info)
+        self.similar_button.setText("Find similar" + (" (region)" if self.image.region else ""))
+        wanted = result.path
+        self.calls.call(
+            lambda: load_qimage(wanted, max_side=PREVIEW_SIDE),
+            lambda got: self._loaded(got, wanted),
+            lambda msg: self._failed(msg, wanted),
         )
 
-    def _loaded(self, got: LoadedQImage) -> None:
-        if shiboken6.isValid(self.image):  # closed (and deleted) before the image came
-            self.image.set_image(got.image, got.full_size)
+    def step(self, delta: int) -> None:
+        """Show the previous (-1) or next (+1) result; stops at either end."""
+        position = self.position + delta
+        if 0 <= position < len(self.results) and position != self.position:
+            self._show(position)
 
-    def _failed(self, message: str) -> None:
+    def _loaded(self, got: LoadedQImage, path: str = "") -> None:
+        if not shiboken6.isValid(self.image):  # closed (and deleted) before the image came
+            return
+        if path and path != self.search_result.path:
+            return  # stepped on meanwhile: an older image must not replace the shown one
+        self.image.set_image(got.image, got.full_size)
+
+    def _failed(self, message: str, path: str = "") -> None:
         if not shiboken6.isValid(self.image):
+            return
+        if path and path != self.search_result.path:
             return
         self.image.message = message
         self.image.update()
@@ -145,7 +186,12 @@ class PreviewDialog(QDialog):
         self.accept()
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
-        if event.key() == Qt.Key.Key_Space:
+        key = event.key()
+        if key == Qt.Key.Key_Space:
             self.accept()
+        elif key in (Qt.Key.Key_Left, Qt.Key.Key_Up):
+            self.step(-1)
+        elif key in (Qt.Key.Key_Right, Qt.Key.Key_Down):
+            self.step(+1)
         else:
-            super().keyPressEvent(event)
+            super().keyPressEvent(event)  # Esc closes (QDialog rejects)

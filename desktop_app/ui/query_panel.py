@@ -15,15 +15,18 @@ from PySide6.QtCore import QMimeData, QPoint, QRect, QSize, Qt, Signal
 from PySide6.QtGui import (
     QColor,
     QDragEnterEvent,
+    QDragLeaveEvent,
     QDropEvent,
     QImage,
+    QKeyEvent,
     QMouseEvent,
     QPainter,
     QPaintEvent,
     QPen,
     QPixmap,
+    QResizeEvent,
 )
-from PySide6.QtWidgets import QRubberBand, QSizePolicy, QWidget
+from PySide6.QtWidgets import QRubberBand, QSizePolicy, QToolButton, QWidget
 
 from desktop_app.engine.scanner import is_image_name
 from desktop_app.engine.settings import DEFAULT_FILE_TYPES
@@ -40,6 +43,7 @@ class DropZone(QWidget):
     image_data_dropped = Signal(bytes, str)  # encoded image, label
     url_dropped = Signal(str)  # a remote image URL to fetch
     region_selected = Signal(tuple)  # (x, y, w, h) in the query image's pixels
+    region_cleared = Signal()  # Esc or the clear button: search by the whole image again
     rejected = Signal(str)  # why a drop was not accepted
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -58,6 +62,13 @@ class DropZone(QWidget):
         self._band = QRubberBand(QRubberBand.Shape.Rectangle, self)
         self._origin: QPoint | None = None
         self._hint = "Drop an image here\nor paste (Ctrl+V), open (Ctrl+O)"
+        self._hovering = False  # a drag that can be dropped is over the zone
+        self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)  # Esc reaches it once clicked
+        self.clear_button = QToolButton(self)
+        self.clear_button.setText("✕ Whole image")
+        self.clear_button.setToolTip("Clear the region and search by the whole image (Esc)")
+        self.clear_button.hide()
+        self.clear_button.clicked.connect(self.clear_region)
 
     # -- the query image -------------------------------------------------------------
     def show_image(
@@ -74,7 +85,45 @@ class DropZone(QWidget):
             self._full = full_size or (self._image.width(), self._image.height())
         self._region = region
         self._band.hide()
+        self._place_clear_button()
         self.update()
+
+    def clear_region(self) -> None:
+        """Drop the rectangle; the query goes back to the whole image."""
+        had = self._region is not None or self._band.isVisible()
+        self._origin = None
+        self._band.hide()
+        self._region = None
+        self._place_clear_button()
+        self.update()
+        if had:
+            self.region_cleared.emit()
+
+    def hint_text(self) -> str:
+        """The line painted under the query image: how to use or undo a region."""
+        if self._image is None:
+            return ""
+        if self._region is not None:
+            return "Searching a region · Esc or ✕ for the whole image"
+        return "Drag a rectangle to search part of the image"
+
+    def _place_clear_button(self) -> None:
+        self.clear_button.setVisible(self._region is not None)
+        self.clear_button.adjustSize()
+        self.clear_button.move(self.width() - self.clear_button.width() - 10, 10)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._place_clear_button()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() == Qt.Key.Key_Escape and (
+            self._region is not None or self._band.isVisible()
+        ):
+            self.clear_region()
+            event.accept()
+        else:
+            super().keyPressEvent(event)
 
     def image(self) -> QImage | None:
         return self._image
@@ -91,10 +140,26 @@ class DropZone(QWidget):
         mime = event.mimeData()
         if mime.hasUrls() or mime.hasImage():
             event.acceptProposedAction()
+            self.set_hovering(True)
         else:
             event.ignore()
 
+    def dragLeaveEvent(self, event: QDragLeaveEvent) -> None:
+        self.set_hovering(False)
+        super().dragLeaveEvent(event)
+
+    def set_hovering(self, hovering: bool) -> None:
+        """Highlight the zone while something droppable is dragged over it."""
+        if hovering != self._hovering:
+            self._hovering = hovering
+            self.update()
+
+    @property
+    def hovering(self) -> bool:
+        return self._hovering
+
     def dropEvent(self, event: QDropEvent) -> None:
+        self.set_hovering(False)
         if self.handle_mime(event.mimeData()):
             event.acceptProposedAction()
         else:
@@ -181,6 +246,16 @@ class DropZone(QWidget):
         p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
         pal = self.palette()
         p.fillRect(self.rect(), pal.base())
+        if self._hovering:
+            p.fillRect(
+                self.rect(),
+                QColor(
+                    pal.highlight().color().red(),
+                    pal.highlight().color().green(),
+                    pal.highlight().color().blue(),
+                    50,
+                ),
+            )
         if self._pixmap is None:
             p.setPen(QPen(pal.mid().color(), 2, Qt.PenStyle.DashLine))
             p.drawRoundedRect(self.rect().adjusted(6, 6, -6, -6), 10, 10)
@@ -193,3 +268,19 @@ class DropZone(QWidget):
         if box is not None:
             p.setPen(QPen(QColor(255, 170, 0), 2))
             p.drawRect(box)
+        self._paint_hint(p, shown)
+        if self._hovering:
+            p.setPen(QPen(pal.highlight().color(), 3))
+            p.drawRect(self.rect().adjusted(2, 2, -2, -2))
+
+    def _paint_hint(self, p: QPainter, shown: QRect) -> None:
+        """The region feature, said on the image itself (a tooltip alone goes unseen)."""
+        text = self.hint_text()
+        metrics = p.fontMetrics()
+        text = metrics.elidedText(text, Qt.TextElideMode.ElideRight, max(0, shown.width() - 12))
+        band = QRect(
+            shown.left(), shown.bottom() - metrics.height() - 6, shown.width(), metrics.height() + 6
+        )
+        p.fillRect(band, QColor(0, 0, 0, 140))
+        p.setPen(QColor("white"))
+        p.drawText(band, Qt.AlignmentFlag.AlignCenter, text)

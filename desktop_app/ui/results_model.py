@@ -35,6 +35,7 @@ class Role(IntEnum):
     Region = Qt.ItemDataRole.UserRole + 4
     Thumbnail = Qt.ItemDataRole.UserRole + 5
     Offline = Qt.ItemDataRole.UserRole + 6
+    Confirmed = Qt.ItemDataRole.UserRole + 7  # a partial match verified by keypoints/colour
 
 
 SORT_KEYS = {
@@ -52,6 +53,9 @@ class ResultsModel(QAbstractListModel):
         self._rows_by_key: dict[str, list[int]] = {}
         self._offline: set[str] = set()
         self.sort_order = "score"
+        self.sort_reversed = (
+            False  # each order's natural direction (best, A-Z, newest, largest) flipped
+        )
         self.thumbnails = thumbnails
         thumbnails.ready.connect(self._thumbnail_ready)
 
@@ -59,12 +63,19 @@ class ResultsModel(QAbstractListModel):
     def set_results(self, results: Sequence[SearchResult]) -> None:
         self.beginResetModel()
         self._results = sorted(results, key=SORT_KEYS[self.sort_order])
+        if self.sort_reversed:
+            self._results.reverse()
         self._reindex()
         self.endResetModel()
 
     def set_sort_order(self, order: str) -> None:
         if order in SORT_KEYS and order != self.sort_order:
             self.sort_order = order
+            self.set_results(list(self._results))
+
+    def set_reversed(self, reverse: bool) -> None:
+        if reverse != self.sort_reversed:
+            self.sort_reversed = reverse
             self.set_results(list(self._results))
 
     def set_offline_roots(self, roots: Sequence[str]) -> None:
@@ -105,6 +116,8 @@ class ResultsModel(QAbstractListModel):
             return r.match
         if role == Role.Region:
             return r.region
+        if role == Role.Confirmed:
+            return r.confirmed
         if role == Role.Offline:
             return any(r.path.startswith(root.rstrip(os.sep) + os.sep) for root in self._offline)
         if role in (Role.Thumbnail, Qt.ItemDataRole.DecorationRole):
@@ -139,8 +152,15 @@ def tooltip(r: SearchResult) -> str:
     dims = f"{r.width} × {r.height} px" if r.width and r.height else "size unknown"
     size = f"{r.size / 1e6:.1f} MB" if r.size >= 1e5 else f"{r.size / 1e3:.0f} KB"
     when = datetime.fromtimestamp(r.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M") if r.mtime_ns else ""
-    lines = [r.path, f"{dims} · {size} · {when}", f"similarity {r.score:.3f} ({r.match} match)"]
+    lines = [r.path, f"{dims} · {size} · {when}", f"similarity {r.score:.3f} ({match_label(r)})"]
     if r.region:
         x, y, w, h = r.region
         lines.append(f"matched region: x={x} y={y} w={w} h={h}")
     return "\n".join(lines)
+
+
+def match_label(r: SearchResult) -> str:
+    """What kind of match a result is, in the words of its badge."""
+    if r.match != "partial":
+        return "full match"
+    return "verified partial" if r.confirmed else "similar region"

@@ -17,6 +17,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 from desktop_app.engine.errors import DesktopAppError
+from desktop_app.engine.filters import NO_FILTER, ResultFilter
 from desktop_app.engine.library import Library
 from desktop_app.engine.search import Box, SearchResult
 
@@ -39,6 +40,7 @@ class Query:
     label: str = ""
     top_k: int = 50
     threshold: float = 0.0
+    result_filter: ResultFilter = NO_FILTER  # applied by the engine after the store lookup
 
     def describe(self) -> str:
         base = self.label or self.text or (Path(self.path).name if self.path else "image")
@@ -91,15 +93,16 @@ Stage = Callable[[], list[SearchResult]]
 
 def run_query(library: Library, q: Query) -> list[Stage]:
     """The query as a list of stages, each computing the whole result list so far."""
+    f = q.result_filter
     if q.kind == "text":
-        return [lambda: library.search_text(q.text or "", q.top_k, q.threshold)]
+        return [lambda: library.search_text(q.text or "", q.top_k, q.threshold, f)]
     if q.kind == "similar" and not q.region:
         assert q.path
-        return library.similar_stages(q.path, q.top_k, q.threshold)
+        return library.similar_stages(q.path, q.top_k, q.threshold, f)
     if q.kind == "url" and q.data is None:
         q.data = fetch_url(q.text or "")
     source: Path | bytes = q.data if q.data is not None else Path(q.path or "")
-    return library.image_stages(source, q.top_k, q.threshold, region=q.region)
+    return library.image_stages(source, q.top_k, q.threshold, region=q.region, result_filter=f)
 
 
 def fetch_url(url: str) -> bytes:

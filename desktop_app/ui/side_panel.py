@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 
 from desktop_app.ui.folders import FolderPanel
 from desktop_app.ui.query_panel import DropZone
+from desktop_app.ui.widgets import FittingLabel
 
 
 class SidePanel(QWidget):
@@ -29,8 +30,7 @@ class SidePanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.drop_zone = DropZone()
-        self.query_label = QLabel("")
-        self.query_label.setWordWrap(True)
+        self.query_label = FittingLabel("")  # long names elide, errors wrap
         self.text_box = QLineEdit()
         self.text_box.setPlaceholderText("Loading the encoder…")
         self.text_box.setEnabled(False)
