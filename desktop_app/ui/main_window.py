@@ -39,6 +39,7 @@ from desktop_app.ui.search_runner import Query
 from desktop_app.ui.side_panel import SidePanel
 from desktop_app.ui.statusbar import IndexStatusBar
 from desktop_app.ui.toolbar import SearchToolBar
+from desktop_app.ui.window_features import WindowFeatures
 
 PAGE_EMPTY_LIBRARY, PAGE_NO_QUERY, PAGE_RESULTS, PAGE_NO_RESULTS = (
     Page.EMPTY_LIBRARY,
@@ -95,6 +96,7 @@ class MainWindow(QMainWindow):
         splitter.setSizes([320, 960])
         self.setCentralWidget(splitter)
         self._connect()
+        self.features = WindowFeatures(self)  # filters, duplicates, sort direction
         self._restore_geometry()
         c.start(watch=watch)
 
@@ -130,6 +132,8 @@ class MainWindow(QMainWindow):
             (view.find_similar, c.find_similar),
             (view.preview_requested, self.preview),
             (view.copy_image_requested, self.copy_image),
+            (view.copy_path_requested, lambda p: c.copy_path(p, QApplication.clipboard().setText)),
+            (dz.region_cleared, c.clear_region),
             (sb.pause_clicked, c.toggle_pause),
             (sb.cancel_clicked, c.cancel_indexing),
             (sb.failures_clicked, self.show_failures),
@@ -174,12 +178,15 @@ class MainWindow(QMainWindow):
     # -- dialogs ----------------------------------------------------------------------
     def open_image_dialog(self) -> None:
         types = " ".join(f"*.{e}" for e in self.controller.settings.file_types)
-        path, _ = QFileDialog.getOpenFileName(self, "Search by image", "", f"Images ({types})")
+        start = str(self._qsettings().value("last_open_dir", "") or "")
+        path, _ = QFileDialog.getOpenFileName(self, "Search by image", start, f"Images ({types})")
         if path:
+            self._qsettings().setValue("last_open_dir", str(Path(path).parent))
             self.controller.search_file(path)
 
     def preview(self, result: SearchResult) -> PreviewDialog:
-        dialog = PreviewDialog(result, self.controller.calls, self)
+        results = self.model.results()
+        dialog = PreviewDialog(result, self.controller.calls, self, results)
         dialog.find_similar.connect(self.controller.find_similar)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
@@ -197,7 +204,9 @@ class MainWindow(QMainWindow):
                 self.controller.add_folder(str(folder))
 
     def show_failures(self) -> FailuresDialog:
-        dialog = FailuresDialog(self.controller.last_status.get("failures", []), self)
+        dialog = FailuresDialog(self.controller.failures(), self)
+        dialog.retry_requested.connect(self.controller.retry_failed)
+        dialog.ignore_requested.connect(self.controller.ignore_failed)
         dialog.show()
         return dialog
 

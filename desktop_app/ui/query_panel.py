@@ -137,12 +137,17 @@ class DropZone(QWidget):
 
     # -- drops -------------------------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        mime = event.mimeData()
-        if mime.hasUrls() or mime.hasImage():
+        if self.drag_entered(event.mimeData()):
             event.acceptProposedAction()
-            self.set_hovering(True)
         else:
             event.ignore()
+
+    def drag_entered(self, mime: QMimeData) -> bool:
+        """Whether a drag carrying ``mime`` can be dropped here; if so the zone lights up
+        until the drag leaves or drops (tests call this instead of a native drag)."""
+        droppable = mime.hasUrls() or mime.hasImage()
+        self.set_hovering(droppable)
+        return droppable
 
     def dragLeaveEvent(self, event: QDragLeaveEvent) -> None:
         self.set_hovering(False)
@@ -220,6 +225,7 @@ class DropZone(QWidget):
         region = self.widget_to_image(rect)
         if region is not None:
             self._region = region
+            self._place_clear_button()
             self.update()
             self.region_selected.emit(region)
 

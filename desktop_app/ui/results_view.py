@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QEvent, QObject, QPoint, QSize, Qt, QUrl, Signal
 from PySide6.QtGui import QAction, QDesktopServices, QKeyEvent, QWheelEvent
-from PySide6.QtWidgets import QAbstractItemView, QApplication, QListView, QMenu, QWidget
+from PySide6.QtWidgets import QAbstractItemView, QListView, QMenu, QWidget
 
 from desktop_app.engine.search import SearchResult
 from desktop_app.engine.settings import MAX_THUMBNAIL_SIZE, MIN_THUMBNAIL_SIZE
@@ -23,6 +23,7 @@ class ResultsView(QListView):
     find_similar = Signal(object)  # SearchResult
     preview_requested = Signal(object)  # SearchResult
     copy_image_requested = Signal(str)  # path
+    copy_path_requested = Signal(str)  # path (the window puts it on the clipboard and says so)
     zoom_changed = Signal(int)
 
     def __init__(self, model: ResultsModel, parent: QWidget | None = None) -> None:
@@ -100,7 +101,7 @@ class ResultsView(QListView):
         for text, slot in (
             ("Open", lambda: open_file(r.path)),
             ("Show in folder", lambda: show_in_folder(r.path)),
-            ("Copy path", lambda: QApplication.clipboard().setText(r.path)),
+            ("Copy path", lambda: self.copy_path_requested.emit(r.path)),
             ("Copy image", lambda: self.copy_image_requested.emit(r.path)),
         ):
             action = QAction(text, menu)

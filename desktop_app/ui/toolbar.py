@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QComboBox, QLabel, QSlider, QSpinBox, QToolBar, QWidget
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QLabel,
+    QSlider,
+    QSpinBox,
+    QToolBar,
+    QToolButton,
+    QWidget,
+)
 
 from desktop_app.engine.settings import MAX_THUMBNAIL_SIZE, MIN_THUMBNAIL_SIZE, SORT_ORDERS
 
@@ -17,6 +26,8 @@ from desktop_app.engine.settings import MAX_THUMBNAIL_SIZE, MIN_THUMBNAIL_SIZE, 
 class SearchToolBar(QToolBar):
     limits_changed = Signal(int, float)  # result count, threshold
     sort_changed = Signal(str)
+    sort_reversed = Signal(bool)  # the order's natural direction flipped
+    hide_query_file = Signal(bool)  # leave the query's own file out of the results
     zoom_changed = Signal(int)  # thumbnail side in pixels
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -30,6 +41,8 @@ class SearchToolBar(QToolBar):
         self.forward_action.setShortcut(QKeySequence("Alt+Right"))
         self.add_folder_action = QAction("Add folder…", self)
         self.settings_action = QAction("Settings…", self)
+        self.duplicates_action = QAction("Find duplicates…", self)
+        self.duplicates_action.setToolTip("Find duplicate and near-duplicate photos to review")
         for action in (self.open_action, self.back_action, self.forward_action):
             self.addAction(action)
         self.set_history(False, False)
@@ -49,6 +62,13 @@ class SearchToolBar(QToolBar):
         self.sort_box = QComboBox()
         self.sort_box.addItems(list(SORT_ORDERS))
         self.addWidget(self.sort_box)
+        self.reverse_button = QToolButton()
+        self.reverse_button.setCheckable(True)
+        self.reverse_button.setToolTip("Reverse the sort order (ascending / descending)")
+        self.addWidget(self.reverse_button)
+        self.hide_query_box = QCheckBox("Hide query file")
+        self.hide_query_box.setToolTip("Leave the query's own file out of its results")
+        self.addWidget(self.hide_query_box)
         self.addWidget(QLabel("  Size "))
         self.zoom_slider = QSlider(Qt.Orientation.Horizontal)
         self.zoom_slider.setRange(MIN_THUMBNAIL_SIZE, MAX_THUMBNAIL_SIZE)
@@ -56,11 +76,16 @@ class SearchToolBar(QToolBar):
         self.addWidget(self.zoom_slider)
         self.addSeparator()
         self.addAction(self.add_folder_action)
+        self.addAction(self.duplicates_action)
         self.addAction(self.settings_action)
         self._show_threshold()
         self.count_box.valueChanged.connect(self._limits_moved)
         self.threshold_slider.valueChanged.connect(self._limits_moved)
         self.sort_box.currentTextChanged.connect(self.sort_changed)
+        self.sort_box.currentTextChanged.connect(lambda _o: self._show_direction())
+        self.reverse_button.toggled.connect(self._reverse_toggled)
+        self.hide_query_box.toggled.connect(self.hide_query_file)
+        self._show_direction()
         self.zoom_slider.valueChanged.connect(self.zoom_changed)
 
     def set_values(self, top_k: int, threshold: float, sort_order: str, thumb_side: int) -> None:
@@ -81,6 +106,17 @@ class SearchToolBar(QToolBar):
     def set_history(self, can_back: bool, can_forward: bool) -> None:
         self.back_action.setEnabled(can_back)
         self.forward_action.setEnabled(can_forward)
+
+    def _reverse_toggled(self, reverse: bool) -> None:
+        self._show_direction()
+        self.sort_reversed.emit(reverse)
+
+    def _show_direction(self) -> None:
+        """Say the direction the grid is in: each order's natural one, or flipped."""
+        order = self.sort_box.currentText()
+        natural_ascending = order == "name"  # A-Z; score, date and size list the most first
+        ascending = natural_ascending != self.reverse_button.isChecked()
+        self.reverse_button.setText("↑ Ascending" if ascending else "↓ Descending")
 
     def threshold(self) -> float:
         return self.threshold_slider.value() / 100.0

@@ -1,0 +1,59 @@
+"""The window's newer features, wired in one place so ``MainWindow`` stays a layout:
+the filter bar, the sort direction and "hide query file" controls, and the duplicate
+review opened from the tool bar.
+
+GUI thread only. The duplicate finder and trash moves run in the controller's search
+pool, thumbnails in its image pool (see ``duplicates_view.py``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QObject, Qt
+
+from desktop_app.ui.duplicates_view import DuplicateReviewDialog, Trash
+from desktop_app.ui.filter_bar import FilterBar
+from desktop_app.ui.tasks import BackgroundCalls
+
+if TYPE_CHECKING:
+    from desktop_app.ui.main_window import MainWindow
+
+
+class WindowFeatures(QObject):
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.window = window
+        c = window.controller
+        self.filter_bar = FilterBar(list(c.settings.file_types), window)
+        window.addToolBarBreak()
+        window.addToolBar(self.filter_bar)
+        self.filter_bar.set_folders(c.roots)
+        self.finder_calls = BackgroundCalls(c.pool, self)
+        self.trash: Trash | None = None  # None: send2trash; tests put a stand-in here
+        self.duplicates: DuplicateReviewDialog | None = None
+        tb = window.toolbar
+        self.filter_bar.filter_changed.connect(c.set_filter)
+        c.roots_changed.connect(self.filter_bar.set_folders)
+        tb.sort_reversed.connect(c.set_sort_reversed)
+        tb.hide_query_file.connect(c.set_hide_query_file)
+        tb.duplicates_action.triggered.connect(self.open_duplicates)
+
+    def open_duplicates(self) -> DuplicateReviewDialog:
+        """One review window at a time; a second click brings it forward."""
+        if self.duplicates is not None and self.duplicates.isVisible():
+            self.duplicates.raise_()
+            self.duplicates.activateWindow()
+            return self.duplicates
+        c = self.window.controller
+        dialog = DuplicateReviewDialog(
+            c.library, self.finder_calls, c.calls, c.reindex_paths, self.window, self.trash
+        )
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.destroyed.connect(self._closed)
+        self.duplicates = dialog
+        dialog.show()
+        return dialog
+
+    def _closed(self) -> None:
+        self.duplicates = None
