@@ -445,3 +445,76 @@ def test_not_duplicates_is_remembered(
     assert not any(small in g.paths for g in dialog.groups)
     assert all(Path(p).exists() for p in with_duplicates.values())
     dialog.close()
+
+
+# -- model management ----------------------------------------------------------------------
+
+
+def test_settings_show_the_encoder_running_and_why(window: MainWindow) -> None:
+    from desktop_app.ui.dialogs import SettingsDialog, describe_running
+
+    c = window.controller
+    assert c.running_encoder.startswith(HISTOGRAM_MODEL) and c.encoder_warning == ""
+    dialog = SettingsDialog(c.settings, window, c.running_encoder, c.encoder_warning)
+    assert dialog.running.text() == c.running_encoder
+    dialog.close()
+    why = "CLIP weights for ViT-B-32:laion2b_s34b_b79k are not on this machine"
+    text = describe_running("ViT-B-32:laion2b_s34b_b79k", "efficientnet-lite0 (offline)", why)
+    assert text.startswith("efficientnet-lite0 (offline), not ViT-B-32") and why in text
+
+
+def test_download_progress_shows_size_and_can_be_cancelled(
+    window: MainWindow, qtbot: QtBot
+) -> None:
+    """A fake progress source on another thread stands in for the Hugging Face download
+    (none can happen here); cancelling makes the next chunk raise DownloadCancelled."""
+    import threading
+
+    from desktop_app.engine.encoders.clip import cancellable
+    from desktop_app.engine.errors import DownloadCancelled, EncoderUnavailable
+
+    features = window.features
+    report = window.controller.worker.download_progress
+    assert report is not None
+    total = 600 * 2**20
+    outcome: list[str] = []
+    go_on = threading.Event()
+
+    def fake_download() -> None:
+        try:
+            for chunk in range(1, 100):
+                report(chunk * 6 * 2**20, total, "open_clip_model.safetensors")
+                if chunk == 10:
+                    go_on.wait(30)  # the user looks at the dialog and cancels
+            outcome.append("finished")
+        except DownloadCancelled as exc:
+            outcome.append(f"cancelled: {exc}")
+
+    thread = threading.Thread(target=fake_download)
+    thread.start()
+    qtbot.waitUntil(lambda: features.download_dialog is not None, timeout=TIMEOUT)
+    dialog = features.download_dialog
+    assert dialog is not None
+    qtbot.waitUntil(lambda: "60 of 600 MB" in dialog.labelText(), timeout=TIMEOUT)
+    assert dialog.value() == 10
+    from PySide6.QtWidgets import QPushButton
+
+    button = dialog.findChild(QPushButton)
+    assert button is not None and button.text() == "Cancel"
+    button.click()
+    go_on.set()
+    thread.join(30)
+    assert outcome and outcome[0].startswith("cancelled")
+    assert issubclass(DownloadCancelled, EncoderUnavailable)  # so the fallback runs
+    # the engine's own wrapper behaves the same for any callback
+    stop = threading.Event()
+    seen: list[int] = []
+    wrapped = cancellable(lambda done, _t, _d: seen.append(done), stop)
+    wrapped(1, 2, "x")
+    stop.set()
+    with pytest.raises(DownloadCancelled):
+        wrapped(2, 2, "x")
+    assert seen == [1]
+    # the encoder came up (here: it already had): the dialog goes, the next download may run
+    window.controller.encoder_ready.emit("efficientnet-lite0", False)
+    assert features.download_dialog is None and not features.download.cancel.is_set()

@@ -64,3 +64,7 @@ class StoreDamaged(DesktopAppError):
 
 class NotFound(DesktopAppError):
     """A path given to index is neither an existing folder or file nor a library folder."""
+
+
+class DownloadCancelled(EncoderUnavailable):
+    """The user cancelled a weights download; the offline encoder runs instead."""

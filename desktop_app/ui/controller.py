@@ -112,6 +112,7 @@ class SearchController(QObject):
         self.last_summary: IndexSummary | None = None
         self.search_seconds = 0.0
         self.has_text = False
+        self.running_encoder, self.encoder_warning = "", ""
         self.top_k = self.settings.top_k
         # the toolbar's slider has whole hundredths from 0: the threshold a query gets
         self.threshold = round(max(0.0, self.settings.threshold) * 100) / 100
@@ -413,6 +414,8 @@ class SearchController(QObject):
         gc.collect()
         gc.freeze()
         self.has_text = self.library.encoder.has_text
+        # what Settings shows: the encoder that runs, and why it is not the configured one
+        self.running_encoder, self.encoder_warning = description, warning
         self.encoder_ready.emit(description, self.has_text)
         if warning:
             self.message.emit(warning, 15000)

@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Callable
 from types import TracebackType
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
+    QLabel,
     QLineEdit,
     QMessageBox,
     QPushButton,
@@ -47,9 +48,19 @@ MODEL_CHOICES = [
 
 
 class SettingsDialog(QDialog):
-    def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        parent: QWidget | None = None,
+        running: str = "",
+        why: str = "",
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
+        # the encoder actually running (a fallback when the configured one cannot load)
+        self.running = QLabel(describe_running(settings.model, running, why))
+        self.running.setWordWrap(True)
+        self.running.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.model = QComboBox()
         self.model.setEditable(True)
         self.model.addItems(MODEL_CHOICES)
@@ -86,6 +97,7 @@ class SettingsDialog(QDialog):
         self.regions.setChecked(settings.regions_enabled)
         form = QFormLayout()
         form.addRow("Encoder", model_row)
+        form.addRow("Running", self.running)
         form.addRow("Device", self.device)
         form.addRow("Batch size", self.batch)
         form.addRow("Default threshold", self.threshold)
@@ -125,6 +137,15 @@ class SettingsDialog(QDialog):
         s.regions_enabled = self.regions.isChecked()
         s.validate()
         return s
+
+
+def describe_running(configured: str, running: str, why: str) -> str:
+    """The running encoder, and why it is not the configured one when it is not."""
+    if not running:
+        return "loading…"
+    if why:
+        return f"{running}, not {configured}: {why}"
+    return running
 
 
 class FailuresDialog(QDialog):

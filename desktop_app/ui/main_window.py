@@ -211,7 +211,8 @@ class MainWindow(QMainWindow):
         return dialog
 
     def open_settings(self) -> None:
-        dialog = SettingsDialog(self.controller.settings, self)
+        c = self.controller
+        dialog = SettingsDialog(c.settings, self, c.running_encoder, c.encoder_warning)
         if dialog.exec():
             self.controller.apply_settings(dialog.result_settings())
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt
 
+from desktop_app.ui.download import DownloadDialog, DownloadMonitor
 from desktop_app.ui.duplicates_view import DuplicateReviewDialog, Trash
 from desktop_app.ui.filter_bar import FilterBar
 from desktop_app.ui.tasks import BackgroundCalls
@@ -38,6 +39,12 @@ class WindowFeatures(QObject):
         tb.sort_reversed.connect(c.set_sort_reversed)
         tb.hide_query_file.connect(c.set_hide_query_file)
         tb.duplicates_action.triggered.connect(self.open_duplicates)
+        # a CLIP download (chosen in Settings) reports here and can be cancelled
+        self.download = DownloadMonitor(self)
+        self.download_dialog: DownloadDialog | None = None
+        c.worker.download_progress = self.download.report
+        self.download.progressed.connect(self._download_progressed)
+        c.encoder_ready.connect(self._download_over)
 
     def open_duplicates(self) -> DuplicateReviewDialog:
         """One review window at a time; a second click brings it forward."""
@@ -54,6 +61,20 @@ class WindowFeatures(QObject):
         self.duplicates = dialog
         dialog.show()
         return dialog
+
+    def _download_progressed(self, done: int, total: int, description: str) -> None:
+        # every report comes through here, so none is lost before the dialog exists
+        if self.download_dialog is None:
+            self.download_dialog = DownloadDialog(self.download, self.window)
+        self.download_dialog.show_progress(done, total, description)
+
+    def _download_over(self) -> None:
+        """The encoder loaded (downloaded, or the fallback after a cancel or a failure)."""
+        if self.download_dialog is not None:
+            self.download_dialog.close()
+            self.download_dialog.deleteLater()
+            self.download_dialog = None
+        self.download.reset()
 
     def _closed(self) -> None:
         self.duplicates = None

@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 from PySide6.QtCore import QObject, QThread, Signal
@@ -21,6 +21,9 @@ from PySide6.QtCore import QObject, QThread, Signal
 from desktop_app.engine.errors import DesktopAppError
 from desktop_app.engine.indexer import IndexSummary, Progress
 from desktop_app.engine.library import EncoderSlot, Library
+
+if TYPE_CHECKING:  # clip.py imports torch: the worker module must not, at start
+    from desktop_app.engine.encoders.clip import DownloadProgress
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,8 @@ class IndexWorker(QObject):
         super().__init__()
         self.library = library
         self._jobs: queue.Queue[Job | None] = queue.Queue()
+        # set by the controller: called on this worker's thread while weights download
+        self.download_progress: DownloadProgress | None = None
         self.cancel = threading.Event()
         self.resume = threading.Event()
         self.resume.set()
@@ -178,7 +183,8 @@ class IndexWorker(QObject):
         elif isinstance(job, ForgetJob):
             lib.forget(job.folder)
         elif isinstance(job, ReindexJob):
-            slot = EncoderSlot(job.model, lib.settings)
+            # a first-run CLIP download reports (and can be cancelled) through this
+            slot = EncoderSlot(job.model, lib.settings, progress=self.download_progress)
             slot.get()
             self._index(lib.index((), self.cancel, slot=slot))
             if lib.slot is slot:  # completed: the new encoder serves searches now

@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import socket
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from PIL import Image
 
 from desktop_app.engine.encoders.base import Encoder, l2_normalise
 from desktop_app.engine.encoders.device import default_batch_size, inference
-from desktop_app.engine.errors import EncoderUnavailable, UnknownModel
+from desktop_app.engine.errors import DownloadCancelled, EncoderUnavailable, UnknownModel
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,8 @@ def _download(repo_id: str, filenames: Sequence[str], progress: DownloadProgress
                 repo_id, name, etag_timeout=DOWNLOAD_TIMEOUT_S, tqdm_class=tqdm_class
             )
             return Path(got)
+        except DownloadCancelled:
+            raise  # the user said stop: no next name
         except Exception as exc:  # network, 404, auth: try the next name, report all
             errors.append(f"{name}: {type(exc).__name__}")
     raise EncoderUnavailable(
@@ -176,6 +179,22 @@ def _download(repo_id: str, filenames: Sequence[str], progress: DownloadProgress
         f"({'; '.join(errors)}). Connect to the internet once, or pass a local weights "
         "file as ARCH:/path/to/weights."
     )
+
+
+def cancellable(progress: DownloadProgress | None, cancel: threading.Event) -> DownloadProgress:
+    """``progress`` that raises :class:`DownloadCancelled` once ``cancel`` is set: the
+    download stops at its next chunk, on whichever thread runs it, and the caller falls
+    back to the offline encoder with the reason."""
+
+    def report(done: int, total: int, description: str) -> None:
+        if cancel.is_set():
+            raise DownloadCancelled(
+                "the download of the CLIP weights was cancelled"
+            )
+        if progress is not None:
+            progress(done, total, description)
+
+    return report
 
 
 def _progress_tqdm(progress: DownloadProgress) -> Any:
