@@ -119,11 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--threshold", type=float, default=None, help="minimum similarity (default: the preset's)"
     )
 
-    ev = sub.add_parser(
+    ev = sub.add_parser(  # no --data-dir: it indexes into a temporary library of its own
         "eval",
-        parents=[common, model, as_json],
+        parents=[model, as_json],
         help="retrieval metrics on a folder whose sub-folders are labels",
     )
+    ev.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
     ev.add_argument("folder", type=Path, metavar="FOLDER")
     ev.add_argument("--k", type=int, default=10, help="cut-off rank for the @k metrics")
 
