@@ -188,9 +188,7 @@ def cancellable(progress: DownloadProgress | None, cancel: threading.Event) -> D
 
     def report(done: int, total: int, description: str) -> None:
         if cancel.is_set():
-            raise DownloadCancelled(
-                "the download of the CLIP weights was cancelled"
-            )
+            raise DownloadCancelled("the download of the CLIP weights was cancelled")
         if progress is not None:
             progress(done, total, description)
 
