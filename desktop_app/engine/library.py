@@ -481,9 +481,10 @@ class Library:
         top_k: int | None = None,
         threshold: float | None = None,
         region: Box | None = None,
+        result_filter: ResultFilter = NO_FILTER,
     ) -> list[SearchResult]:
         """Files most like an image or a region of it: full and partial matches."""
-        return _last_stage(self.image_stages(source, top_k, threshold, region))
+        return _last_stage(self.image_stages(source, top_k, threshold, region, result_filter))
 
     def search_similar(
         self, path: Path | str, top_k: int | None = None, threshold: float | None = None
