@@ -76,7 +76,8 @@ def main() -> None:
                     counts.append(n)
     ratio = median(filtered) / median(plain)
     print(
-        f"\nsearch latency with a result filter: {args.n} images, {len(queries)} queries, {args.model}"
+        f"\nsearch latency with a result filter: {args.n} images, "
+        f"{len(queries)} queries, {args.model}"
     )
     report(
         "bench_filters",
