@@ -48,8 +48,7 @@ def main() -> None:
         for p in lib.index([lib_dir]):
             if p.summary:
                 print(
-                    f"  index: {p.summary.embedded} embedded, "
-                    f"{time.perf_counter() - started:.0f} s"
+                    f"  index: {p.summary.embedded} embedded, {time.perf_counter() - started:.0f} s"
                 )
         widths = [r.width or 0 for r in lib.catalog.files_under(str(lib_dir.resolve())).values()]
         cut = int(statistics.median(widths))
