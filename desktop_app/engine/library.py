@@ -29,6 +29,7 @@ from desktop_app.engine.analysis import (
     RegionScheme,
 )
 from desktop_app.engine.catalog import Catalog
+from desktop_app.engine.cleanup import NO_CLEANUP, Cleanup
 from desktop_app.engine.duplicate_review import TrashReport, trash_files
 from desktop_app.engine.duplicates import DuplicateGroup, DuplicateProgress, find_duplicates
 from desktop_app.engine.encoders import DownloadProgress, Encoder, load_with_fallback
@@ -422,16 +423,20 @@ class Library:
         threshold: float | None = None,
         region: Box | None = None,
         result_filter: ResultFilter = NO_FILTER,
+        cleanup: Cleanup = NO_CLEANUP,
     ) -> list[Stage]:
         """Search by an image (path, encoded bytes or Pillow image), or a region of it, in
-        two stages: full-image matches (fast), then with partial matches merged in."""
+        two stages: full-image matches (fast), then with partial matches merged in.
+        ``cleanup`` removes text overlays and/or enhances the query first (cleanup.py)."""
         k, t = self._limits(top_k, threshold)
         encoder_id = self._ready()
         search = PartialSearch(self.catalog, self.store, encoder_id, result_filter=result_filter)
         state: dict[str, QueryFeatures] = {}
 
         def full() -> list[SearchResult]:
-            q = image_query(self.encoder, source, region, self.settings.max_megapixels)
+            q = image_query(
+                self.encoder, source, region, self.settings.max_megapixels, cleanup
+            )
             state["q"] = q
             return search.full(q, k, t)
 
@@ -482,9 +487,11 @@ class Library:
         threshold: float | None = None,
         region: Box | None = None,
         result_filter: ResultFilter = NO_FILTER,
+        cleanup: Cleanup = NO_CLEANUP,
     ) -> list[SearchResult]:
         """Files most like an image or a region of it: full and partial matches."""
-        return _last_stage(self.image_stages(source, top_k, threshold, region, result_filter))
+        stages = self.image_stages(source, top_k, threshold, region, result_filter, cleanup)
+        return _last_stage(stages)
 
     def search_similar(
         self, path: Path | str, top_k: int | None = None, threshold: float | None = None

@@ -10,6 +10,7 @@ from PIL import Image, ImageOps
 
 from desktop_app.engine.analysis import KEYPOINTS, TINY
 from desktop_app.engine.catalog import Catalog
+from desktop_app.engine.cleanup import NO_CLEANUP, Cleanup, clean_query
 from desktop_app.engine.colour import query_small, tiny_from_bytes
 from desktop_app.engine.encoders import Encoder
 from desktop_app.engine.errors import DesktopAppError, NotIndexed
@@ -34,11 +35,12 @@ def image_query(
     source: ImageSource,
     region: Box | None = None,
     max_megapixels: float = 100.0,
+    cleanup: Cleanup = NO_CLEANUP,
 ) -> QueryFeatures:
     """Embed the query (and its mirror image: flipped copies match too) right away; the
     windows and keypoints for partial matching when the partial stage asks."""
     loaded = load_image(source, max_side=QUERY_SIDE, max_megapixels=max_megapixels)
-    image, size = loaded.image, (loaded.width, loaded.height)
+    image, size = clean_query(loaded.image, cleanup), (loaded.width, loaded.height)
     if region is not None:
         image, size = crop_region(image, region, loaded.scale, size)
     mirror = ImageOps.mirror(image)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
+from desktop_app.engine.cleanup import NO_CLEANUP, Cleanup
 from desktop_app.engine.errors import DesktopAppError
 from desktop_app.engine.filters import NO_FILTER, ResultFilter
 from desktop_app.engine.library import Library
@@ -41,11 +42,14 @@ class Query:
     top_k: int = 50
     threshold: float = 0.0
     result_filter: ResultFilter = NO_FILTER  # applied by the engine after the store lookup
+    cleanup: Cleanup = NO_CLEANUP  # text removal / enhancement of the query image
 
     def describe(self) -> str:
         base = self.label or self.text or (Path(self.path).name if self.path else "image")
         if self.region:
             base += " (region)"
+        if self.cleanup.active:
+            base += f" ({self.cleanup.describe()})"
         return base
 
 
@@ -102,7 +106,9 @@ def run_query(library: Library, q: Query) -> list[Stage]:
     if q.kind == "url" and q.data is None:
         q.data = fetch_url(q.text or "")
     source: Path | bytes = q.data if q.data is not None else Path(q.path or "")
-    return library.image_stages(source, q.top_k, q.threshold, region=q.region, result_filter=f)
+    return library.image_stages(
+        source, q.top_k, q.threshold, region=q.region, result_filter=f, cleanup=q.cleanup
+    )
 
 
 def fetch_url(url: str) -> bytes:
