@@ -28,7 +28,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import OUT, copy_photos, real_photos, report  # noqa: E402
 
-WORDS = ["when", "you", "finally", "find", "the", "perfect", "outfit", "but", "it", "is", "sold", "out", "again", "monday", "mood"]
+WORDS = [
+    "when",
+    "you",
+    "finally",
+    "find",
+    "the",
+    "perfect",
+    "outfit",
+    "but",
+    "it",
+    "is",
+    "sold",
+    "out",
+    "again",
+    "monday",
+    "mood",
+]
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 
 

@@ -518,3 +518,61 @@ def test_download_progress_shows_size_and_can_be_cancelled(
     # the encoder came up (here: it already had): the dialog goes, the next download may run
     window.controller.encoder_ready.emit("efficientnet-lite0", False)
     assert features.download_dialog is None and not features.download.cancel.is_set()
+
+
+# -- query clean-up --------------------------------------------------------------------------
+
+
+def _captioned(photo: Path) -> Image.Image:
+    from PIL import ImageDraw, ImageFont
+
+    with Image.open(photo) as im:
+        out = im.convert("RGB")
+    out.thumbnail((800, 800))
+    draw = ImageDraw.Draw(out)
+    font = ImageFont.load_default(size=max(14, out.height // 10))
+    draw.text(
+        (10, 8), "SOLD OUT AGAIN", font=font, fill="white", stroke_width=3, stroke_fill="black"
+    )
+    return out
+
+
+def test_cleanup_finds_overlaid_text_and_brightens_dark_photos(photos: Path) -> None:
+    import numpy as np
+    from PIL import ImageEnhance
+
+    from desktop_app.engine.cleanup import Cleanup, clean_query, enhance, text_mask
+
+    photo = sorted(photos.glob("*.jpg"))[0]
+    captioned = _captioned(photo)
+    mask = text_mask(captioned)
+    top = mask[: captioned.height // 4]
+    assert (top > 0).mean() > 0.05  # the caption's band
+    assert (mask[captioned.height // 2 :] > 0).mean() < 0.01  # not the photo below it
+    with Image.open(photo) as im:
+        plain = im.convert("RGB")
+    assert (text_mask(plain) > 0).mean() < 0.01
+    cleaned = clean_query(captioned, Cleanup(remove_text=True))
+    assert cleaned.size == captioned.size
+    before = np.asarray(captioned, np.float32)
+    after = np.asarray(cleaned, np.float32)
+    assert np.abs(before - after)[mask == 0].max() == 0  # only the text area is painted
+    dark = ImageEnhance.Brightness(plain).enhance(0.25)
+    assert np.asarray(enhance(dark)).mean() > np.asarray(dark).mean() + 20
+    assert clean_query(plain, Cleanup()) is plain
+
+
+def test_cleanup_toggles_rerun_the_query_and_show_the_cleaned_image(
+    window: MainWindow, indexed: Path, qtbot: QtBot, tmp_path: Path
+) -> None:
+    query = tmp_path / "meme.jpg"
+    _captioned(sorted(indexed.glob("*.jpg"))[0]).save(query)
+    with qtbot.waitSignal(window.controller.query_image, timeout=TIMEOUT) as plain:
+        search(qtbot, window, lambda: window.search_file(query))
+    assert window.current is not None and not window.current.cleanup.active
+    with qtbot.waitSignal(window.controller.query_image, timeout=TIMEOUT) as cleaned:
+        search(qtbot, window, lambda: window.side.remove_text.setChecked(True))
+    assert window.current is not None and window.current.cleanup.remove_text
+    assert "text removed" in window.side.query_label.full_text()
+    assert cleaned.args[0] != plain.args[0]  # the panel shows the cleaned query
+    assert not window.controller.history.can_back()  # a toggle is not a new query

@@ -5,10 +5,12 @@ Text removal is classical, because OpenCV's EAST/DB text detectors need model fi
 app does not ship. Overlay captions are drawn in extreme values against an outline or a
 plain band (white on black, black on white); such stroke pixels are marked, a wide
 closing joins letters into lines, and connected regions shaped like lines of text (wide,
-short, densely stroked) become a mask — the strokes themselves, widened — that
+short, densely stroked) become a mask (the strokes themselves, widened) that
 ``cv2.inpaint`` fills from the surroundings. Text printed in mid-tones (a label on a
-product) is left alone on purpose. Enhancement equalises contrast locally (CLAHE on the lightness), lifts
-a dark image's brightness with a gamma curve, and sharpens slightly (PIL ImageEnhance).
+product) is left alone on purpose.
+
+Enhancement equalises contrast locally (CLAHE on the lightness), lifts a dark image's
+brightness with a gamma curve, and sharpens slightly (PIL ImageEnhance).
 
 Whether each step helps retrieval is measured by ``bench/bench_cleanup.py``; the app's
 defaults follow that measurement (see the README). Pure functions on Pillow images: any
@@ -49,6 +51,8 @@ class Cleanup:
 
 
 NO_CLEANUP = Cleanup()
+# what a new query gets in the window, set by bench/bench_cleanup.py's measurement
+DEFAULT_CLEANUP = NO_CLEANUP
 
 
 def clean_query(image: Image.Image, cleanup: Cleanup) -> Image.Image:

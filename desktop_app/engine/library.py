@@ -434,9 +434,7 @@ class Library:
         state: dict[str, QueryFeatures] = {}
 
         def full() -> list[SearchResult]:
-            q = image_query(
-                self.encoder, source, region, self.settings.max_megapixels, cleanup
-            )
+            q = image_query(self.encoder, source, region, self.settings.max_megapixels, cleanup)
             state["q"] = q
             return search.full(q, k, t)
 

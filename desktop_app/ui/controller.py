@@ -27,6 +27,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal
 from PySide6.QtGui import QImage
 
+from desktop_app.engine.cleanup import DEFAULT_CLEANUP, NO_CLEANUP, Cleanup
 from desktop_app.engine.filters import NO_FILTER, ResultFilter
 from desktop_app.engine.imageio import Source
 from desktop_app.engine.indexer import IndexSummary
@@ -118,6 +119,7 @@ class SearchController(QObject):
         self.threshold = round(max(0.0, self.settings.threshold) * 100) / 100
         self.thumb_size = self.settings.thumbnail_size
         self.result_filter: ResultFilter = NO_FILTER  # the filter bar's choice
+        self.cleanup: Cleanup = DEFAULT_CLEANUP  # the side panel's clean-up toggles
         self.hide_query_file = False  # leave the query's own file out of its results
         self.ignored_failures: set[str] = set()  # hidden from the failures dialog
         self._unrecorded: Query | None = None  # enters the history once it has results
@@ -221,6 +223,8 @@ class SearchController(QObject):
     def _start(self, q: Query, record: bool = True, reload_preview: bool = True) -> None:
         self.current = q
         q.result_filter = self._filter_for(q)
+        # clean-up applies to images the user brings, not to indexed files (Find similar)
+        q.cleanup = self.cleanup if q.kind in ("image", "url") else NO_CLEANUP
         # a query enters the history with its first results: a rejected one (unreadable
         # image, failed download) is never stepped back to
         self._unrecorded = q if record else None
@@ -251,8 +255,11 @@ class SearchController(QObject):
             if self.current is q:  # a newer query's image must not be replaced by this one
                 self.query_image.emit(got.image, q.region, got.full_size)
 
+        cleanup = q.cleanup
         self.calls.call(
-            lambda: load_qimage(source, max_side=QUERY_PREVIEW_SIDE), shown, self.query_hint.emit
+            lambda: load_qimage(source, max_side=QUERY_PREVIEW_SIDE, cleanup=cleanup),
+            shown,
+            self.query_hint.emit,
         )
 
     def _show_results(self, q: Query, results: list[SearchResult], seconds: float) -> None:
@@ -284,6 +291,16 @@ class SearchController(QObject):
         if result_filter != self.result_filter:
             self.result_filter = result_filter
             self.rerun()
+
+    def set_cleanup(self, cleanup: Cleanup) -> None:
+        """The clean-up toggles changed: the current image query runs again, cleaned, and
+        the query panel shows the cleaned image."""
+        if cleanup == self.cleanup:
+            return
+        self.cleanup = cleanup
+        q = self.current
+        if q is not None and q.kind in ("image", "url"):
+            self._start(replace(q, top_k=self.top_k, threshold=self.threshold), record=False)
 
     def set_hide_query_file(self, hide: bool) -> None:
         if hide != self.hide_query_file:

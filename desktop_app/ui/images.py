@@ -12,6 +12,7 @@ from PIL import Image
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice
 from PySide6.QtGui import QImage, QImageWriter
 
+from desktop_app.engine.cleanup import NO_CLEANUP, Cleanup, clean_query
 from desktop_app.engine.imageio import Source, load_image
 
 
@@ -21,11 +22,15 @@ class LoadedQImage:
     full_size: tuple[int, int]  # the original's width and height: the space regions are in
 
 
-def load_qimage(source: Source, max_side: int | None = None) -> LoadedQImage:
-    """Decode ``source`` (a file, encoded bytes) for display. Off the GUI thread only:
-    it may decode a full-size photo. Raises ImageLoadError with a readable reason."""
+def load_qimage(
+    source: Source, max_side: int | None = None, cleanup: Cleanup = NO_CLEANUP
+) -> LoadedQImage:
+    """Decode ``source`` (a file, encoded bytes) for display, cleaned up as a query is
+    when ``cleanup`` says so. Off the GUI thread only: it may decode a full-size photo.
+    Raises ImageLoadError with a readable reason."""
     loaded = load_image(source, max_side=max_side)
-    return LoadedQImage(pil_to_qimage(loaded.image), (loaded.width, loaded.height))
+    image = clean_query(loaded.image, cleanup)
+    return LoadedQImage(pil_to_qimage(image), (loaded.width, loaded.height))
 
 
 def pil_to_qimage(im: Image.Image) -> QImage:

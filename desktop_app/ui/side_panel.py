@@ -11,6 +11,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
+    QCheckBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -19,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop_app.engine.cleanup import Cleanup
 from desktop_app.ui.folders import FolderPanel
 from desktop_app.ui.query_panel import DropZone
 from desktop_app.ui.widgets import FittingLabel
@@ -26,6 +28,7 @@ from desktop_app.ui.widgets import FittingLabel
 
 class SidePanel(QWidget):
     text_search = Signal(str)  # the typed description, on Enter or the Search button
+    cleanup_changed = Signal(object)  # Cleanup: the query clean-up toggles
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -37,6 +40,16 @@ class SidePanel(QWidget):
         self.text_button = QPushButton("Search")
         self.text_button.setEnabled(False)
         self.folders = FolderPanel()
+        self.remove_text = QCheckBox("Remove text overlays")
+        self.remove_text.setToolTip("Captions on screenshots and memes are painted out first")
+        self.enhance = QCheckBox("Enhance")
+        self.enhance.setToolTip("Contrast, brightness and sharpness for dark or flat photos")
+        cleanup_row = QHBoxLayout()
+        cleanup_row.addWidget(self.remove_text)
+        cleanup_row.addWidget(self.enhance)
+        cleanup_row.addStretch(1)
+        for box in (self.remove_text, self.enhance):
+            box.toggled.connect(self._cleanup_toggled)
         # Ctrl+V anywhere in the window pastes a query image (a window-wide shortcut)
         self.paste_action = QAction("Paste", self)
         self.paste_action.setShortcut(QKeySequence.StandardKey.Paste)
@@ -48,6 +61,7 @@ class SidePanel(QWidget):
         layout.addWidget(QLabel("<b>Query</b>"))
         layout.addWidget(self.drop_zone, 3)
         layout.addWidget(self.query_label)
+        layout.addLayout(cleanup_row)
         layout.addLayout(text_row)
         layout.addSpacing(8)
         layout.addWidget(self.folders, 2)
@@ -73,6 +87,18 @@ class SidePanel(QWidget):
             ""
             if available
             else f"{encoder} has no text tower; choose a CLIP model in Settings to search by text."
+        )
+
+    def set_cleanup(self, cleanup: Cleanup) -> None:
+        """Show these toggles without announcing them as the user's change."""
+        self.blockSignals(True)
+        self.remove_text.setChecked(cleanup.remove_text)
+        self.enhance.setChecked(cleanup.enhance)
+        self.blockSignals(False)
+
+    def _cleanup_toggled(self, _on: bool) -> None:
+        self.cleanup_changed.emit(
+            Cleanup(remove_text=self.remove_text.isChecked(), enhance=self.enhance.isChecked())
         )
 
     def _text_entered(self) -> None:

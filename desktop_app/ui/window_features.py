@@ -39,6 +39,8 @@ class WindowFeatures(QObject):
         tb.sort_reversed.connect(c.set_sort_reversed)
         tb.hide_query_file.connect(c.set_hide_query_file)
         tb.duplicates_action.triggered.connect(self.open_duplicates)
+        window.side.set_cleanup(c.cleanup)
+        window.side.cleanup_changed.connect(c.set_cleanup)
         # a CLIP download (chosen in Settings) reports here and can be cancelled
         self.download = DownloadMonitor(self)
         self.download_dialog: DownloadDialog | None = None
