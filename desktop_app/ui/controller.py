@@ -19,7 +19,6 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal
 from PySide6.QtGui import QImage
 
-from desktop_app.engine.cleanup import DEFAULT_CLEANUP, NO_CLEANUP, Cleanup
-from desktop_app.engine.filters import NO_FILTER, ResultFilter
+from desktop_app.engine.cleanup import NO_CLEANUP
 from desktop_app.engine.imageio import Source
 from desktop_app.engine.indexer import IndexSummary
 from desktop_app.engine.library import Library
@@ -36,6 +34,7 @@ from desktop_app.engine.scanner import folder_has_images, is_within
 from desktop_app.engine.search import SearchResult
 from desktop_app.engine.settings import Settings
 from desktop_app.ui.collector import GuiThreadCollector
+from desktop_app.ui.controller_features import FeatureSlots
 from desktop_app.ui.geometry import Region
 from desktop_app.ui.history import QueryHistory
 from desktop_app.ui.images import LoadedQImage, load_qimage
@@ -68,7 +67,7 @@ class Page(IntEnum):
     NO_RESULTS = 3
 
 
-class SearchController(QObject):
+class SearchController(FeatureSlots, QObject):
     query_described = Signal(str)  # one line on the current query and its state
     query_image = Signal(object, object, object)  # QImage | None, region | None, full size
     query_hint = Signal(str)  # shown where the query image goes (text query, load error)
@@ -118,10 +117,7 @@ class SearchController(QObject):
         # the toolbar's slider has whole hundredths from 0: the threshold a query gets
         self.threshold = round(max(0.0, self.settings.threshold) * 100) / 100
         self.thumb_size = self.settings.thumbnail_size
-        self.result_filter: ResultFilter = NO_FILTER  # the filter bar's choice
-        self.cleanup: Cleanup = DEFAULT_CLEANUP  # the side panel's clean-up toggles
-        self.hide_query_file = False  # leave the query's own file out of its results
-        self.ignored_failures: set[str] = set()  # hidden from the failures dialog
+        self._init_features()
         self._unrecorded: Query | None = None  # enters the history once it has results
         self._watch = False
         self._shut = False
@@ -279,69 +275,6 @@ class SearchController(QObject):
         self.query_described.emit(f"{q.describe()}: {message}")
         self.message.emit(message, 8000)
 
-    # -- filters, regions, sorting (the window's feature bar) --------------------------
-    def _filter_for(self, q: Query) -> ResultFilter:
-        own = q.path if self.hide_query_file and q.kind in ("image", "similar") else None
-        if own is None:
-            return self.result_filter
-        return replace(self.result_filter, exclude_paths=frozenset({own}))
-
-    def set_filter(self, result_filter: ResultFilter) -> None:
-        """The filter bar changed: the current query runs again with it."""
-        if result_filter != self.result_filter:
-            self.result_filter = result_filter
-            self.rerun()
-
-    def set_cleanup(self, cleanup: Cleanup) -> None:
-        """The clean-up toggles changed: the current image query runs again, cleaned, and
-        the query panel shows the cleaned image."""
-        if cleanup == self.cleanup:
-            return
-        self.cleanup = cleanup
-        q = self.current
-        if q is not None and q.kind in ("image", "url"):
-            self._start(replace(q, top_k=self.top_k, threshold=self.threshold), record=False)
-
-    def set_hide_query_file(self, hide: bool) -> None:
-        if hide != self.hide_query_file:
-            self.hide_query_file = hide
-            self.rerun()
-
-    def clear_region(self) -> None:
-        """Search by the whole query image again (Esc or the button on the query)."""
-        q = self.current
-        if q is None or q.region is None:
-            return
-        whole = replace(q, region=None)
-        self._start(whole, reload_preview=False)
-        self.query_image_region_cleared.emit()
-
-    def set_sort_reversed(self, reverse: bool) -> None:
-        self.model.set_reversed(reverse)
-
-    def copy_path(self, path: str, deliver: Callable[[str], None]) -> None:
-        deliver(path)
-        self.message.emit(f"Copied the path of {Path(path).name}", 4000)
-
-    def retry_failed(self, path: str) -> None:
-        """Index one failed file again (it may have been fixed or finished copying)."""
-        self.ignored_failures.discard(path)
-        self.worker.submit(IndexJob([path], add=False))
-        self.message.emit(f"Retrying {Path(path).name}…", 4000)
-
-    def ignore_failed(self, path: str) -> None:
-        self.ignored_failures.add(path)
-
-    def failures(self) -> list[dict[str, str]]:
-        shown = self.last_status.get("failures", [])
-        return [f for f in shown if f["path"] not in self.ignored_failures]
-
-    def reindex_paths(self, paths: list[str]) -> None:
-        """Bring the catalog and index up to date for paths changed outside the worker
-        (files moved to the trash by the duplicate review)."""
-        if paths:
-            self.worker.submit(IndexJob(paths, add=False))
-
     def page(self) -> Page:
         if not self.roots and self.model.rowCount() == 0:
             return Page.EMPTY_LIBRARY
@@ -382,17 +315,6 @@ class SearchController(QObject):
         known = [str(r["path"]) for r in self.roots]
         if path not in known:
             self._set_roots([{"path": p, "online": True} for p in [*known, path]])
-
-    def _said_empty(self, path: str) -> Callable[[bool], None]:
-        def said(has_images: bool) -> None:
-            if not has_images:
-                self.message.emit(
-                    f"{path} has no images yet ({', '.join(self.settings.file_types)}); "
-                    "it is watched, and images added later are indexed.",
-                    10000,
-                )
-
-        return said
 
     def remove_folder(self, folder: str) -> None:
         self.worker.submit(ForgetJob(folder))
