@@ -189,6 +189,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 2
     region = parse_region(args.region) if args.region else None
     with _open_library(args) as lib:
+        # this process holds the data dir's lock and is its writer: searches only read,
+        # so a store that lags the catalog (a crash between the two writes) is caught up here
+        lib.sync_store()
         queries: list[tuple[str, Any]] = []
         for image in args.images:
             queries.append(

@@ -1,9 +1,24 @@
 """The library: one data dir's catalog, vector index and encoder, behind one facade
 used by the command line, the desktop window and the tests.
 
-Threads: the thread that calls :meth:`Library.index` is the only writer. Searches may
-run on other threads at the same time (the catalog gives each thread its own SQLite
-connection; Chroma reads are thread-safe).
+Ownership (who may call what, from which thread):
+
+- **One writer.** The thread that calls :meth:`Library.index`, :meth:`forget` or
+  :meth:`sync_store` is the only writer of the catalog and the vector store; in the
+  window that is the indexing worker (``ui/worker.py``), in the CLI the main thread.
+  It also replaces :attr:`slot` when a re-index for another encoder completes.
+- **Searches only read.** ``image_stages``/``similar_stages``/``search_*`` may run on
+  any thread at the same time as the writer. They never write: they do not sync the
+  store (the writer does that when the encoder loads and after each run), and a store
+  that lags the catalog answers with what it has until then.
+- **One encoder per search.** A search reads :attr:`slot` once, at its start, and
+  embeds and compares with that slot's encoder and id only: the writer's swap to a new
+  encoder is one reference assignment, so a search sees the old pair or the new one,
+  never a mix (a query embedded by one model and compared in the other's collection).
+- **Settings.** The writer gets its own copy of the settings per job (``settings=`` of
+  :meth:`index`); an :class:`EncoderSlot` copies what it needs when it is made. The
+  object in :attr:`settings` belongs to the thread that owns the library (the GUI
+  thread in the window), which replaces it rather than changing it in place.
 """
 
 from __future__ import annotations
@@ -54,7 +69,8 @@ class EncoderSlot:
 
     def __init__(self, spec: str, settings: Settings, progress: DownloadProgress | None = None):
         self.spec = spec
-        self._settings = settings
+        # copied now: the settings object may change on another thread before the load
+        self._device, self._batch_size = settings.device, settings.batch_size
         self._progress = progress
         self._encoder: Encoder | None = None
         self.warning: str | None = None
@@ -73,9 +89,7 @@ class EncoderSlot:
     def get(self) -> Encoder:
         with self._lock:
             if self._encoder is None:
-                got = load_with_fallback(
-                    self.spec, self._settings.device, self._settings.batch_size, self._progress
-                )
+                got = load_with_fallback(self.spec, self._device, self._batch_size, self._progress)
                 self._encoder, self.warning = got.encoder, got.warning
             return self._encoder
 
@@ -102,7 +116,6 @@ class Library:
             raise
         spec = model or self.catalog.get_meta("active_model") or self.settings.model
         self.slot = EncoderSlot(spec, self.settings, progress)
-        self._synced: set[str] = set()
 
     @classmethod
     def open(cls, data_dir: Path | str | None = None, **kwargs: Any) -> Library:
@@ -128,12 +141,17 @@ class Library:
     def encoder_id(self) -> str:
         return self.slot.id
 
-    def make_analyser(self, encoder: Encoder | None = None, regions: bool = False) -> Analyser:
+    def make_analyser(
+        self,
+        encoder: Encoder | None = None,
+        regions: bool = False,
+        settings: Settings | None = None,
+    ) -> Analyser:
         encoder = encoder or self.encoder
         thumbnails = self.dirs.thumbnails
         if not regions:
             return Analyser(encoder, thumbnails)
-        s = self.settings
+        s = settings or self.settings
         scheme = RegionScheme(s.region_scale, s.region_grid, s.region_keypoints)
         return RegionAnalyser(encoder, scheme, thumbnails)
 
@@ -174,13 +192,17 @@ class Library:
         *,
         add: bool = True,
         slot: EncoderSlot | None = None,
+        settings: Settings | None = None,
     ) -> Iterator[Progress]:
         """Bring ``paths`` up to date (none: every library folder). With ``add`` they
         become library folders; without, only paths inside library folders count.
 
         With ``slot`` the library is indexed for another encoder while the current one
-        keeps serving searches; it takes over when the run completes.
+        keeps serving searches; it takes over when the run completes. ``settings`` is
+        the run's own copy (the window's worker passes a snapshot per job); without it
+        the library's settings are read as the run goes.
         """
+        s = settings or self.settings
         if paths:
             targets = [self.add_folder(p) for p in paths] if add else self.targets_for(paths)
         else:
@@ -189,18 +211,18 @@ class Library:
         encoder_id = slot.id
         self.sync_store(encoder_id)
 
-        regions = self.settings.regions_enabled
+        regions = s.regions_enabled
 
         def analyser() -> Analyser:
-            return self.make_analyser(slot.get(), regions)
+            return self.make_analyser(slot.get(), regions, s)
 
         indexer = Indexer(
             self.catalog,
             self.store,
             analyser,
             encoder_id,
-            extensions=self.settings.file_types,
-            max_megapixels=self.settings.max_megapixels,
+            extensions=s.file_types,
+            max_megapixels=s.max_megapixels,
             skip_dirs=[self.dirs.data, self.dirs.cache],
             cancel=cancel,
             required_features=REGION_FEATURES if regions else (),
@@ -208,13 +230,14 @@ class Library:
         for progress in indexer.run(targets):
             if progress.summary is not None and not progress.summary.cancelled:
                 self.catalog.set_meta("active_model", slot.spec)
-                self.slot = slot
+                self.slot = slot  # one assignment: searches see the old pair or the new
             yield progress
 
     def sync_store(self, encoder_id: str | None = None) -> int:
         """Make the vector index match the catalog (after a crash between the two writes,
         or when the index folder was deleted); returns how many vectors were re-added.
-        Nothing is re-embedded: the catalog holds every vector."""
+        Nothing is re-embedded: the catalog holds every vector. It writes: the writer
+        calls it (the window's worker when the encoder loads, the CLI before a search)."""
         encoder_id = encoder_id or self.encoder_id
         added = 0
         for (enc, kind), n in self.catalog.vector_counts().items():
@@ -239,7 +262,6 @@ class Library:
                     kind=kind,
                 )
             added += len(missing)
-        self._synced.add(encoder_id)
         return added
 
     def forget(self, path: Path | str) -> int:
@@ -263,11 +285,11 @@ class Library:
         return removed
 
     # -- searching --------------------------------------------------------------------
-    def _ready(self) -> str:
-        encoder_id = self.encoder_id
-        if encoder_id not in self._synced:
-            self.sync_store(encoder_id)
-        return encoder_id
+    def _search_slot(self) -> tuple[EncoderSlot, str]:
+        """The (slot, encoder id) pair a search uses from start to end, read once.
+        Nothing is written here: a search may run on any thread (see the module doc)."""
+        slot = self.slot
+        return slot, slot.id
 
     def _limits(self, top_k: int | None, threshold: float | None) -> tuple[int, float]:
         return (
@@ -285,12 +307,13 @@ class Library:
         """Search by an image (path, encoded bytes or Pillow image), or a region of it, in
         two stages: full-image matches (fast), then with partial matches merged in."""
         k, t = self._limits(top_k, threshold)
-        encoder_id = self._ready()
+        slot, encoder_id = self._search_slot()
         search = PartialSearch(self.catalog, self.store, encoder_id)
         state: dict[str, QueryFeatures] = {}
+        max_megapixels = self.settings.max_megapixels
 
         def full() -> list[SearchResult]:
-            q = image_query(self.encoder, source, region, self.settings.max_megapixels)
+            q = image_query(slot.get(), source, region, max_megapixels)
             state["q"] = q
             return search.full(q, k, t)
 
@@ -301,7 +324,7 @@ class Library:
     ) -> list[Stage]:
         """ "Find similar" for an indexed file, from its stored vectors and keypoints."""
         k, t = self._limits(top_k, threshold)
-        encoder_id = self._ready()
+        _slot, encoder_id = self._search_slot()
         q = stored_query(self.catalog, encoder_id, path)
         search = PartialSearch(self.catalog, self.store, encoder_id)
         return self._stages(
@@ -338,8 +361,8 @@ class Library:
         self, text: str, top_k: int | None = None, threshold: float | None = None
     ) -> list[SearchResult]:
         k, t = self._limits(top_k, threshold)
-        encoder_id = self._ready()
-        q = QueryFeatures(self.encoder.embed_text([text]))
+        slot, encoder_id = self._search_slot()
+        q = QueryFeatures(slot.get().embed_text([text]))
         return PartialSearch(self.catalog, self.store, encoder_id).full(q, k, t)
 
     # -- status -----------------------------------------------------------------------

@@ -19,7 +19,7 @@ def run_gui(data_dir: Path | str | None = None) -> int:
     from PySide6.QtWidgets import QApplication, QMessageBox
 
     from desktop_app.engine.library import Library
-    from desktop_app.ui.dialogs import install_excepthook
+    from desktop_app.ui.errors import install_excepthook
     from desktop_app.ui.main_window import MainWindow
 
     dirs = resolve_dirs(data_dir)
@@ -38,10 +38,12 @@ def run_gui(data_dir: Path | str | None = None) -> int:
         QMessageBox.critical(None, "desktop-app", str(exc))
         return 1
     window = MainWindow(library)
-    install_excepthook(lambda: window)
+    install_excepthook(lambda: window)  # the hooks keep the reporter alive
     window.show()
     try:
         return app.exec()
     finally:
-        window.shutdown()
-        library.close()
+        if window.shutdown():
+            library.close()
+        else:  # closing SQLite or Chroma under a running thread could corrupt them
+            log.error("a background thread is still running: the library is left open")
