@@ -40,6 +40,13 @@ def os_threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def child(first: int, last: int, photos: Path) -> None:
     """Switches first..last-1 in one window; one JSON line per switch on stdout."""
     if not os.environ.get("DISPLAY"):
@@ -98,6 +105,7 @@ def child(first: int, last: int, photos: Path) -> None:
             "self_first": bool(found[0]) and found[0][0].path == str(query),
             "open_files": open_files(),
             "threads": os_threads(),
+            "rss_mb": rss_mb(),
         }
         print(json.dumps(line), flush=True)
     clean = win.shutdown()
@@ -164,10 +172,13 @@ def main() -> None:
         ("open files after last switch", lines[-1]["open_files"], "flat"),
         ("threads after switch 2", warm["threads"], ""),
         ("threads after last switch", lines[-1]["threads"], "flat"),
+        ("memory MB after switch 2", warm["rss_mb"], ""),
+        ("memory MB after last switch", lines[-1]["rss_mb"], "flat"),
         ("clean shutdown", clean, "True"),
         ("photos", args.n, ""),
     ]
-    report("bench_switch", rows, {"open_files": [x["open_files"] for x in lines]})
+    series = {k: [x[k] for x in lines] for k in ("open_files", "threads", "rss_mb")}
+    report("bench_switch", rows, series)
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -127,6 +127,7 @@ class SearchController(QObject):
         self._shut = False
         self._clean = False  # the worker and the pools stopped in time
         self.pending_model: str | None = None  # a switch submitted, not completed yet
+        self._frozen = False  # gc.freeze() done (after the first encoder load)
         self._rerun = QTimer(self)
         self._rerun.setSingleShot(True)
         self._rerun.setInterval(RERUN_DELAY_MS)
@@ -335,9 +336,13 @@ class SearchController(QObject):
     def _on_encoder_ready(self, description: str, warning: str) -> None:
         # torch, Chroma and Qt are loaded now: move their millions of long-lived objects
         # out of the collector's sight, so a full collection (which stops every thread,
-        # this one too) scans only what the app allocates from here on.
-        gc.collect()
-        gc.freeze()
+        # this one too) scans only what the app allocates from here on. Once only: a
+        # frozen object is never collected, and each encoder switch leaves the previous
+        # encoder to be freed.
+        if not self._frozen:
+            self._frozen = True
+            gc.collect()
+            gc.freeze()
         self.has_text = self.library.encoder.has_text
         self.encoder_ready.emit(description, self.has_text)
         if warning:
