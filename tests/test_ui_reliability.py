@@ -158,6 +158,27 @@ def test_a_newer_switch_replaces_a_queued_older_one(qtbot: QtBot, library: Libra
     assert switched == [HISTOGRAM_MODEL]  # efficientnet was never loaded for nothing
 
 
+def test_a_failed_switch_says_so_and_keeps_the_current_encoder(
+    controller: SearchController, qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class BrokenSlot(EncoderSlot):
+        def get(self) -> Any:
+            raise EncoderUnavailable(f"cannot load {self.spec}: the file is damaged")
+
+    monkeypatch.setattr("desktop_app.ui.worker.EncoderSlot", BrokenSlot)
+    messages: list[str] = []
+    controller.message.connect(lambda text, _ms: messages.append(text))
+    with qtbot.waitSignal(controller.worker.switch_abandoned, timeout=TIMEOUT):
+        controller.apply_settings(replace(controller.settings, model="ViT-B-32:/x/broken.pt"))
+    assert messages[-1] == (
+        "Switching the encoder to ViT-B-32:/x/broken.pt failed: "
+        "cannot load ViT-B-32:/x/broken.pt: the file is damaged"
+    )
+    assert controller.pending_model is None
+    assert controller.settings_for_dialog().model == HISTOGRAM_MODEL
+    assert saved_model(controller.library) == HISTOGRAM_MODEL
+
+
 @pytest.mark.slow
 def test_switching_the_encoder_30_times_in_the_window(
     qtbot: QtBot, library: Library, few_photos: Path

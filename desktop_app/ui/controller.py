@@ -148,6 +148,7 @@ class SearchController(QObject):
         w.encoder_ready.connect(self._on_encoder_ready)
         w.encoder_failed.connect(self.encoder_failed)
         w.model_switched.connect(self._model_switched)
+        w.switch_abandoned.connect(self._switch_abandoned)
         self.watcher.changed.connect(lambda paths: self.worker.submit(IndexJob(paths, add=False)))
         self.watcher.root_returned.connect(lambda root: self.worker.submit(IndexJob([root])))
 
@@ -386,6 +387,12 @@ class SearchController(QObject):
         if self.pending_model == model:
             self.pending_model = None
         self._replace_settings(replace(self.settings, model=model))
+
+    def _switch_abandoned(self, model: str) -> None:
+        """A switch failed (its message says why) or was cancelled: the dialog shows the
+        encoder that answers, not one that will never come."""
+        if self.pending_model == model:
+            self.pending_model = None
 
     def _reconcile_model(self) -> None:
         """The catalog's active model is the truth (it names the vectors on disk): a

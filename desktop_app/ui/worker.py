@@ -95,6 +95,7 @@ class IndexWorker(QObject):
     encoder_ready = Signal(str, str)  # description, warning ('' when none)
     encoder_failed = Signal(str)  # the encoder could not be loaded: why
     model_switched = Signal(str)  # a re-index for this model completed: it answers now
+    switch_abandoned = Signal(str)  # a switch to this model failed or was cancelled
     busy = Signal(bool)
     queue_length = Signal(int)
 
@@ -177,6 +178,8 @@ class IndexWorker(QObject):
             return
         if isinstance(job, LoadEncoderJob):
             self.encoder_failed.emit(reason)
+        if isinstance(job, ReindexJob):
+            self.switch_abandoned.emit(job.model)
         self.failed.emit(f"{describe_job(job)} failed: {reason}")
 
     def _coalesce(self, first: Queued) -> list[Queued]:
@@ -231,6 +234,8 @@ class IndexWorker(QObject):
             if lib.slot is slot:  # completed: the new encoder serves searches now
                 self.encoder_ready.emit(slot.get().describe(), slot.warning or "")
                 self.model_switched.emit(job.model)
+            else:  # cancelled: the current encoder stays
+                self.switch_abandoned.emit(job.model)
 
     def _index(self, run: Any) -> None:
         last = 0.0
