@@ -202,7 +202,7 @@ class Library:
         the run's own copy (the window's worker passes a snapshot per job); without it
         the library's settings are read as the run goes.
         """
-        s = settings or self.settings
+        run_settings = settings or self.settings
         if paths:
             targets = [self.add_folder(p) for p in paths] if add else self.targets_for(paths)
         else:
@@ -211,18 +211,18 @@ class Library:
         encoder_id = slot.id
         self.sync_store(encoder_id)
 
-        regions = s.regions_enabled
+        regions = run_settings.regions_enabled
 
         def analyser() -> Analyser:
-            return self.make_analyser(slot.get(), regions, s)
+            return self.make_analyser(slot.get(), regions, run_settings)
 
         indexer = Indexer(
             self.catalog,
             self.store,
             analyser,
             encoder_id,
-            extensions=s.file_types,
-            max_megapixels=s.max_megapixels,
+            extensions=run_settings.file_types,
+            max_megapixels=run_settings.max_megapixels,
             skip_dirs=[self.dirs.data, self.dirs.cache],
             cancel=cancel,
             required_features=REGION_FEATURES if regions else (),
