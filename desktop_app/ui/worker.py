@@ -215,7 +215,7 @@ class IndexWorker(QObject):
             encoder = lib.encoder  # loads (maybe downloads) the weights, off the GUI thread
             # the writer catches the store up with the catalog (a crash between the two
             # writes): searches never write, so this is where it happens
-            lib.sync_store(lib.encoder_id)
+            lib.catch_up_store(lib.encoder_id)
             # Run the input shapes a query uses once (the query and its mirror; the query
             # windows), so the first real search does not pay the backend's first-call
             # cost for each shape — nor stall the window while it does.
