@@ -367,6 +367,7 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
     cancel = threading.Event()
     report: DuplicateReport | None = None
     with _open_library(args) as lib:
+        lib.catch_up_store(lib.encoder_id)  # this process is the writer; the scan only reads
         try:
             for p in lib.duplicates(args.preset, args.threshold, cancel):
                 report = p.report or report

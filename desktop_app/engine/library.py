@@ -533,7 +533,7 @@ class Library:
         cancel: threading.Event | None = None,
     ) -> Iterator[DuplicateProgress]:
         """Groups of duplicates (``duplicates.py``); read-only, any thread may run it."""
-        encoder_id = self._ready()
+        _slot, encoder_id = self._search_slot()
         return find_duplicates(self.catalog, self.store, encoder_id, preset, threshold, cancel)
 
     def trash_duplicates(self, group: DuplicateGroup, keep: Sequence[str]) -> TrashReport:
