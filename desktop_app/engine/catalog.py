@@ -18,8 +18,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 SCHEMA_VERSION = 1
 
@@ -319,12 +322,12 @@ class Catalog:
         return out
 
 
-def _vector_row(r: tuple) -> VectorRow:
+def _vector_row(r: tuple[Any, ...]) -> VectorRow:
     fp, kind, idx, x, y, w, h, blob = r
     box = (x, y, w, h) if x is not None else None
     return VectorRow(fp, kind, idx, box, np.frombuffer(blob, dtype=np.float32))
 
 
-def _chunks(items: list, n: int) -> Iterator[list]:
+def _chunks(items: list[T], n: int) -> Iterator[list[T]]:
     for i in range(0, len(items), n):
         yield items[i : i + n]

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from desktop_app.engine.analysis import Analyser, Analysis, Prepared
-from desktop_app.engine.catalog import Catalog, FileRow
+from desktop_app.engine.catalog import Catalog, FileRow, VectorRow
 from desktop_app.engine.errors import ImageLoadError
 from desktop_app.engine.fingerprint import fingerprint_file
 from desktop_app.engine.imageio import load_image, read_size
@@ -310,7 +310,7 @@ def file_row(
 
 def write_to_store(store: VectorStore, encoder_id: str, analyses: Sequence[Analysis]) -> None:
     """Upsert every vector of these contents, one call per vector kind."""
-    by_kind: dict[str, list] = {}
+    by_kind: dict[str, list[VectorRow]] = {}
     for a in analyses:
         for v in a.vectors:
             by_kind.setdefault(v.kind, []).append(v)

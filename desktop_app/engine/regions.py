@@ -24,6 +24,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import cv2
 import numpy as np
@@ -414,8 +415,17 @@ def verify(
         src, dst = _match(kq, cand, ratio)
         if len(src) < min_inliers:
             continue
-        M, inl = cv2.estimateAffinePartial2D(
-            src, dst, method=cv2.RANSAC, ransacReprojThreshold=thr, maxIters=2000, confidence=0.995
+        # cv2's stubs promise arrays, but RANSAC that finds no model returns (None, None).
+        M, inl = cast(
+            tuple[np.ndarray | None, np.ndarray | None],
+            cv2.estimateAffinePartial2D(
+                src,
+                dst,
+                method=cv2.RANSAC,
+                ransacReprojThreshold=thr,
+                maxIters=2000,
+                confidence=0.995,
+            ),
         )
         if M is None or inl is None:
             continue

@@ -70,4 +70,5 @@ class Encoder(ABC):
 def l2_normalise(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
+    out: np.ndarray = x / np.maximum(norms, 1e-12)
+    return out

@@ -151,7 +151,7 @@ def _progress_tqdm(progress: DownloadProgress) -> Any:
 
     class ProgressTqdm(tqdm):
         def update(self, n: float | None = 1) -> bool | None:
-            out = super().update(n)
+            out: bool | None = super().update(n)
             progress(int(self.n), int(self.total or 0), str(self.desc or "download"))
             return out
 
