@@ -43,7 +43,7 @@ from desktop_app.ui.preview import PreviewDialog
 from desktop_app.ui.query_panel import DropZone
 from desktop_app.ui.results_model import ResultsModel
 from desktop_app.ui.results_view import ResultsView
-from desktop_app.ui.search_runner import Query, SearchRunner
+from desktop_app.ui.search_runner import Query, QueryKind, SearchRunner
 from desktop_app.ui.tasks import BackgroundCalls
 from desktop_app.ui.thumbnails import ThumbnailCache
 from desktop_app.ui.watcher import FolderWatcher
@@ -334,7 +334,7 @@ class MainWindow(QMainWindow):
             region=region,
         )
         if base.kind == "url":
-            q.kind, q.text = "url", base.text
+            q.kind, q.text = QueryKind.URL, base.text
         self._start(q, reload_preview=False)
 
     def find_similar(self, result: SearchResult) -> None:
