@@ -66,7 +66,7 @@ def test_library_with_clip_indexes_and_searches_by_text(
         first = sorted(photos.iterdir())[0]
         assert lib.search_image(first, top_k=1)[0].path == str(first)
         assert len(lib.search_text("a red dress", top_k=5)) == 5
-        assert lib.status()["encoder"].startswith(f"{ARCH}:file-")
+        assert lib.status().encoder.startswith(f"{ARCH}:file-")
 
 
 def test_missing_weights_file_is_a_plain_error(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ from desktop_app.engine.indexer import IndexSummary, Progress
 from desktop_app.engine.library import Library
 from desktop_app.engine.search import SearchResult
 from desktop_app.engine.settings import SORT_ORDERS
+from desktop_app.engine.status import LibraryStatus
 from desktop_app.ui.dialogs import FailuresDialog, SettingsDialog
 from desktop_app.ui.folders import FolderPanel
 from desktop_app.ui.history import QueryHistory
@@ -84,7 +85,7 @@ class MainWindow(QMainWindow):
         self.watcher = FolderWatcher(self.settings.file_types, self)
         self.history = QueryHistory()
         self.current: Query | None = None
-        self.last_status: dict[str, Any] = {}
+        self.last_status: LibraryStatus | None = None
         self.last_summary: IndexSummary | None = None
         self.search_seconds = 0.0
         self.has_text = False
@@ -501,16 +502,16 @@ class MainWindow(QMainWindow):
             self.worker.pause()
             self.pause_button.setText("Resume")
 
-    def _on_status(self, st: dict[str, Any]) -> None:
+    def _on_status(self, st: LibraryStatus) -> None:
         self.last_status = st
-        files = st["files"]
+        files = st.files
         self.files_label.setText(f"{files:,} images indexed" if files else "No images yet")
-        failed = st["failed"]
+        failed = st.failed
         self.failures_button.setVisible(bool(failed))
         self.failures_button.setText(f"{failed} failed — show")
-        self.folders.set_folders(st["roots"])
-        roots = [r["path"] for r in st["roots"]]
-        offline = [r["path"] for r in st["roots"] if not r["online"]]
+        self.folders.set_folders([r.to_json() for r in st.roots])
+        roots = [r.path for r in st.roots]
+        offline = [r.path for r in st.roots if not r.online]
         self.model.set_offline_roots(offline)
         if self.watcher is not None:
             self.watcher.set_roots(roots) if self.settings.watch_folders else None
@@ -541,7 +542,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(warning, 15000)
 
     def show_failures(self) -> FailuresDialog:
-        dialog = FailuresDialog(self.last_status.get("failures", []), self)
+        dialog = FailuresDialog(self.last_status.failures if self.last_status else (), self)
         dialog.show()
         return dialog
 
