@@ -1,7 +1,7 @@
 """The vector index: Chroma, one collection per encoder and vector kind.
 
 It is derived data. The catalog holds every vector, so this index can be deleted and
-rebuilt (``sync``) at any time without re-embedding. The default is an embedded
+rebuilt (``Library.sync_store``) at any time without re-embedding. The default is an embedded
 ``PersistentClient`` in the data dir; a team can point the app at a Chroma server.
 """
 
