@@ -156,21 +156,10 @@ class Catalog:
     def roots(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT path FROM roots ORDER BY path")]
 
-    def remove_root(self, path: str) -> int:
-        """Forget a folder and its files; returns how many files were dropped."""
-        with self.transaction() as db:
-            db.execute("DELETE FROM roots WHERE path=?", (path,))
-            cur = db.execute("DELETE FROM files WHERE root=?", (path,))
-            return cur.rowcount
-
     # -- files ---------------------------------------------------------------------
     def file(self, path: str) -> FileRow | None:
         row = self.db.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE path=?", (path,)).fetchone()
         return FileRow(*row) if row else None
-
-    def files_under(self, root: str) -> dict[str, FileRow]:
-        rows = self.db.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE root=?", (root,))
-        return {r[0]: FileRow(*r) for r in rows}
 
     def files_in(self, folder: str) -> dict[str, FileRow]:
         """Files at or below ``folder``: a range scan on the path index."""
@@ -285,9 +274,6 @@ class Catalog:
     def vector_counts(self) -> dict[tuple[str, str], int]:
         rows = self.db.execute("SELECT encoder, kind, COUNT(*) FROM vectors GROUP BY encoder, kind")
         return {(e, k): n for e, k, n in rows}
-
-    def encoders(self) -> list[str]:
-        return [r[0] for r in self.db.execute("SELECT DISTINCT encoder FROM vectors")]
 
     def collect_orphans(self) -> list[tuple[str, str, str, int]]:
         """Delete vectors and features of contents no file holds any more; returns the

@@ -1,8 +1,8 @@
 """The vector index: Chroma, one collection per encoder and vector kind.
 
 It is derived data. The catalog holds every vector, so this index can be deleted and
-rebuilt (``Library.sync_store``) at any time without re-embedding. The default is an embedded
-``PersistentClient`` in the data dir; a team can point the app at a Chroma server.
+rebuilt (``Library.sync_store``) at any time without re-embedding. It is an embedded
+``PersistentClient`` in the data dir.
 """
 
 from __future__ import annotations
@@ -52,17 +52,6 @@ class VectorStore:
         path.mkdir(parents=True, exist_ok=True)
         client = chromadb.PersistentClient(
             path=str(path), settings=ChromaSettings(anonymized_telemetry=False)
-        )
-        return cls(client)
-
-    @classmethod
-    def server(cls, host: str, port: int = 8000) -> VectorStore:
-        """A shared Chroma server, for teams that outgrow one machine."""
-        import chromadb
-        from chromadb.config import Settings as ChromaSettings
-
-        client = chromadb.HttpClient(
-            host=host, port=port, settings=ChromaSettings(anonymized_telemetry=False)
         )
         return cls(client)
 

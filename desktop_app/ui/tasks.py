@@ -8,6 +8,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
+from desktop_app.engine.errors import DesktopAppError
+
 log = logging.getLogger(__name__)
 
 
@@ -31,7 +33,10 @@ class _Task(QRunnable):
         try:
             result = self.fn()
         except Exception as exc:
-            log.info("background task failed: %s", exc)
+            if isinstance(exc, DesktopAppError):  # expected (an unreadable file): its words
+                log.info("background task failed: %s", exc)
+            else:  # a bug: keep the traceback in the log
+                log.exception("background task failed")
             try:
                 self.relay.failed.emit(self.on_error, str(exc))
             except RuntimeError:
