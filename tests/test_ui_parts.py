@@ -150,6 +150,9 @@ def test_side_panel_text_search_and_paste(qtbot: QtBot) -> None:
     with qtbot.waitSignal(panel.drop_zone.rejected) as got:
         panel.paste()
     assert got.args == ["The clipboard holds no image"]
+    # The clipboard owns the QMimeData now; left there, Qt and Python both free it at
+    # exit and the test process ends in a segmentation fault after every test passed.
+    QApplication.clipboard().clear()
 
 
 def test_side_panel_pastes_an_image_file(qtbot: QtBot) -> None:
@@ -161,6 +164,7 @@ def test_side_panel_pastes_an_image_file(qtbot: QtBot) -> None:
     with qtbot.waitSignal(panel.drop_zone.images_dropped) as got:
         panel.paste()
     assert got.args == [[Path(PHOTOS[0])]]
+    QApplication.clipboard().clear()  # as above
 
 
 # -- background calls ---------------------------------------------------------------------
