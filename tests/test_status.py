@@ -22,6 +22,8 @@ def test_status_json_keeps_its_keys_order_and_shapes() -> None:
         store_bytes=1234,
         roots=(RootStatus("/a", True, 2), RootStatus("/b", False, 1)),
         failures=(Failure("/a/x.jpg", "not an image"),),
+        store_health="ok",
+        catalog_backup=None,
     )
     assert json.dumps(st.to_json()) == (
         '{"files": 3, "distinct": 2, "failed": 1, "encoder": "histogram", '
@@ -29,5 +31,6 @@ def test_status_json_keeps_its_keys_order_and_shapes() -> None:
         '"vectors": {"full": 2, "region": 18}, "data_dir": "/data", "store_bytes": 1234, '
         '"roots": [{"path": "/a", "online": true, "files": 2}, '
         '{"path": "/b", "online": false, "files": 1}], '
-        '"failures": [{"path": "/a/x.jpg", "reason": "not an image"}]}'
+        '"failures": [{"path": "/a/x.jpg", "reason": "not an image"}], '
+        '"store_health": "ok", "catalog_backup": null}'
     )

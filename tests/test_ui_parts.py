@@ -98,7 +98,20 @@ def test_toolbar_reports_limits_and_shows_values_silently(qtbot: QtBot) -> None:
 
 def status(files: int, failed: int) -> LibraryStatus:
     return LibraryStatus(
-        files, files, failed, "histogram", "histogram on CPU", "cpu", None, {}, "/d", 0, (), ()
+        files,
+        files,
+        failed,
+        "histogram",
+        "histogram on CPU",
+        "cpu",
+        None,
+        {},
+        "/d",
+        0,
+        (),
+        (),
+        "ok",
+        None,
     )
 
 

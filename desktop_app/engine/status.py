@@ -50,6 +50,8 @@ class LibraryStatus:
     store_bytes: int  # the data folder's size on disk
     roots: tuple[RootStatus, ...]
     failures: tuple[Failure, ...]
+    store_health: str  # the vector index: "ok", or what is wrong and what happens next
+    catalog_backup: str | None  # the newest catalog backup file, if there is one
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -65,4 +67,6 @@ class LibraryStatus:
             "store_bytes": self.store_bytes,
             "roots": [r.to_json() for r in self.roots],
             "failures": [f.to_json() for f in self.failures],
+            "store_health": self.store_health,
+            "catalog_backup": self.catalog_backup,
         }

@@ -2,7 +2,9 @@
 
 Weights are looked for, in order: an explicit local file; open_clip's Hugging Face
 cache; a download (with progress and timeouts, so an offline machine fails fast rather
-than hanging). When none works, :class:`EncoderUnavailable` says so plainly and the
+than hanging) — only when the user asked for this model (``allow_download``): the
+built-in default on a fresh data dir makes no network call, not even a DNS lookup.
+When none works, :class:`EncoderUnavailable` says so plainly and the
 caller falls back to the offline encoder.
 """
 
@@ -63,13 +65,34 @@ def file_identity(path: Path) -> str:
     return h.hexdigest()
 
 
-def resolve_weights(arch: str, pretrained: str, progress: DownloadProgress | None = None) -> Path:
+def resolve_weights(
+    arch: str,
+    pretrained: str,
+    progress: DownloadProgress | None = None,
+    allow_download: bool = True,
+) -> Path:
     """The local path of the weights, downloading them when allowed and possible."""
     if is_local_weights(pretrained):
         path = Path(pretrained).expanduser()
         if not path.is_file():
             raise EncoderUnavailable(f"CLIP weights file not found: {path}")
         return path
+    repo_id, candidates = hub_files(arch, pretrained)
+    cached = _from_cache(repo_id, candidates)
+    if cached is not None:
+        return cached
+    if not allow_download:
+        raise EncoderUnavailable(
+            f"CLIP weights for {arch}:{pretrained} are not on this machine (nothing was "
+            "downloaded: you did not ask for this model). Choose it in Settings or pass "
+            f"--model {arch}:{pretrained} to download it"
+        )
+    return _download(repo_id, candidates, progress)
+
+
+def hub_files(arch: str, pretrained: str) -> tuple[str, list[str]]:
+    """The Hugging Face repository of open_clip's ``arch:pretrained`` weights and the file
+    names they may have there (safetensors first)."""
     from open_clip import pretrained as oc_pretrained
 
     cfg = oc_pretrained.get_pretrained_cfg(arch, pretrained)
@@ -85,11 +108,20 @@ def resolve_weights(arch: str, pretrained: str, progress: DownloadProgress | Non
     # 'org/name/' means open_clip's default file name; 'org/name/file.pt' names one.
     repo_id, filename = os.path.split(hub)
     filename = filename or "open_clip_pytorch_model.bin"
-    candidates = [*oc_pretrained._get_safe_alternatives(filename), filename]
-    cached = _from_cache(repo_id, candidates)
-    if cached is not None:
-        return cached
-    return _download(repo_id, candidates, progress)
+    return repo_id, [*oc_pretrained._get_safe_alternatives(filename), filename]
+
+
+def cached_weights(arch: str, pretrained: str) -> Path | None:
+    """The weights' local path when they are on this machine (a local file, or open_clip's
+    Hugging Face cache), else None. Never touches the network."""
+    if is_local_weights(pretrained):
+        path = Path(pretrained).expanduser()
+        return path if path.is_file() else None
+    try:
+        repo_id, candidates = hub_files(arch, pretrained)
+    except EncoderUnavailable:
+        return None
+    return _from_cache(repo_id, candidates)
 
 
 def _from_cache(repo_id: str, filenames: Sequence[str]) -> Path | None:
@@ -196,6 +228,7 @@ class ClipEncoder(Encoder):
         device: torch.device,
         batch_size: int = 0,
         progress: DownloadProgress | None = None,
+        allow_download: bool = True,
     ) -> None:
         try:
             import open_clip
@@ -204,7 +237,7 @@ class ClipEncoder(Encoder):
         arch, pretrained = parse_clip_spec(spec)
         if arch not in open_clip.list_models():
             raise UnknownModel(f"open_clip has no architecture {arch!r}")
-        weights = resolve_weights(arch, pretrained, progress)
+        weights = resolve_weights(arch, pretrained, progress, allow_download)
         tag = f"file-{file_identity(weights)}" if is_local_weights(pretrained) else pretrained
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
