@@ -22,6 +22,7 @@ CODE_DIRS = ("desktop_app", "tests", "bench", "docs", "installer")
 # Files a docstring may cite: sources and documents kept in the repository. Runtime
 # files (settings.json, thumbnails) are named as examples and are not checked.
 FILE_REF = re.compile(r"[\w./-]+\.(?:py|md|toml|spec|cfg|ini|sh)\b")
+FILE_LIKE = re.compile(r"[\w.-]+\.[a-z0-9]{2,4}")  # data_level0.bin, colour.py
 TICKED = re.compile(r"`{1,2}([^`\n]+?)`{1,2}")
 DOTTED_NAME = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
 
@@ -80,8 +81,8 @@ def stale_references(docstring: str, module: Path) -> list[str]:
     stale = [f for f in FILE_REF.findall(docstring) if not file_exists(f, module)]
     for span in TICKED.findall(docstring):
         name = cited_name(span)
-        if name is None or "/" in span or FILE_REF.fullmatch(span.strip()):
-            continue  # not a name; files were checked above
+        if name is None or "/" in span or FILE_LIKE.fullmatch(span.strip()):
+            continue  # not a name: a path or a file name (repository files were checked above)
         stale += [part for part in name.split(".") if part not in known_names()]
     return stale
 

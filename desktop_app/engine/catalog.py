@@ -275,7 +275,7 @@ class Catalog:
         answer or a traceback later. It reads every page, so on a large catalog (its
         vectors table) only the tables every command reads are checked at open; damage
         among the vectors surfaces as a DatabaseError on reading them, which the command
-        line reports with the same advice (``damage_message``)."""
+        line reports with the same advice (``damage_error``)."""
         size = self.path.stat().st_size if self.path.exists() else 0
         if size <= FULL_CHECK_BYTES:
             checks = ["PRAGMA quick_check(5)"]
@@ -625,7 +625,7 @@ def _is_disk_full(exc: BaseException) -> bool:
     return False
 
 
-def _vector_row(r: tuple) -> VectorRow:
+def _vector_row(r: tuple[Any, ...]) -> VectorRow:
     fp, kind, idx, x, y, w, h, blob = r
     box = (x, y, w, h) if x is not None else None
     return VectorRow(fp, kind, idx, box, np.frombuffer(blob, dtype=np.float32))

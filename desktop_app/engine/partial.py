@@ -316,7 +316,7 @@ def score(
             if v is not None
             else 0.0
         )
-        return max(sim_full, verified), "full", None, 2
+        return max(sim_full, verified), Match.FULL, None, 2
     if v is not None:
         strength = 0.75 * min(v.inliers, INLIER_SATURATION) / INLIER_SATURATION
         s = 0.8 + 0.2 * (strength + 0.25 * sim)
