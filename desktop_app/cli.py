@@ -333,22 +333,22 @@ def cmd_status(args: argparse.Namespace) -> int:
     with _open_library(args) as lib:
         st = lib.status()
     if args.json:
-        print(json.dumps(st))
+        print(json.dumps(st.to_json()))
         return 0
-    print(f"Data dir:   {st['data_dir']} ({st['store_bytes'] / 1e6:.1f} MB)")
-    print(f"Encoder:    {st['encoder']} ({st['encoder_label']})")
-    if st["model_warning"]:
-        print(f"            {st['model_warning']}")
-    print(f"Files:      {st['files']} indexed, {st['distinct']} distinct, {st['failed']} failed")
-    print("Vectors:    " + (", ".join(f"{n} {k}" for k, n in st["vectors"].items()) or "none"))
-    for root in st["roots"]:
-        print(f"Folder:     {root['path']}" + ("" if root["online"] else "  (offline)"))
-    print(f"Index:      {st['store_health']}")
-    print(f"Backup:     {st['catalog_backup'] or 'none yet'}")
-    if st["failures"]:
+    print(f"Data dir:   {st.data_dir} ({st.store_bytes / 1e6:.1f} MB)")
+    print(f"Encoder:    {st.encoder} ({st.encoder_label})")
+    if st.model_warning:
+        print(f"            {st.model_warning}")
+    print(f"Files:      {st.files} indexed, {st.distinct} distinct, {st.failed} failed")
+    print("Vectors:    " + (", ".join(f"{n} {k}" for k, n in st.vectors.items()) or "none"))
+    for root in st.roots:
+        print(f"Folder:     {root.path}" + ("" if root.online else "  (offline)"))
+    print(f"Index:      {st.store_health}")
+    print(f"Backup:     {st.catalog_backup or 'none yet'}")
+    if st.failures:
         print("Failures:")
-        for f in st["failures"]:
-            print(f"  {f['path']}: {f['reason']}")
+        for f in st.failures:
+            print(f"  {f.path}: {f.reason}")
     return 0
 
 

@@ -71,6 +71,7 @@ from desktop_app.engine.queries import ImageSource, image_query, stored_query
 from desktop_app.engine.scanner import is_within
 from desktop_app.engine.search import Box, SearchResult
 from desktop_app.engine.settings import FIXED_ID_MODELS, Settings, model_chosen
+from desktop_app.engine.status import Failure, LibraryStatus, RootStatus
 from desktop_app.engine.store import VectorStore, hnsw_files_problem
 
 log = logging.getLogger(__name__)
@@ -541,7 +542,7 @@ class Library:
         return trash_files(self.catalog, self.store, group, keep)
 
     # -- status -----------------------------------------------------------------------
-    def status(self, load_encoder: bool = True) -> dict[str, Any]:
+    def status(self, load_encoder: bool = True) -> LibraryStatus:
         counts = self.catalog.counts()
         vectors: dict[str, int] = {}
         encoder_id = self.encoder_id if load_encoder else self.slot.spec
@@ -550,28 +551,29 @@ class Library:
                 vectors[kind] = n
         encoder = self.encoder if load_encoder else None
         per_root = self.catalog.counts_by_root()
-        return {
-            **counts,
-            "encoder": encoder_id,
-            "encoder_label": encoder.describe() if encoder else self.slot.spec,
-            "device": encoder.device if encoder else self.settings.device,
-            "model_warning": self.slot.warning,
-            "vectors": vectors,
-            "data_dir": str(self.dirs.data),
-            "store_bytes": _folder_size(self.dirs.data),
-            "roots": [
-                {"path": r, "online": os.path.exists(r), "files": per_root.get(r, 0)}
-                for r in self.catalog.roots()
-            ],
-            "failures": [{"path": p, "reason": r} for p, r in self.catalog.failures()],
-            "store_health": (
+        return LibraryStatus(
+            files=counts["files"],
+            distinct=counts["distinct"],
+            failed=counts["failed"],
+            encoder=encoder_id,
+            encoder_label=encoder.describe() if encoder else self.slot.spec,
+            device=encoder.device if encoder else self.settings.device,
+            model_warning=self.slot.warning,
+            vectors=vectors,
+            data_dir=str(self.dirs.data),
+            store_bytes=_folder_size(self.dirs.data),
+            roots=tuple(
+                RootStatus(r, os.path.exists(r), per_root.get(r, 0)) for r in self.catalog.roots()
+            ),
+            failures=tuple(Failure(p, r) for p, r in self.catalog.failures()),
+            store_health=(
                 "damaged: a search failed on it; it is rebuilt from the catalog at the next "
                 "index run or start"
                 if self._store_suspect
                 else self.store_health
             ),
-            "catalog_backup": str(backup) if (backup := self.catalog.last_backup()) else None,
-        }
+            catalog_backup=str(backup) if (backup := self.catalog.last_backup()) else None,
+        )
 
 
 def check_indexable(path: Path) -> None:

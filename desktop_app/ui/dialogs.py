@@ -5,6 +5,7 @@ GUI thread only."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.engine.settings import DEFAULT_CLIP_MODEL, DEVICES, OFFLINE_MODEL, Settings
+from desktop_app.engine.status import Failure
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +122,7 @@ class SettingsDialog(QDialog):
 
 
 class FailuresDialog(QDialog):
-    def __init__(self, failures: list[dict[str, str]], parent: QWidget | None = None) -> None:
+    def __init__(self, failures: Sequence[Failure], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"{len(failures)} files could not be indexed")
         self.resize(820, 420)
@@ -128,8 +130,8 @@ class FailuresDialog(QDialog):
         table.setHorizontalHeaderLabels(["File", "Reason"])
         table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         for row, f in enumerate(failures):
-            table.setItem(row, 0, QTableWidgetItem(f["path"]))
-            table.setItem(row, 1, QTableWidgetItem(f["reason"]))
+            table.setItem(row, 0, QTableWidgetItem(f.path))
+            table.setItem(row, 1, QTableWidgetItem(f.reason))
         table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
         table.horizontalHeader().setStretchLastSection(True)
         table.setColumnWidth(0, 380)

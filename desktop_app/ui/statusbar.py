@@ -9,12 +9,12 @@ counts. GUI thread only.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QStatusBar, QWidget
 
 from desktop_app.engine.indexer import Progress
+from desktop_app.engine.status import LibraryStatus
 
 
 class IndexStatusBar(QStatusBar):
@@ -87,6 +87,6 @@ class IndexStatusBar(QStatusBar):
         self.failures_button.setVisible(bool(failed))
         self.failures_button.setText(f"{failed} failed — show")
 
-    def show_status(self, st: dict[str, Any]) -> None:
+    def show_status(self, st: LibraryStatus) -> None:
         """The counts from Library.status()."""
-        self.show_counts(st["files"], st["failed"])
+        self.show_counts(st.files, st.failed)

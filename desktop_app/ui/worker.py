@@ -91,7 +91,7 @@ class IndexWorker(QObject):
     progress = Signal(object)  # Progress
     finished = Signal(object)  # IndexSummary
     failed = Signal(str)  # what failed and why, one line for the status bar
-    status = Signal(dict)  # Library.status(), after every job
+    status = Signal(object)  # LibraryStatus, after every job
     encoder_ready = Signal(str, str)  # description, warning ('' when none)
     encoder_failed = Signal(str)  # the encoder could not be loaded: why
     model_switched = Signal(str)  # a re-index for this model completed: it answers now
