@@ -176,11 +176,12 @@ class IndexWorker(QObject):
             reason = f"{type(exc).__name__}: {exc}"
         else:
             return
+        # the message first: whoever waits on what follows finds it already said
+        self.failed.emit(f"{describe_job(job)} failed: {reason}")
         if isinstance(job, LoadEncoderJob):
             self.encoder_failed.emit(reason)
         if isinstance(job, ReindexJob):
             self.switch_abandoned.emit(job.model)
-        self.failed.emit(f"{describe_job(job)} failed: {reason}")
 
     def _coalesce(self, first: Queued) -> list[Queued]:
         """Merge queued watcher jobs into one run: a burst of 1,000 copied files is one
