@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from desktop_app.engine.bundled import bundled_clip_weights
 from desktop_app.engine.encoders.base import Encoder, l2_normalise
 from desktop_app.engine.encoders.device import default_batch_size, inference
 from desktop_app.engine.errors import EncoderUnavailable, UnknownModel
@@ -69,6 +70,9 @@ def resolve_weights(arch: str, pretrained: str, progress: DownloadProgress | Non
         if not path.is_file():
             raise EncoderUnavailable(f"CLIP weights file not found: {path}")
         return path
+    bundled = bundled_clip_weights(arch, pretrained)  # an offline installer's own copy
+    if bundled is not None:
+        return bundled
     from open_clip import pretrained as oc_pretrained
 
     cfg = oc_pretrained.get_pretrained_cfg(arch, pretrained)
