@@ -106,6 +106,18 @@ def pyinstaller(venv: Path, variant: str, weights: Path | None, weights_model: s
     return dist / m.APP_NAME
 
 
+def strip_libraries(bundle: Path) -> None:
+    """Drop the symbol tables of the libraries manifest.STRIP_LIBS names (Linux only)."""
+    if not sys.platform.startswith("linux") or shutil.which("strip") is None:
+        return
+    for rel in m.STRIP_LIBS:
+        lib = bundle / rel
+        if lib.is_file():
+            before = lib.stat().st_size
+            run(["strip", "--strip-unneeded", str(lib)])
+            say(f"  {rel}: {before / 1e6:.0f} -> {lib.stat().st_size / 1e6:.0f} MB")
+
+
 def tree_bytes(folder: Path) -> int:
     return sum(p.lstat().st_size for p in folder.rglob("*") if not p.is_dir())
 
@@ -160,6 +172,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--python", default=sys.executable, help="the Python the build venv uses")
     p.add_argument("--skip-venv", action="store_true", help="reuse the build venv as it is")
+    p.add_argument(
+        "--venv",
+        type=Path,
+        default=None,
+        help="build from this existing venv (implies --skip-venv; it must hold the app, "
+        "its dependencies and PyInstaller)",
+    )
     p.add_argument("--skip-pyinstaller", action="store_true", help="package the existing bundle")
     p.add_argument("--no-smoke", action="store_true")
     p.add_argument(
@@ -180,10 +199,13 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     venv = ROOT / (".venv-build" if args.variant == "cpu" else f".venv-build-{args.variant}")
-    if not args.skip_venv:
+    if args.venv is not None:
+        venv = args.venv.absolute()
+    elif not args.skip_venv:
         venv = make_venv(args.variant, args.python)
     if not args.skip_pyinstaller:
         bundle = pyinstaller(venv, args.variant, args.with_weights, args.weights_model)
+        strip_libraries(bundle)
     exe = bundle / (m.APP_NAME + (".exe" if os.name == "nt" else ""))
     sizes: dict[str, object] = {"variant": args.variant, "bundle_bytes": tree_bytes(bundle)}
     say(f"bundle: {bundle} ({sizes['bundle_bytes'] / 1e6:.0f} MB)")

@@ -7,6 +7,7 @@ machine that never builds.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,6 +98,7 @@ EXCLUDES = [
     "ruff",
     "onnxruntime",
     "kubernetes",
+    "uvloop",  # Chroma's server (uvicorn) event loop
     "sympy",
     "torch.utils.tensorboard",
     "torch._inductor",
@@ -108,6 +110,40 @@ EXCLUDES = [
     "PySide6.QtWebEngineWidgets",
     "PySide6.Qt3DCore",
 ]
+
+# Libraries of the desktop session stay with the system, not in the bundle: X11/xcb,
+# xkbcommon, OpenGL/EGL, Wayland, fontconfig/freetype, D-Bus, GLib and what they pull in.
+# They must match the user's display server, fonts and drivers, and Debian ships them (the
+# .deb Depends on them; a portable-archive user installs the same packages). PyInstaller
+# would otherwise copy whatever the build machine happens to have. Everything else Python
+# and the wheels link to (OpenSSL, SQLite, libffi, libstdc++, ...) is bundled.
+SYSTEM_LIBS = re.compile(
+    r"^lib(X11|X11-xcb|Xau|Xdmcp|Xext|Xrender|Xi|Xfixes|Xrandr|Xcursor|Xinerama|SM|ICE"
+    r"|xcb[\w-]*|xkbcommon[\w-]*|GL\w*|EGL|OpenGL|gbm|drm|wayland-\w+|fontconfig|freetype"
+    r"|dbus-1|glib-2\.0|gobject-2\.0|gio-2\.0|gmodule-2\.0|gthread-2\.0|gtk-3|gdk-3"
+    r"|gdk_pixbuf-2\.0|atk-1\.0|atk-bridge-2\.0|atspi|cairo|cairo-gobject|pango\w*-1\.0"
+    r"|harfbuzz|fribidi|datrie|thai|epoxy|graphite2|pixman-1|xshmfence|bsd|md|systemd"
+    r"|gcrypt|gpg-error|lz4|cap|selinux|pcre2-8|mount|blkid|brotli\w*|png16|expat|uuid"
+    r")\.so(\.\d+)*$"
+)
+SYSTEM_LIB_DIRS = ("/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/")
+
+# Qt plugins left out: the GTK 3 theme (pulls in GTK; Qt's own style is used instead) and
+# the embedded-device platforms (EGLFS, linuxfb, VNC), never used on a desktop.
+QT_PLUGINS_SKIP = re.compile(
+    r"PySide6/Qt/(plugins/(platformthemes/libqgtk3|platforms/libq(eglfs|linuxfb|vnc|minimalegl"
+    r"|vkkhrdisplay)|egldeviceintegrations/)|lib/libQt6EglF[sS])"
+)
+
+
+# Unpatched wheel libraries shipped with their symbol tables, stripped after bundling
+# (libtorch_cpu.so: 434 -> 345 MB). Libraries auditwheel patched must not be stripped.
+STRIP_LIBS = [
+    "_internal/torch/lib/libtorch_cpu.so",
+    "_internal/torch/lib/libtorch_python.so",
+    "_internal/torch/lib/libc10.so",
+]
+
 
 # Build-time pins per variant: the CPU build takes the CPU-only torch wheel (no CUDA
 # libraries to bundle), the GPU build a CUDA one. `extra_index` is PyTorch's own index,

@@ -43,7 +43,7 @@ def run_gui(
     for png in icon_paths():
         icon.addFile(str(png))
     if not icon.isNull():
-        app.setWindowIcon(icon)
+        QApplication.setWindowIcon(icon)
     try:
         library = Library(dirs)
     except DesktopAppError as exc:
