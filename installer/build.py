@@ -183,6 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-pyinstaller", action="store_true", help="package the existing bundle")
     p.add_argument("--no-smoke", action="store_true")
     p.add_argument(
+        "--skip-bundle-smoke",
+        action="store_true",
+        help="smoke-test only the packaged app (the bundle passed already)",
+    )
+    p.add_argument(
         "--find-depends",
         action="store_true",
         help="print the Debian packages the built bundle needs, and stop",
@@ -210,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     exe = bundle / (m.APP_NAME + (".exe" if os.name == "nt" else ""))
     sizes: dict[str, object] = {"variant": args.variant, "bundle_bytes": tree_bytes(bundle)}
     say(f"bundle: {bundle} ({sizes['bundle_bytes'] / 1e6:.0f} MB)")
-    if not args.no_smoke:
+    if not (args.no_smoke or args.skip_bundle_smoke):
         sizes["smoke_bundle"] = smoke(venv, exe, None, ROOT / "dist" / args.variant / "window.png")
     if sys.platform.startswith("linux"):
         deb = debian.build_deb(bundle, args.variant, ROOT / "dist")

@@ -57,15 +57,23 @@ def _is_root(rel: str) -> bool:
     )
 
 
-def _ldd(path: Path, lib_path: str) -> list[tuple[str, str | None]]:
+def _ldd(path: Path, lib_path: str) -> dict[str, str | None]:
+    """Every library `path` loads, directly or not: soname -> resolved path (None: not
+    found), resolved the way the frozen app does, the bundle's folders first."""
     env = {**os.environ, "LD_LIBRARY_PATH": lib_path}
     out = subprocess.run(["ldd", str(path)], capture_output=True, text=True, env=env).stdout
-    found = []
+    found: dict[str, str | None] = {}
     for line in out.splitlines():
         hit = re.match(r"\s*(\S+) => (not found|(\S+))", line)
         if hit:
-            found.append((hit.group(1), None if hit.group(2) == "not found" else hit.group(3)))
+            found[hit.group(1)] = None if hit.group(2) == "not found" else hit.group(3)
     return found
+
+
+def _needed(path: Path) -> list[str]:
+    """The sonames an ELF file names itself (DT_NEEDED), not their dependencies."""
+    out = subprocess.run(["readelf", "-d", str(path)], capture_output=True, text=True).stdout
+    return re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", out)
 
 
 def _owner(path: str) -> str | None:
@@ -84,23 +92,36 @@ def _owner(path: str) -> str | None:
 
 
 def find_depends(bundle: Path) -> dict[str, object]:
-    """Debian packages the bundle's libraries need from the system, by measurement."""
+    """Debian packages the bundle's own files link to directly, by measurement.
+
+    For each file the app loads on its own (executable, extension modules, Qt plugins),
+    `ldd` resolves everything it loads; the system libraries that a file *inside* the
+    bundle names as DT_NEEDED are the package's dependencies (their own dependencies are
+    their packages' business, as with dpkg-shlibdeps).
+    """
     files = [p for p in bundle.rglob("*") if p.is_file() and not p.is_symlink() and is_elf(p)]
     lib_dirs = sorted({str(p.parent) for p in files if ".so" in p.name})
     lib_path = ":".join([str(bundle / "_internal"), *lib_dirs])
     needs: dict[str, set[str]] = {"depends": set(), "recommends": set()}
     missing: dict[str, set[str]] = {}
     libs: dict[str, str] = {}
+    needed_cache: dict[str, list[str]] = {}
     for f in files:
         rel = f.relative_to(bundle).as_posix()
         if not _is_root(rel):
             continue
-        kind = (
-            "recommends"
-            if "plugins/" in rel and not ESSENTIAL_QT_PLUGINS.search(rel)
-            else "depends"
-        )
-        for soname, where in _ldd(f, lib_path):
+        optional = "plugins/" in rel and not ESSENTIAL_QT_PLUGINS.search(rel)
+        closure = _ldd(f, lib_path)
+        inside = [str(f)] + [p for p in closure.values() if p and p.startswith(str(bundle))]
+        direct: set[str] = set()
+        for member in inside:
+            if member not in needed_cache:
+                needed_cache[member] = _needed(Path(member))
+            direct.update(needed_cache[member])
+        for soname in direct:
+            where = closure.get(soname)
+            if soname not in closure:
+                continue  # the dynamic loader itself (ld-linux), or a versioned alias
             if where is None:
                 missing.setdefault(soname, set()).add(rel)
                 continue
@@ -108,7 +129,7 @@ def find_depends(bundle: Path) -> dict[str, object]:
                 continue
             owner = libs.get(where) or _owner(where) or f"?{where}"
             libs[where] = owner
-            needs[kind].add(owner)
+            needs["recommends" if optional else "depends"].add(owner)
     needs["recommends"] -= needs["depends"]
     return {
         "depends": sorted(needs["depends"]),
@@ -118,13 +139,25 @@ def find_depends(bundle: Path) -> dict[str, object]:
     }
 
 
+def glibc_needed(bundle: Path) -> str:
+    """The newest GLIBC symbol version any file in the bundle asks for: the libc6 the
+    package needs. It follows the build machine (PyInstaller bundles its libstdc++)."""
+    newest = (2, 17)
+    for f in bundle.rglob("*"):
+        if f.is_file() and not f.is_symlink() and is_elf(f):
+            out = subprocess.run(["objdump", "-T", str(f)], capture_output=True, text=True)
+            for major, minor in re.findall(r"GLIBC_(\d+)\.(\d+)", out.stdout):
+                newest = max(newest, (int(major), int(minor)))
+    return f"{newest[0]}.{newest[1]}"
+
+
 def desktop_entry() -> str:
-    """The menu entry; `gui %f` opens the window searching by the chosen image."""
-    text = m.DESKTOP_FILE.read_text()
-    return re.sub(r"^Exec=.*$", f"Exec={m.APP_NAME} gui %f", text, flags=re.M)
+    """The menu entry (resources/desktop-app.desktop): `Exec=desktop-app gui %f` opens the
+    window searching by the image a file manager passes."""
+    return m.DESKTOP_FILE.read_text()
 
 
-def stage(bundle: Path, variant: str, staging: Path) -> Path:
+def stage(bundle: Path, variant: str, staging: Path, glibc: str = "2.28") -> Path:
     """The package's file tree, ready for dpkg-deb."""
     if staging.exists():
         shutil.rmtree(staging)
@@ -159,11 +192,11 @@ def stage(bundle: Path, variant: str, staging: Path) -> Path:
             path.chmod(0o755 if os.access(path, os.X_OK) else 0o644)
     control = staging / "DEBIAN"
     control.mkdir()
-    (control / "control").write_text(control_text(staging, variant))
+    (control / "control").write_text(control_text(staging, variant, glibc))
     return staging
 
 
-def control_text(staging: Path, variant: str) -> str:
+def control_text(staging: Path, variant: str, glibc: str = "2.28") -> str:
     installed_kib = sum(
         (p.lstat().st_size + 1023) // 1024 for p in staging.rglob("*") if not p.is_dir()
     )
@@ -176,7 +209,7 @@ def control_text(staging: Path, variant: str) -> str:
         "Architecture": arch,
         "Maintainer": m.MAINTAINER,
         "Installed-Size": str(installed_kib),
-        "Depends": ", ".join(m.DEB_DEPENDS),
+        "Depends": ", ".join(f"libc6 (>= {glibc})" if d == "libc6" else d for d in m.DEB_DEPENDS),
         "Recommends": ", ".join(m.DEB_RECOMMENDS),
         "Section": m.DEB_SECTION,
         "Priority": "optional",
@@ -194,7 +227,8 @@ def control_text(staging: Path, variant: str) -> str:
 
 
 def build_deb(bundle: Path, variant: str, out_dir: Path) -> Path:
-    staging = stage(bundle, variant, m.ROOT / "build" / f"deb-{variant}")
+    glibc = glibc_needed(bundle)
+    staging = stage(bundle, variant, m.ROOT / "build" / f"deb-{variant}", glibc)
     arch = re.search(r"^Architecture: (\S+)$", (staging / "DEBIAN/control").read_text(), re.M)
     assert arch is not None
     out = out_dir / f"{package_name(variant)}_{m.version()}_{arch.group(1)}.deb"

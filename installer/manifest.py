@@ -81,8 +81,10 @@ HIDDEN_IMPORTS = [
 # Left out: other Qt bindings, test frameworks, notebooks and plotting, Chroma's default
 # embedding function's runtime (ONNX Runtime: collections are created with
 # embedding_function=None, so it is never loaded — leaving it out makes sure of that),
-# the Kubernetes client of Chroma's distributed mode, and torch's compiler stack and
-# tooling, which inference in eager mode never imports.
+# the Kubernetes client and server event loop of Chroma's distributed mode, and torch's
+# TensorBoard writer and Triton. torch's compiler (torch._inductor, sympy: 90 MB) stays:
+# importing open_clip loads it. tests/test_installer.py checks that nothing the app
+# imports loads an excluded module.
 EXCLUDES = [
     "PyQt5",
     "PyQt6",
@@ -99,11 +101,8 @@ EXCLUDES = [
     "onnxruntime",
     "kubernetes",
     "uvloop",  # Chroma's server (uvicorn) event loop
-    "sympy",
     "torch.utils.tensorboard",
-    "torch._inductor",
-    "torch.testing._internal",
-    "triton",
+    "triton",  # GPU compiler; torch imports it only when installed (see OPTIONAL_IMPORTS)
     "PySide6.QtQml",
     "PySide6.QtQuick",
     "PySide6.QtWebEngineCore",
@@ -145,6 +144,11 @@ STRIP_LIBS = [
 ]
 
 
+# Excluded modules that torch imports only when they are installed (guarded by
+# ImportError): the CPU wheel never has them, the GPU build leaves them out on purpose.
+OPTIONAL_IMPORTS = {"triton"}
+
+
 # Build-time pins per variant: the CPU build takes the CPU-only torch wheel (no CUDA
 # libraries to bundle), the GPU build a CUDA one. `extra_index` is PyTorch's own index,
 # used when the configured one lacks the wheel (`index_first`: use it from the start,
@@ -180,14 +184,44 @@ def variant_pins(variant: str, platform: str) -> dict[str, object]:
 
 
 # Debian packages that the bundle's own libraries need from the system (Qt's xcb platform
-# plugin first of all). Found by `python installer/build.py --find-depends`: every shared
-# library the bundle links to that is not inside it, mapped to its package with dpkg -S;
-# checked by installing the .deb into a bare Debian root (installer/bare_root_test.sh).
+# plugin above all). Found by `make deb-depends` (installer/debian.py find_depends): each
+# system library a file in the bundle names as DT_NEEDED, resolved with the bundle's own
+# folders first and mapped to its package with dpkg -S; then checked by installing the
+# .deb into a bare Debian root (installer/bare_root_test.sh). libc6's minimum version is
+# measured at build time (the newest GLIBC symbol version in the bundle). Ubuntu 24.04
+# and Debian 13 renamed GLib's package for the 64-bit time_t transition.
 DEB_DEPENDS = [
-    "libc6 (>= 2.28)",
+    "libc6",
+    "libbrotli1",
+    "libdbus-1-3",
+    "libegl1",
+    "libfontconfig1",
+    "libfreetype6",
+    "libgl1",
+    "libglib2.0-0t64 | libglib2.0-0",
+    "libuuid1",
+    "libx11-6",
+    "libx11-xcb1",
+    "libxcb-cursor0",
+    "libxcb-glx0",
+    "libxcb-icccm4",
+    "libxcb-image0",
+    "libxcb-keysyms1",
+    "libxcb-randr0",
+    "libxcb-render-util0",
+    "libxcb-render0",
+    "libxcb-shape0",
+    "libxcb-shm0",
+    "libxcb-sync1",
+    "libxcb-util1",
+    "libxcb-xfixes0",
+    "libxcb-xkb1",
+    "libxcb1",
+    "libxkbcommon-x11-0",
+    "libxkbcommon0",
 ]
-# Needed only by optional Qt plugins (Wayland, EGL, input methods).
-DEB_RECOMMENDS: list[str] = []
+# Needed only by the optional Wayland platform plugin (Qt falls back to X11 without it).
+DEB_RECOMMENDS = ["libwayland-client0", "libwayland-cursor0", "libwayland-egl1"]
 DEB_SECTION = "graphics"
 
 CLIP_WEIGHTS_DIR = "clip-weights"  # inside the bundle: see desktop_app/engine/bundled.py

@@ -100,6 +100,23 @@ def test_excluded_modules_are_not_imported_by_the_app() -> None:
             assert not (module == excluded or module.startswith(excluded + ".")), module
 
 
+def test_excluded_modules_are_not_loaded_by_what_the_app_imports() -> None:
+    """A module left out of the bundle must not be imported by torch, Chroma or Qt when
+    the app starts using them (torch imports torch.testing._internal, for one)."""
+    import chromadb  # noqa: F401
+    import open_clip  # noqa: F401
+    import torch.utils.checkpoint  # noqa: F401
+    from PySide6 import QtWidgets  # noqa: F401
+
+    import desktop_app.cli  # noqa: F401
+    import desktop_app.engine.encoders.efficientnet  # noqa: F401
+
+    test_tools = {"pytest", "pytestqt", "mypy", "ruff"}
+    for excluded in set(m.EXCLUDES) - test_tools - m.OPTIONAL_IMPORTS:
+        loaded = [n for n in sys.modules if n == excluded or n.startswith(excluded + ".")]
+        assert not loaded, f"{excluded} is excluded from the bundle but loaded: {loaded[:3]}"
+
+
 def test_icons_exist_in_every_size_and_format() -> None:
     for size, png in m.icon_pngs().items():
         with Image.open(png) as im:
