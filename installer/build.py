@@ -119,6 +119,16 @@ def strip_libraries(bundle: Path) -> None:
             say(f"  {rel}: {before / 1e6:.0f} -> {lib.stat().st_size / 1e6:.0f} MB")
 
 
+def remove_dangling_links(bundle: Path) -> None:
+    """PyInstaller links top-level library names to the files it collected; the spec
+    drops some of those files (torchvision's CUDA ops, EGLFS), which leaves links to
+    nothing behind."""
+    for link in bundle.rglob("*"):
+        if link.is_symlink() and not link.exists():
+            say(f"  removing dangling link {link.relative_to(bundle)}")
+            link.unlink()
+
+
 def tree_bytes(folder: Path) -> int:
     return sum(p.lstat().st_size for p in folder.rglob("*") if not p.is_dir())
 
@@ -212,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_pyinstaller:
         bundle = pyinstaller(venv, args.variant, args.with_weights, args.weights_model)
         strip_libraries(bundle)
+        remove_dangling_links(bundle)
     exe = bundle / (m.APP_NAME + (".exe" if os.name == "nt" else ""))
     sizes: dict[str, object] = {"variant": args.variant, "bundle_bytes": tree_bytes(bundle)}
     say(f"bundle: {bundle} ({sizes['bundle_bytes'] / 1e6:.0f} MB)")
