@@ -233,8 +233,12 @@ def build_deb(bundle: Path, variant: str, out_dir: Path) -> Path:
     assert arch is not None
     out = out_dir / f"{package_name(variant)}_{m.version()}_{arch.group(1)}.deb"
     print(f"[build] $ dpkg-deb --build {staging} {out}", flush=True)
+    # zstd -9: several times faster than xz -6, a little larger; dpkg reads zstd
+    # from 1.21.18 (Debian 12, Ubuntu 21.10), older than any system the bundle runs on
+    # (its libc6 minimum is Debian 12's).
     subprocess.run(
-        ["dpkg-deb", "--root-owner-group", "-Zxz", "--build", str(staging), str(out)], check=True
+        ["dpkg-deb", "--root-owner-group", "-Zzstd", "-z9", "--build", str(staging), str(out)],
+        check=True,
     )
     shutil.rmtree(staging)
     return out
