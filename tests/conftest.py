@@ -11,11 +11,20 @@ from pathlib import Path
 
 import pytest
 
+from desktop_app.engine.settings import HISTOGRAM_MODEL, OFFLINE_MODEL
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PHOTOS = sorted((FIXTURES / "photos").glob("*.jpg"))
+
+# Two tiers. The fast one runs every behaviour with the ``histogram`` encoder (colour
+# layout, no torch: deterministic vectors in microseconds); the slow one (``-m slow``)
+# runs the behaviours that a real model can change with efficientnet-lite0 as well.
+FAST_MODEL = HISTOGRAM_MODEL
+REAL_MODEL = OFFLINE_MODEL
+ENCODERS = [FAST_MODEL, pytest.param(REAL_MODEL, marks=pytest.mark.slow, id="real")]
 
 
 @pytest.fixture(autouse=True)
@@ -43,6 +52,64 @@ def no_thread_left_behind() -> Iterator[None]:
     pytest.fail(f"test left threads running: {[t.name for t in extra]}")
 
 
+@pytest.fixture(autouse=True)
+def no_qt_work_left_behind(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """For Qt tests (napari's dangling-thread checks): fail a test that leaves a QThread
+    running, QThreadPool work unfinished or a QTimer active. ``threading.enumerate()``
+    does not see a QThread, so the plain thread check above would miss them."""
+    if "qtbot" not in request.fixturenames:
+        yield
+        return
+    import weakref
+
+    from PySide6.QtCore import QThread, QThreadPool, QTimer
+
+    threads: weakref.WeakSet[QThread] = weakref.WeakSet()
+    timers: weakref.WeakSet[QTimer] = weakref.WeakSet()
+    pools: weakref.WeakSet[QThreadPool] = weakref.WeakSet()
+    thread_start, timer_start, pool_start = QThread.start, QTimer.start, QThreadPool.start
+
+    def start_thread(self: QThread, *args: object) -> None:
+        threads.add(self)
+        thread_start(self, *args)
+
+    def start_timer(self: QTimer, *args: object) -> None:
+        timers.add(self)
+        timer_start(self, *args)
+
+    def start_pool(self: QThreadPool, *args: object, **kwargs: object) -> None:
+        pools.add(self)
+        pool_start(self, *args, **kwargs)
+
+    monkeypatch.setattr(QThread, "start", start_thread)
+    monkeypatch.setattr(QTimer, "start", start_timer)
+    monkeypatch.setattr(QThreadPool, "start", start_pool)
+    yield
+    problems = []
+    for thread in list(threads):
+        try:
+            if thread.isRunning():
+                problems.append(f"QThread {thread.objectName() or thread!r} still running")
+        except RuntimeError:  # its C++ object is gone: it cannot be running
+            pass
+    for pool in list(pools):
+        try:
+            if pool.activeThreadCount():
+                problems.append(f"{pool.activeThreadCount()} QThreadPool tasks still running")
+        except RuntimeError:
+            pass
+    for timer in list(timers):
+        try:
+            if timer.isActive():
+                problems.append(f"QTimer {timer.objectName() or timer!r} still active")
+        except RuntimeError:
+            pass
+    if problems:
+        pytest.fail("test left Qt work behind: " + "; ".join(problems))
+
+
 @pytest.fixture
 def photos(tmp_path: Path) -> Path:
     """A folder of 40 real photos (copies, free to modify)."""
@@ -53,12 +120,17 @@ def photos(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.fixture
-def library(app_home: Path) -> Iterator[object]:
-    from desktop_app.engine.library import Library
-    from desktop_app.engine.settings import OFFLINE_MODEL
+@pytest.fixture(params=ENCODERS)
+def model(request: pytest.FixtureRequest) -> str:
+    """The encoder a test runs with: the fast one, and the real one in the slow tier."""
+    return str(request.param)
 
-    lib = Library.open(model=OFFLINE_MODEL)
+
+@pytest.fixture
+def library(app_home: Path, model: str) -> Iterator[object]:
+    from desktop_app.engine.library import Library
+
+    lib = Library.open(model=model)
     yield lib
     lib.close()
 

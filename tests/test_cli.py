@@ -20,12 +20,12 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[s
 
 
 def test_index_search_status_forget(
-    capsys: pytest.CaptureFixture[str], photos: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], photos: Path, tmp_path: Path, model: str
 ) -> None:
     data = str(tmp_path / "data")
     (photos / "broken.jpg").write_text("not an image")
     code, out, _ = run_cli(
-        capsys, "index", str(photos), "--model", "efficientnet-lite0", "--data-dir", data, "--json"
+        capsys, "index", str(photos), "--model", model, "--data-dir", data, "--json"
     )
     assert code == 0
     summary = json.loads(out[-1])
@@ -65,7 +65,7 @@ def test_index_search_status_forget(
     code, out, _ = run_cli(capsys, "status", "--json", "--data-dir", data)
     st = json.loads(out[-1])
     assert (st["files"], st["distinct"], st["failed"]) == (40, 40, 1)
-    assert st["encoder"] == "efficientnet-lite0" and st["device"] == "cpu"
+    assert st["encoder"] == model and st["device"] == "cpu"
     assert st["failures"] == [
         {"path": str(photos / "broken.jpg"), "reason": summary["failed"][0]["reason"]}
     ]
@@ -78,9 +78,9 @@ def test_index_search_status_forget(
 
 
 def test_text_search_without_text_tower_says_why(
-    capsys: pytest.CaptureFixture[str], photos: Path
+    capsys: pytest.CaptureFixture[str], photos: Path, model: str
 ) -> None:
-    run_cli(capsys, "index", str(photos), "--model", "efficientnet-lite0")
+    run_cli(capsys, "index", str(photos), "--model", model)
     code, out, err = run_cli(capsys, "search", "--text", "a red dress", "--json")
     assert code == 1
     assert "no text tower" in err

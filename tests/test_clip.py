@@ -16,6 +16,8 @@ from desktop_app.engine.library import Library
 
 from .conftest import PHOTOS, run_index
 
+pytestmark = pytest.mark.slow  # torch and open_clip, a real (randomly initialised) ViT
+
 ARCH = "ViT-S-32"  # the smallest ViT open_clip defines; same code path as ViT-B-32
 
 

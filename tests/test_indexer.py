@@ -1,4 +1,5 @@
-"""The incremental indexer, end to end on real photos with the offline encoder."""
+"""The incremental indexer, end to end on real photos: with the fast encoder, and with
+the offline model in the slow tier."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from PIL import Image
 
 from desktop_app.engine.errors import DataDirLocked, NotIndexed
 from desktop_app.engine.library import Library
-from desktop_app.engine.settings import OFFLINE_MODEL
 
 from .conftest import run_index
 
@@ -119,20 +119,20 @@ def test_broken_inputs_are_listed_and_good_files_searchable(
         assert library.search_image(bad / ok, top_k=1)[0].path == str(bad / ok)
 
 
-def test_vector_index_rebuilds_from_catalog(library: Library, photos: Path) -> None:
+def test_vector_index_rebuilds_from_catalog(library: Library, photos: Path, model: str) -> None:
     run_index(library, [photos])
     library.close()
     shutil.rmtree(library.dirs.chroma_path)
-    lib = Library.open(model=OFFLINE_MODEL)
+    lib = Library.open(model=model)
     try:
         s = run_index(lib, [photos])
         assert s.embedded == 0
         first = sorted(photos.iterdir())[0]
         assert lib.search_image(first, top_k=1)[0].path == str(first)
-        assert lib.store.count(OFFLINE_MODEL) == 40
+        assert lib.store.count(model) == 40
     finally:
         lib.close()
-        library.__init__(lib.dirs, model=OFFLINE_MODEL)  # reopen for the fixture's close()
+        library.__init__(lib.dirs, model=model)  # reopen for the fixture's close()
 
 
 def test_find_similar_uses_stored_vector(library: Library, photos: Path) -> None:
@@ -185,9 +185,9 @@ def test_forget_removes_folder_and_vectors(library: Library, photos: Path) -> No
     assert library.forget(photos) == 40
     assert library.roots() == []
     assert library.catalog.counts()["files"] == 0
-    assert library.store.count(OFFLINE_MODEL) == 0
+    assert library.store.count(library.encoder_id) == 0
 
 
-def test_second_process_gets_clear_message(library: Library) -> None:
+def test_second_process_gets_clear_message(library: Library, model: str) -> None:
     with pytest.raises(DataDirLocked, match="in use by another desktop-app process"):
-        Library.open(model=OFFLINE_MODEL)
+        Library.open(model=model)

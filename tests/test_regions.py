@@ -18,9 +18,9 @@ from desktop_app.engine.colour import ColourMatcher, query_small, tiny_from_byte
 from desktop_app.engine.library import Library
 from desktop_app.engine.paths import AppDirs
 from desktop_app.engine.regions import QUERY_KEYPOINTS, extract_keypoints, find_frames, iou
-from desktop_app.engine.settings import OFFLINE_MODEL, Settings
+from desktop_app.engine.settings import Settings
 
-from .conftest import FIXTURES, PHOTOS, run_index
+from .conftest import ENCODERS, FAST_MODEL, FIXTURES, PHOTOS, run_index
 
 LARGE = sorted((FIXTURES / "large").glob("*.jpg"))
 TILE = (400, 533)
@@ -51,9 +51,9 @@ def gradient(dest: Path, channels: tuple[int, int, int]) -> Path:
     return dest
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=ENCODERS)
 def region_library(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[tuple[Library, list[Path]]]:
     """Indexed once for the module: three mosaics, twenty distractors and two smooth
     gradients (the same layout in other colours)."""
@@ -71,7 +71,7 @@ def region_library(
     mosaics.append(gradient(folder / "gradient-a.jpg", (0, 1, 2)))
     gradient(folder / "gradient-b.jpg", (1, 0, 2))
     dirs = AppDirs(root / "data", root / "config", root / "cache", root / "logs")
-    lib = Library(dirs, Settings(model=OFFLINE_MODEL, regions_enabled=True))
+    lib = Library(dirs, Settings(model=request.param, regions_enabled=True))
     run_index(lib, [folder])
     yield lib, mosaics
     lib.close()
@@ -126,6 +126,10 @@ def test_search_by_a_region_of_the_query(region_library) -> None:  # type: ignor
 def test_query_containing_a_stored_photo_finds_it(region_library, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """A stored photo pasted at about half size into another scene."""
     lib, mosaics = region_library
+    if lib.encoder_id == FAST_MODEL:
+        # mosaic B shares two of the pasted mosaic's four tiles: both verify, and only a
+        # real model's similarity ranks the whole picture above the half
+        pytest.skip("needs a real model's similarity to rank between verified candidates")
     scene = Image.open(PHOTOS[30]).convert("RGB").resize((1200, 900))
     pasted = Image.open(mosaics[2]).convert("RGB").resize((450, 600))
     scene.paste(pasted, (600, 200))
@@ -197,7 +201,7 @@ def test_cli_region_and_status_counts(region_library, capsys: pytest.CaptureFixt
 def test_no_regions_stores_full_vectors_only(
     photos: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["index", str(photos), "--model", OFFLINE_MODEL, "--no-regions", "--json"]) == 0
+    assert main(["index", str(photos), "--model", FAST_MODEL, "--no-regions", "--json"]) == 0
     capsys.readouterr()
     assert main(["status", "--json"]) == 0
     status = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -1,4 +1,5 @@
-"""The desktop window, offscreen, with real photos and the offline encoder."""
+"""The desktop window, offscreen, with real photos: with the fast encoder, and with the
+offline model in the slow tier."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from PySide6.QtCore import QMimeData, QUrl
 from PySide6.QtTest import QAbstractItemModelTester
 
 from desktop_app.engine.library import Library
-from desktop_app.engine.settings import OFFLINE_MODEL, Settings
+from desktop_app.engine.settings import Settings
 from desktop_app.ui.main_window import (
     PAGE_EMPTY_LIBRARY,
     PAGE_NO_QUERY,
@@ -25,8 +26,8 @@ TIMEOUT = 240_000  # generous: a loaded CI machine may be slow; a pass is usuall
 
 
 @pytest.fixture
-def settings(app_home: Path) -> Settings:
-    s = Settings(model=OFFLINE_MODEL)
+def settings(app_home: Path, model: str) -> Settings:
+    s = Settings(model=model)
     s.save(app_home / "config" / "settings.json")
     return s
 
@@ -39,7 +40,9 @@ def window(qtbot, settings: Settings, app_home: Path) -> Iterator[MainWindow]:  
     win = MainWindow(lib)
     qtbot.addWidget(win)
     win.show()
-    qtbot.waitUntil(lambda: win.encoder_label.text().startswith("efficientnet"), timeout=TIMEOUT)
+    qtbot.waitUntil(
+        lambda: win.status_bar.encoder_label.text().startswith(settings.model), timeout=TIMEOUT
+    )
     yield win
     win.shutdown()
     lib.close()
@@ -59,14 +62,14 @@ def wait_results(qtbot, window: MainWindow, before: int | None = None) -> None: 
 
 def test_first_run_guides_to_add_a_folder(window: MainWindow) -> None:
     assert window.stack.currentIndex() == PAGE_EMPTY_LIBRARY
-    assert window.files_label.text() == "No images yet"
+    assert window.status_bar.files_label.text() == "No images yet"
     # the offline encoder has no text tower and says why
-    assert not window.text_box.isEnabled()
-    assert "CLIP" in window.text_box.placeholderText()
+    assert not window.side.text_box.isEnabled()
+    assert "CLIP" in window.side.text_box.placeholderText()
 
 
 def test_adding_a_folder_indexes_it_and_updates_status(window: MainWindow, indexed: Path) -> None:
-    assert window.files_label.text() == "40 images indexed"
+    assert window.status_bar.files_label.text() == "40 images indexed"
     assert window.folders.folders() == [str(indexed)]
     assert window.stack.currentIndex() == PAGE_NO_QUERY
 
@@ -124,9 +127,9 @@ def test_find_similar_from_context_menu_replaces_results_and_history(
     assert window.current is not None and window.current.kind == "similar"
     # back returns to the first query
     with qtbot.waitSignal(window.searcher.finished, timeout=TIMEOUT):
-        window.back_action.trigger()
+        window.toolbar.back_action.trigger()
     assert window.model.result(0).path == str(files[0])
-    assert window.forward_action.isEnabled()
+    assert window.toolbar.forward_action.isEnabled()
 
 
 def test_copy_path_and_drag_out(window: MainWindow, indexed: Path, qtbot) -> None:  # type: ignore[no-untyped-def]
@@ -148,7 +151,7 @@ def test_threshold_filters_results(window: MainWindow, indexed: Path, qtbot) -> 
     with qtbot.waitSignal(window.searcher.finished, timeout=TIMEOUT):
         window.search_file(sorted(indexed.glob("*.jpg"))[0])
     with qtbot.waitSignal(window.searcher.finished, timeout=TIMEOUT):
-        window.threshold_slider.setValue(99)
+        window.toolbar.threshold_slider.setValue(99)
     assert window.model.rowCount() == 1
 
 
@@ -192,7 +195,7 @@ def test_model_passes_qabstractitemmodeltester(window: MainWindow, indexed: Path
     )
     with qtbot.waitSignal(window.searcher.finished, timeout=TIMEOUT):
         window.search_file(sorted(indexed.glob("*.jpg"))[0])
-    window.sort_box.setCurrentText("name")
+    window.toolbar.sort_box.setCurrentText("name")
     names = [Path(r.path).name for r in window.model.results()]
     assert names == sorted(names, key=str.lower)
     # thumbnails arrive lazily and update their rows
@@ -222,7 +225,7 @@ def test_quitting_during_indexing_is_clean_and_next_start_resumes(
     qtbot.addWidget(win)
     win.add_folder(str(big))
     win.show()
-    qtbot.waitUntil(lambda: win.progress.value() > 0, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: win.status_bar.progress.value() > 0, timeout=TIMEOUT)
     win.close()  # mid-index
     assert not win.worker._thread.isRunning()
     lib.close()
@@ -231,8 +234,8 @@ def test_quitting_during_indexing_is_clean_and_next_start_resumes(
         done_before = again.catalog.counts()["files"]
         assert 0 < done_before < 160
         # catalog and vector index agree: nothing half-written
-        assert again.store.count(OFFLINE_MODEL) == len(
-            again.catalog.fingerprints_with_vectors(OFFLINE_MODEL)
+        assert again.store.count(settings.model) == len(
+            again.catalog.fingerprints_with_vectors(settings.model)
         )
         s = run_index(again)
         assert s.embedded == 160 - done_before and s.unchanged == done_before
