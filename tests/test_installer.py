@@ -100,6 +100,7 @@ def test_excluded_modules_are_not_imported_by_the_app() -> None:
             assert not (module == excluded or module.startswith(excluded + ".")), module
 
 
+@pytest.mark.slow  # imports torch and open_clip
 def test_excluded_modules_are_not_loaded_by_what_the_app_imports() -> None:
     """A module left out of the bundle must not be imported by torch, Chroma or Qt when
     the app starts using them (torch imports torch.testing._internal, for one)."""
@@ -205,6 +206,7 @@ def test_deb_tree_has_launcher_menu_entry_icons_and_depends(tmp_path: Path) -> N
     assert "Package: desktop-app-gpu" in gpu and "Conflicts: desktop-app" in gpu
 
 
+@pytest.mark.slow  # imports torch
 def test_bundled_clip_weights_are_used_before_any_download(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -231,11 +233,11 @@ def test_gui_quit_after_saves_a_screenshot_with_the_packaged_icon(
     smoke test and the docs' screenshots rely on."""
     from desktop_app.cli import main
     from desktop_app.engine.paths import resolve_dirs
-    from desktop_app.engine.settings import OFFLINE_MODEL, Settings
+    from desktop_app.engine.settings import HISTOGRAM_MODEL, Settings
 
     monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # run_gui installs its own
     dirs = resolve_dirs().ensure()
-    Settings(model=OFFLINE_MODEL).save(dirs.settings_path)
+    Settings(model=HISTOGRAM_MODEL).save(dirs.settings_path)
     shot = tmp_path / "window.png"
     photo = sorted(m.SAMPLES_DIR.glob("*.jpg"))[0]
     assert main(["gui", str(photo), "--quit-after", "1.5", "--screenshot", str(shot)]) == 0
@@ -249,11 +251,11 @@ def test_gui_quit_after_saves_a_screenshot_with_the_packaged_icon(
 def test_gui_screenshot_that_cannot_be_written_fails(tmp_path: Path, qapp, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from desktop_app.cli import main
     from desktop_app.engine.paths import resolve_dirs
-    from desktop_app.engine.settings import OFFLINE_MODEL, Settings
+    from desktop_app.engine.settings import HISTOGRAM_MODEL, Settings
 
     monkeypatch.setattr(sys, "excepthook", sys.excepthook)
     dirs = resolve_dirs().ensure()
-    Settings(model=OFFLINE_MODEL).save(dirs.settings_path)
+    Settings(model=HISTOGRAM_MODEL).save(dirs.settings_path)
     missing = tmp_path / "no-such-folder" / "window.png"
     assert main(["gui", "--quit-after", "0.5", "--screenshot", str(missing)]) == 1
     assert not missing.exists()
