@@ -16,7 +16,7 @@ APP_TITLE = "desktop-app — image similarity search"  # the main window's title
 BUNDLE_ID = "org.desktop-app.desktop-app"  # macOS bundle identifier
 DESCRIPTION = "Find similar photos, and the photo a crop came from, in your folders"
 MAINTAINER = "desktop-app developers <desktop-app@users.noreply.github.com>"
-HOMEPAGE = "https://github.com/desktop-app/desktop-app"
+HOMEPAGE = ""  # no public home yet; the control file omits an empty field
 
 # The frozen program runs what `python -m desktop_app` runs; the console script in
 # pyproject.toml names the same function.
