@@ -20,7 +20,9 @@ the screenshot.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -58,6 +60,8 @@ class App:
             "LANG": "C.UTF-8",
             "HF_HUB_OFFLINE": "1",
             "TMPDIR": str(home),
+            # Windows programs need to know where Windows is
+            **{k: v for k, v in os.environ.items() if k.upper() == "SYSTEMROOT"},
         }
         check(
             shutil.which("python3", path=path) is None
@@ -186,25 +190,32 @@ def mapped_window(display: str, title: str) -> bool:
 
 
 def window(app: App, query: str, data: str, work: Path, shot: Path, seconds: float) -> dict:
-    check(shutil.which("xwininfo") is not None, "xwininfo is missing (apt-get install x11-utils)")
-    with Xvfb(work) as x:
-        env = {**app.env, "DISPLAY": x.display, "QT_QPA_PLATFORM": "xcb"}
-        args = ["gui", query, "--data-dir", data, "--quit-after", str(seconds)]
-        args += ["--screenshot", str(shot)]
+    """The real window: under a private Xvfb on Linux (xcb, checked with xwininfo), on the
+    runner's own desktop elsewhere (Windows, macOS: the screenshot is the check)."""
+    on_x11 = sys.platform.startswith("linux")
+    args = ["gui", query, "--data-dir", data, "--quit-after", str(seconds), "--screenshot"]
+    args.append(str(shot))
+    seen_after: float | None = None
+    with contextlib.ExitStack() as stack:
+        env = dict(app.env)
+        if on_x11:
+            check(shutil.which("xwininfo") is not None, "xwininfo is missing (x11-utils)")
+            x = stack.enter_context(Xvfb(work))
+            env.update(DISPLAY=x.display, QT_QPA_PLATFORM="xcb")
         started = time.monotonic()
         proc = subprocess.Popen(
             [str(app.exe), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
-        seen_after = None
         while proc.poll() is None and time.monotonic() - started < seconds + 120:
-            if seen_after is None and mapped_window(x.display, manifest.APP_TITLE):
+            if on_x11 and seen_after is None and mapped_window(x.display, manifest.APP_TITLE):
                 seen_after = time.monotonic() - started
             time.sleep(0.25)
         if proc.poll() is None:
             proc.kill()
         _, err = proc.communicate()
         check(proc.returncode == 0, f"the window exited {proc.returncode}:\n{err.decode()[-3000:]}")
-        check(seen_after is not None, f"no mapped window titled {manifest.APP_TITLE!r}")
+        if on_x11:
+            check(seen_after is not None, f"no mapped window titled {manifest.APP_TITLE!r}")
     check(shot.is_file(), f"the app saved no screenshot at {shot}")
     with Image.open(shot) as im:
         size = im.size
@@ -212,7 +223,7 @@ def window(app: App, query: str, data: str, work: Path, shot: Path, seconds: flo
     check(size[0] >= 640 and size[1] >= 400, f"screenshot is only {size}")
     check(colours > 100, f"screenshot has {colours} colours: an empty window?")
     return {
-        "window_seconds": round(seen_after or 0, 1),
+        "window_seconds": None if seen_after is None else round(seen_after, 1),
         "screenshot": str(shot),
         "size": size,
         "colours": colours,
