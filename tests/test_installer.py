@@ -211,7 +211,7 @@ def test_bundled_clip_weights_are_used_before_any_download(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from desktop_app.engine import bundled
-    from desktop_app.engine.encoders.clip import resolve_weights
+    from desktop_app.engine.encoders.clip import cached_weights, resolve_weights
 
     assert bundled.CLIP_WEIGHTS_DIR == m.CLIP_WEIGHTS_DIR
     assert bundled.bundled_clip_weights("ViT-B-32", "laion2b_s34b_b79k") is None  # from source
@@ -221,7 +221,8 @@ def test_bundled_clip_weights_are_used_before_any_download(
     weights.write_bytes(b"weights")
     monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert resolve_weights("ViT-B-32", "laion2b_s34b_b79k") == weights
+    assert resolve_weights("ViT-B-32", "laion2b_s34b_b79k", allow_download=False) == weights
+    assert cached_weights("ViT-B-32", "laion2b_s34b_b79k") == weights  # `models` lists it
 
 
 def test_gui_quit_after_saves_a_screenshot_with_the_packaged_icon(
