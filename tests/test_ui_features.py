@@ -9,6 +9,7 @@ import shutil
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -50,8 +51,16 @@ def window(qtbot: QtBot, app_home: Path) -> Iterator[MainWindow]:
 @pytest.fixture
 def indexed(window: MainWindow, photos: Path, qtbot: QtBot) -> Path:
     window.add_folder(str(photos))
-    qtbot.waitUntil(lambda: window.last_status.get("files") == 40, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: files(window) == 40, timeout=TIMEOUT)
     return photos
+
+
+def files(win: MainWindow) -> int | None:
+    return win.last_status.files if win.last_status else None
+
+
+def failures(win: MainWindow) -> list[Any]:
+    return list(win.last_status.failures) if win.last_status else []
 
 
 def search(qtbot: QtBot, win: MainWindow, start: object) -> None:
@@ -294,7 +303,7 @@ def test_empty_folder_and_folder_inside_a_watched_one_say_so(
     window.add_folder(str(inner))
     assert any("inside the watched folder" in m for m in messages)
     assert str(inner.resolve()) not in [r["path"] for r in window.controller.roots]
-    qtbot.waitUntil(lambda: window.last_status.get("files") == 41, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: files(window) == 41, timeout=TIMEOUT)
 
 
 # -- failures, copies ---------------------------------------------------------------------
@@ -303,18 +312,16 @@ def test_empty_folder_and_folder_inside_a_watched_one_say_so(
 def test_failures_dialog_retries_ignores_and_reveals(
     window: MainWindow, photos: Path, qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import desktop_app.ui.dialogs as dialogs
-
     good = sorted(photos.glob("*.jpg"))[0]
     broken = photos / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
     other = photos / "other.jpg"
     other.write_bytes(b"nor this")
     window.add_folder(str(photos))
-    qtbot.waitUntil(lambda: len(window.last_status.get("failures", [])) == 2, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: len(failures(window)) == 2, timeout=TIMEOUT)
     revealed: list[str] = []
-    monkeypatch.setattr(dialogs, "show_in_folder", revealed.append)
     dialog = window.show_failures()
+    monkeypatch.setattr(dialog.files, "show_in_folder", revealed.append)
     assert sorted(dialog.paths()) == sorted([str(broken), str(other)])
     assert not dialog.retry_button.isEnabled()  # nothing selected yet
     row = dialog.paths().index(str(broken))
@@ -323,7 +330,7 @@ def test_failures_dialog_retries_ignores_and_reveals(
     assert revealed == [str(broken)]
     dialog.ignore_selected()
     assert dialog.paths() == [str(other)]
-    assert [f["path"] for f in window.controller.failures()] == [str(other)]
+    assert [f.path for f in window.controller.failures()] == [str(other)]
     # the other is fixed on disk, then retried: it leaves the failures
     shutil.copy2(good, other)
     dialog.table.selectRow(0)
@@ -331,7 +338,7 @@ def test_failures_dialog_retries_ignores_and_reveals(
         dialog.retry_selected()
     assert dialog.paths() == []
     qtbot.waitUntil(
-        lambda: str(other) not in [f["path"] for f in window.last_status["failures"]],
+        lambda: str(other) not in [f.path for f in failures(window)],
         timeout=TIMEOUT,
     )
     dialog.close()
@@ -363,7 +370,7 @@ def with_duplicates(window: MainWindow, photos: Path, qtbot: QtBot) -> dict[str,
     with Image.open(original) as im:
         im.convert("RGB").resize((im.width * 3 // 4, im.height * 3 // 4)).save(small, quality=60)
     window.add_folder(str(photos))
-    qtbot.waitUntil(lambda: window.last_status.get("files") == 42, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: files(window) == 42, timeout=TIMEOUT)
     return {"original": original, "exact": exact, "small": small}
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from desktop_app.engine.cleanup import DEFAULT_CLEANUP, Cleanup
 from desktop_app.engine.filters import NO_FILTER, ResultFilter
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from PySide6.QtCore import SignalInstance
 
     from desktop_app.engine.settings import Settings
+    from desktop_app.engine.status import Failure, LibraryStatus
     from desktop_app.ui.results_model import ResultsModel
     from desktop_app.ui.worker import IndexWorker
 
@@ -35,7 +36,7 @@ class FeatureSlots:
         model: ResultsModel
         worker: IndexWorker
         settings: Settings
-        last_status: dict[str, Any]
+        last_status: LibraryStatus | None
         message: SignalInstance
         query_image_region_cleared: SignalInstance
 
@@ -101,9 +102,10 @@ class FeatureSlots:
     def ignore_failed(self, path: str) -> None:
         self.ignored_failures.add(path)
 
-    def failures(self) -> list[dict[str, str]]:
-        shown = self.last_status.get("failures", [])
-        return [f for f in shown if f["path"] not in self.ignored_failures]
+    def failures(self) -> list[Failure]:
+        """The last status's failures, less the ignored ones."""
+        shown = self.last_status.failures if self.last_status is not None else []
+        return [f for f in shown if f.path not in self.ignored_failures]
 
     def reindex_paths(self, paths: list[str]) -> None:
         """Bring the catalog and index up to date for paths changed outside the worker

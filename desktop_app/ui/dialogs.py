@@ -1,15 +1,11 @@
-"""Dialogs: settings, the failure list, and unexpected errors with copyable details.
+"""Dialogs: settings and the failure list (unexpected errors: ``errors.py``).
 
-GUI thread only. The excepthook runs for exceptions that reach the GUI thread's event loop
-(a slot that raised); pool and worker threads catch their own at their boundary and report
-through signals, so no dialog is ever built off the GUI thread."""
+GUI thread only."""
 
 from __future__ import annotations
 
 import logging
-import traceback
-from collections.abc import Callable
-from types import TracebackType
+from collections.abc import Sequence
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -25,7 +21,6 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
-    QMessageBox,
     QPushButton,
     QSpinBox,
     QTableWidget,
@@ -35,7 +30,8 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.engine.settings import DEFAULT_CLIP_MODEL, DEVICES, OFFLINE_MODEL, Settings
-from desktop_app.ui.results_view import show_in_folder
+from desktop_app.engine.status import Failure
+from desktop_app.ui.file_actions import FileActions
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +151,14 @@ class FailuresDialog(QDialog):
     retry_requested = Signal(str)  # path
     ignore_requested = Signal(str)  # path
 
-    def __init__(self, failures: list[dict[str, str]], parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        failures: Sequence[Failure],
+        parent: QWidget | None = None,
+        files: FileActions | None = None,
+    ) -> None:
         super().__init__(parent)
+        self.files = files or FileActions(self)  # the window's, so a failure is said
         self.setWindowTitle(f"{len(failures)} files could not be indexed")
         self.resize(820, 420)
         table = QTableWidget(len(failures), 2)
@@ -165,9 +167,9 @@ class FailuresDialog(QDialog):
         table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         table.setWordWrap(True)
         for row, f in enumerate(failures):
-            table.setItem(row, 0, QTableWidgetItem(f["path"]))
-            reason = QTableWidgetItem(f["reason"])
-            reason.setToolTip(f["reason"])
+            table.setItem(row, 0, QTableWidgetItem(f.path))
+            reason = QTableWidgetItem(f.reason)
+            reason.setToolTip(f.reason)
             table.setItem(row, 1, reason)
         table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
         table.horizontalHeader().setStretchLastSection(True)
@@ -217,7 +219,7 @@ class FailuresDialog(QDialog):
     def reveal_selected(self) -> None:
         paths = self.selected_paths()
         if paths:
-            show_in_folder(paths[0])
+            self.files.show_in_folder(paths[0])
 
     def _drop_selected(self) -> None:
         for row in sorted({i.row() for i in self.table.selectedIndexes()}, reverse=True):
@@ -228,30 +230,3 @@ class FailuresDialog(QDialog):
         some = bool(self.table.selectedIndexes())
         for b in (self.retry_button, self.ignore_button, self.reveal_button):
             b.setEnabled(some)
-
-
-def show_error(parent: QWidget | None, title: str, message: str, details: str = "") -> None:
-    box = QMessageBox(QMessageBox.Icon.Warning, title, message, parent=parent)
-    if details:
-        box.setDetailedText(details)  # selectable and copyable
-    box.exec()
-
-
-def install_excepthook(parent_getter: Callable[[], QWidget | None]) -> None:
-    """An unexpected exception opens a dialog with copyable details and is logged."""
-    import sys
-
-    def hook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
-        details = "".join(traceback.format_exception(exc_type, exc, tb))
-        log.error("unexpected error\n%s", details)
-        try:
-            show_error(
-                parent_getter(),
-                "Unexpected error",
-                f"Something went wrong: {exc}",
-                details,
-            )
-        except Exception:
-            sys.__excepthook__(exc_type, exc, tb)
-
-    sys.excepthook = hook

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import QSettings, Qt, SignalInstance
 from PySide6.QtGui import QCloseEvent
@@ -31,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from desktop_app.engine.library import Library
 from desktop_app.engine.search import SearchResult
+from desktop_app.engine.status import LibraryStatus
 from desktop_app.ui.controller import Page, SearchController
 from desktop_app.ui.dialogs import FailuresDialog, SettingsDialog
 from desktop_app.ui.preview import PreviewDialog
@@ -134,6 +134,7 @@ class MainWindow(QMainWindow):
             (view.copy_image_requested, self.copy_image),
             (view.copy_path_requested, lambda p: c.copy_path(p, QApplication.clipboard().setText)),
             (dz.region_cleared, c.clear_region),
+            (view.message, lambda text: sb.showMessage(text, 8000)),
             (sb.pause_clicked, c.toggle_pause),
             (sb.cancel_clicked, c.cancel_indexing),
             (sb.failures_clicked, self.show_failures),
@@ -145,8 +146,9 @@ class MainWindow(QMainWindow):
             (c.history_changed, tb.set_history),
             (c.limits_changed, lambda top_k, _threshold: tb.set_count(top_k)),
             (c.roots_changed, self.folders.set_folders),
-            (c.status_changed, sb.show_status),
+            (c.counts_changed, sb.show_counts),
             (c.encoder_ready, self._encoder_ready),
+            (c.encoder_failed, sb.set_encoder_failed),
             (c.message, sb.showMessage),
             (c.progress, sb.show_progress),
             (c.busy, sb.set_busy),
@@ -166,7 +168,7 @@ class MainWindow(QMainWindow):
         return self.controller.current
 
     @property
-    def last_status(self) -> dict[str, Any]:
+    def last_status(self) -> LibraryStatus | None:
         return self.controller.last_status
 
     def search_file(self, path: Path | str) -> None:
@@ -186,7 +188,7 @@ class MainWindow(QMainWindow):
 
     def preview(self, result: SearchResult) -> PreviewDialog:
         results = self.model.results()
-        dialog = PreviewDialog(result, self.controller.calls, self, results)
+        dialog = PreviewDialog(result, self.controller.calls, self, self.view.files, results)
         dialog.find_similar.connect(self.controller.find_similar)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
@@ -204,17 +206,21 @@ class MainWindow(QMainWindow):
                 self.controller.add_folder(str(folder))
 
     def show_failures(self) -> FailuresDialog:
-        dialog = FailuresDialog(self.controller.failures(), self)
+        dialog = FailuresDialog(self.controller.failures(), self, self.view.files)
         dialog.retry_requested.connect(self.controller.retry_failed)
         dialog.ignore_requested.connect(self.controller.ignore_failed)
         dialog.show()
         return dialog
 
-    def open_settings(self) -> None:
+    def open_settings(self) -> SettingsDialog:
+        """Window-modal, not a nested event loop; deleted by Qt when closed, here on the
+        GUI thread: left to Python's collector it could be freed on another thread."""
         c = self.controller
-        dialog = SettingsDialog(c.settings, self, c.running_encoder, c.encoder_warning)
-        if dialog.exec():
-            self.controller.apply_settings(dialog.result_settings())
+        dialog = SettingsDialog(c.settings_for_dialog(), self, c.running_encoder, c.encoder_warning)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: self.controller.apply_settings(dialog.result_settings()))
+        dialog.open()
+        return dialog
 
     # -- geometry and quitting --------------------------------------------------------
     def _qsettings(self) -> QSettings:
@@ -229,11 +235,13 @@ class MainWindow(QMainWindow):
         self.shutdown()
         super().closeEvent(event)
 
-    def shutdown(self) -> None:
-        """Quit cleanly even mid-index: the window's geometry, then the controller."""
+    def shutdown(self) -> bool:
+        """Quit cleanly even mid-index: the window's geometry, then the controller.
+        False when a thread did not stop in time: the library must stay open."""
         if not self.controller.stopped:
             self._qsettings().setValue("geometry", self.saveGeometry())
-        self.controller.shutdown()
+            self.view.files.stop()
+        return self.controller.shutdown()
 
 
 def _message_page(

@@ -25,10 +25,10 @@ from PySide6.QtWidgets import (
 
 from desktop_app.engine.search import SearchResult
 from desktop_app.ui.delegate import PARTIAL_COLOUR
+from desktop_app.ui.file_actions import FileActions
 from desktop_app.ui.geometry import Region, fit_rect, region_to_drawn
 from desktop_app.ui.images import LoadedQImage, load_qimage
 from desktop_app.ui.results_model import match_label
-from desktop_app.ui.results_view import open_file, show_in_folder
 from desktop_app.ui.tasks import BackgroundCalls
 
 PREVIEW_SIDE = 2048
@@ -102,10 +102,13 @@ class PreviewDialog(QDialog):
         result: SearchResult,
         calls: BackgroundCalls,
         parent: QWidget | None = None,
+        files: FileActions | None = None,
         results: Sequence[SearchResult] = (),
     ) -> None:
         super().__init__(parent)
         self.calls = calls
+        # the window's FileActions, so a failure reaches its status bar
+        files = files or FileActions(self)
         # the results Left/Right step through (the grid's order); the shown one among them
         self.results = list(results) or [result]
         self.position = next((i for i, r in enumerate(self.results) if r == result), 0)
@@ -123,8 +126,8 @@ class PreviewDialog(QDialog):
             buttons.addButton(b, QDialogButtonBox.ButtonRole.ActionRole)
             b.setAutoDefault(False)  # Enter must not fire them; arrows step
         self.similar_button.clicked.connect(self._find_similar)
-        open_button.clicked.connect(lambda: open_file(self.search_result.path))
-        folder_button.clicked.connect(lambda: show_in_folder(self.search_result.path))
+        open_button.clicked.connect(lambda: files.open(self.search_result.path))
+        folder_button.clicked.connect(lambda: files.show_in_folder(self.search_result.path))
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addWidget(self.image, 1)
