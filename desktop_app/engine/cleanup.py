@@ -51,7 +51,9 @@ class Cleanup:
 
 
 NO_CLEANUP = Cleanup()
-# what a new query gets in the window, set by bench/bench_cleanup.py's measurement
+# What a new query gets in the window. bench/bench_cleanup.py (300 photos, 60 queries):
+# text removal lifted captioned recall@1 from 0.983 to 1.000 (one query), enhancement
+# gained nothing on low-light queries and costs ~20% per search: both off (README).
 DEFAULT_CLEANUP = NO_CLEANUP
 
 
