@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from desktop_app.engine.encoders import DownloadProgress, Encoder, load_with_fal
 from desktop_app.engine.errors import DesktopAppError, NotIndexed
 from desktop_app.engine.indexer import (
     Indexer,
+    IndexSummary,
     IndexTarget,
     Progress,
     collect_garbage,
@@ -38,9 +40,18 @@ from desktop_app.engine.lock import DataDirLock
 from desktop_app.engine.partial import PartialSearch, QueryFeatures
 from desktop_app.engine.paths import AppDirs, resolve_dirs
 from desktop_app.engine.queries import ImageSource, image_query, stored_query
+from desktop_app.engine.remote import TOKEN_ENV, RemoteVectorStore, StoreUnavailable
 from desktop_app.engine.scanner import is_within
 from desktop_app.engine.search import Box, SearchResult
 from desktop_app.engine.settings import FIXED_ID_MODELS, Settings
+from desktop_app.engine.shared import (
+    SharedView,
+    Uploader,
+    machine_name,
+    stop_tracking,
+    track_changes,
+    unsynced_count,
+)
 from desktop_app.engine.store import VectorStore
 
 log = logging.getLogger(__name__)
@@ -89,20 +100,41 @@ class Library:
         model: str | None = None,
         store: VectorStore | None = None,
         progress: DownloadProgress | None = None,
+        store_url: str | None = None,
+        store_token: str | None = None,
     ) -> None:
+        """``store_url`` (else the ``store_url`` setting) puts the vectors on a Chroma
+        server; ``store_token`` (else $DESKTOP_APP_STORE_TOKEN) authenticates there."""
         self.dirs = dirs.ensure()
         self.settings = settings or Settings.load(dirs.settings_path)
         self._lock = DataDirLock(dirs.data)
         self._lock.acquire()
+        url = self.settings.store_url if store_url is None else store_url
         try:
             self.catalog = Catalog(dirs.catalog_path)
+            if store is None and url:
+                token = store_token or os.environ.get(TOKEN_ENV)
+                store = RemoteVectorStore(url, token)
             self.store = store or VectorStore.persistent(dirs.chroma_path)
+            self.machine = machine_name(self.settings.machine_name)
+            self.remote: RemoteVectorStore | None = None
+            self.uploader: Uploader | None = None
+            # what searches read: the catalog, or the catalog and the server
+            self.reader: Catalog | SharedView = self.catalog
+            if isinstance(self.store, RemoteVectorStore):
+                self.remote = self.store
+                track_changes(self.catalog, self.remote.url)
+                self.uploader = Uploader(self.catalog, self.remote, self.machine)
+                self.reader = SharedView(self.catalog, self.remote, self.machine)
+            else:
+                stop_tracking(self.catalog)
         except BaseException:
             self._lock.release()
             raise
         spec = model or self.catalog.get_meta("active_model") or self.settings.model
         self.slot = EncoderSlot(spec, self.settings, progress)
         self._synced: set[str] = set()
+        self._region_data: set[str] = set()
 
     @classmethod
     def open(cls, data_dir: Path | str | None = None, **kwargs: Any) -> Library:
@@ -204,18 +236,51 @@ class Library:
             skip_dirs=[self.dirs.data, self.dirs.cache],
             cancel=cancel,
             required_features=REGION_FEATURES if regions else (),
+            publish=self._upload_step if self.uploader else None,
         )
         for progress in indexer.run(targets):
-            if progress.summary is not None and not progress.summary.cancelled:
-                self.catalog.set_meta("active_model", slot.spec)
-                self.slot = slot
+            if progress.summary is not None:
+                self._finish_upload(progress.summary)
+                if not progress.summary.cancelled:
+                    self.catalog.set_meta("active_model", slot.spec)
+                    self.slot = slot
+            if self.uploader is not None and self.uploader.error:
+                progress = replace(progress, store_error=self.uploader.error)
             yield progress
+
+    def _upload_step(self, analyses: object) -> None:
+        """After each indexing batch: upload what the catalog marked (server mode)."""
+        assert self.uploader is not None
+        self.uploader.step()
+
+    def _finish_upload(self, summary: IndexSummary) -> None:
+        """End of a run: everything up, or what waits and why (the catalog keeps it)."""
+        if self.uploader is None:
+            return
+        self.uploader.drain()
+        summary.unsynced = unsynced_count(self.catalog)
+        summary.store_error = self.uploader.error
+
+    def upload(self) -> int:
+        """Upload everything still marked (server mode); raises StoreUnavailable. Returns
+        how many marks were waiting."""
+        if self.uploader is None:
+            return 0
+        waiting = unsynced_count(self.catalog)
+        self.uploader.upload()
+        return waiting
 
     def sync_store(self, encoder_id: str | None = None) -> int:
         """Make the vector index match the catalog (after a crash between the two writes,
         or when the index folder was deleted); returns how many vectors were re-added.
         Nothing is re-embedded: the catalog holds every vector."""
         encoder_id = encoder_id or self.encoder_id
+        if self.uploader is not None:
+            # a server holds other machines' vectors too: never reconcile by deleting;
+            # upload what the catalog marked instead (paused if it does not answer)
+            self.uploader.step(max_rounds=None)
+            self._synced.add(encoder_id)
+            return 0
         added = 0
         for (enc, kind), n in self.catalog.vector_counts().items():
             if enc != encoder_id or self.store.count(enc, kind) == n:
@@ -286,7 +351,7 @@ class Library:
         two stages: full-image matches (fast), then with partial matches merged in."""
         k, t = self._limits(top_k, threshold)
         encoder_id = self._ready()
-        search = PartialSearch(self.catalog, self.store, encoder_id)
+        search = PartialSearch(self.reader, self.store, encoder_id)
         state: dict[str, QueryFeatures] = {}
 
         def full() -> list[SearchResult]:
@@ -302,8 +367,8 @@ class Library:
         """ "Find similar" for an indexed file, from its stored vectors and keypoints."""
         k, t = self._limits(top_k, threshold)
         encoder_id = self._ready()
-        q = stored_query(self.catalog, encoder_id, path)
-        search = PartialSearch(self.catalog, self.store, encoder_id)
+        q = stored_query(self.reader, encoder_id, path)
+        search = PartialSearch(self.reader, self.store, encoder_id)
         return self._stages(
             encoder_id, lambda: search.full(q, k, t), lambda: search.merged(q, k, t)
         )
@@ -317,7 +382,14 @@ class Library:
         row = self.catalog.db.execute(
             "SELECT 1 FROM vectors WHERE encoder=? AND kind='region' LIMIT 1", (encoder_id,)
         ).fetchone()
-        return row is not None
+        if row is not None:
+            return True
+        if self.remote is None:
+            return False
+        # other machines' region vectors (asked once it is yes: they are not taken back)
+        if encoder_id not in self._region_data and self.remote.count(encoder_id, "region"):
+            self._region_data.add(encoder_id)
+        return encoder_id in self._region_data
 
     def search_image(
         self,
@@ -340,7 +412,7 @@ class Library:
         k, t = self._limits(top_k, threshold)
         encoder_id = self._ready()
         q = QueryFeatures(self.encoder.embed_text([text]))
-        return PartialSearch(self.catalog, self.store, encoder_id).full(q, k, t)
+        return PartialSearch(self.reader, self.store, encoder_id).full(q, k, t)
 
     # -- status -----------------------------------------------------------------------
     def status(self, load_encoder: bool = True) -> dict[str, Any]:
@@ -366,7 +438,25 @@ class Library:
                 for r in self.catalog.roots()
             ],
             "failures": [{"path": p, "reason": r} for p, r in self.catalog.failures()],
+            "store": self.store_status(),
         }
+
+    def store_status(self) -> dict[str, Any]:
+        """Where the vectors live; for a server, whether it answers and what waits."""
+        if self.remote is None:
+            return {"url": None, "machine": self.machine}
+        out: dict[str, Any] = {
+            "url": self.remote.url,
+            "machine": self.machine,
+            "unsynced": unsynced_count(self.catalog),
+            "online": True,
+            "error": None,
+        }
+        try:
+            self.remote.ping()
+        except StoreUnavailable as exc:
+            out.update(online=False, error=str(exc))
+        return out
 
 
 def _last_stage(stages: Sequence[Stage]) -> list[SearchResult]:

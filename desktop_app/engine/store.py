@@ -39,6 +39,11 @@ def collection_name(encoder_id: str, kind: str) -> str:
 
 
 class VectorStore:
+    # True for a server several clients share (``remote.RemoteVectorStore``): its
+    # contents are not this catalog's alone, so nothing may be deleted just because this
+    # catalog lacks it.
+    shared = False
+
     def __init__(self, client: Any) -> None:
         self.client = client
         self.max_batch = int(client.get_max_batch_size())
@@ -52,17 +57,6 @@ class VectorStore:
         path.mkdir(parents=True, exist_ok=True)
         client = chromadb.PersistentClient(
             path=str(path), settings=ChromaSettings(anonymized_telemetry=False)
-        )
-        return cls(client)
-
-    @classmethod
-    def server(cls, host: str, port: int = 8000) -> VectorStore:
-        """A shared Chroma server, for teams that outgrow one machine."""
-        import chromadb
-        from chromadb.config import Settings as ChromaSettings
-
-        client = chromadb.HttpClient(
-            host=host, port=port, settings=ChromaSettings(anonymized_telemetry=False)
         )
         return cls(client)
 
