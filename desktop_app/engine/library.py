@@ -325,6 +325,8 @@ class Library:
         ]
         removed = self.catalog.delete_files(doomed) if doomed else 0
         collect_garbage(self.catalog, self.store)
+        if self.uploader is not None:
+            self.uploader.drain()  # server down: the catalog keeps it marked for later
         return removed
 
     # -- searching --------------------------------------------------------------------
