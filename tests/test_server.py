@@ -192,10 +192,8 @@ def test_server_stopping_mid_index_loses_and_doubles_nothing(
     folder = folder_of(tmp_path, "photos", PHOTOS[:24])
     lib = open_client(tmp_path / "data", "alpha", server.url, batch_size=4)
     try:
-        seen = 0
         errors = []
-        for progress in lib.index([folder]):
-            seen += 1
+        for seen, progress in enumerate(lib.index([folder]), 1):
             if seen == 6:  # a few batches are up
                 server.stop()
             if seen == 16:  # more were embedded while it was down
