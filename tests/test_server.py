@@ -29,7 +29,7 @@ CHROMA = Path(sys.executable).parent / "chroma"
 if not CHROMA.exists() and shutil.which("chroma"):
     CHROMA = Path(str(shutil.which("chroma")))
 
-pytestmark = pytest.mark.skipif(
+needs_chroma = pytest.mark.skipif(
     not CHROMA.exists(),
     reason="the `chroma` command (installed with chromadb) is not next to this Python",
 )
@@ -129,6 +129,7 @@ def catalog_ids(lib: Library, kind: str) -> set[str]:
     return {vector_id(r.fingerprint, kind, r.idx) for r in lib.catalog.vectors(FAST_MODEL, kind)}
 
 
+@needs_chroma
 def test_two_clients_share_one_library(tmp_path: Path, server: ChromaServer) -> None:
     a_only, b_only, both = PHOTOS[:12], PHOTOS[12:24], PHOTOS[24:30]
     folder_a = folder_of(tmp_path, "alpha-photos", a_only)
@@ -186,6 +187,7 @@ def test_two_clients_share_one_library(tmp_path: Path, server: ChromaServer) -> 
         beta.close()
 
 
+@needs_chroma
 def test_server_stopping_mid_index_loses_and_doubles_nothing(
     tmp_path: Path, server: ChromaServer
 ) -> None:
@@ -239,6 +241,7 @@ def test_server_stopping_mid_index_loses_and_doubles_nothing(
         lib.close()
 
 
+@needs_chroma
 def test_command_line_says_plainly_when_the_server_is_down(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -261,6 +264,7 @@ def test_command_line_says_plainly_when_the_server_is_down(
     assert "http://HOST:PORT" in capsys.readouterr().err
 
 
+@needs_chroma
 def test_push_and_pull_move_a_library_without_embedding(
     tmp_path: Path, server: ChromaServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -299,3 +303,32 @@ def test_push_and_pull_move_a_library_without_embedding(
     assert again.embedded == 0
     with open_client(tmp_path / "third", "third", server.url) as other:
         assert len(server_state(other)["full"]) == 20
+
+
+def test_another_machines_photo_is_labelled_and_opens_only_where_it_exists(
+    qtbot,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    from PySide6.QtCore import QThreadPool
+
+    from desktop_app.engine.search import SearchResult
+    from desktop_app.ui.results_model import ResultsModel, tooltip
+    from desktop_app.ui.results_view import ResultsView
+    from desktop_app.ui.thumbnails import ThumbnailCache
+
+    pool = QThreadPool()
+    model = ResultsModel(ThumbnailCache(tmp_path / "thumbs", pool))
+    view = ResultsView(model)
+    qtbot.addWidget(view)
+    shared = SearchResult(str(PHOTOS[0]), 0.9, host="alpha")  # a share mounted here too
+    away = SearchResult(str(tmp_path / "only-on-alpha" / "photo.jpg"), 0.8, host="alpha")
+    model.set_results([shared, away])
+    try:
+        enabled = {a.text(): a.isEnabled() for a in view.build_menu(1).actions() if a.text()}
+        assert not enabled["Open"] and not enabled["Show in folder"]
+        assert enabled["Copy path"] and enabled["Find similar"]
+        assert "indexed on alpha; not on this machine" in tooltip(away)
+        assert all(a.isEnabled() for a in view.build_menu(0).actions() if a.text() == "Open")
+        assert "indexed on alpha" in tooltip(shared) and "not on this" not in tooltip(shared)
+    finally:
+        pool.waitForDone()
