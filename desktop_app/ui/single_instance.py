@@ -80,7 +80,8 @@ class InstanceServer(QObject):
 
     def _accept(self) -> None:
         while self._server.hasPendingConnections():
-            socket = self._server.nextPendingConnection()
+            # None when the client left already; the stubs leave out the Optional
+            socket: QLocalSocket | None = self._server.nextPendingConnection()
             if socket is None:
                 return
             self._buffers[socket] = b""
