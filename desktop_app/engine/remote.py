@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import socket
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -42,6 +43,8 @@ FILES = "library-files"
 FEATURES = "library-features"
 TOKEN_ENV = "DESKTOP_APP_STORE_TOKEN"
 REMOTE_CHUNK = 256  # vectors per HTTP call: big enough to amortise the round trip
+CONNECT_TIMEOUT_S = 5.0
+REQUEST_TIMEOUT_S = 120.0  # a big upsert or a 10M-vector query on a busy server
 REMOTE_GET = 300  # ids per get: keeps a request's URL-free JSON body modest
 
 
@@ -105,7 +108,15 @@ class RemoteVectorStore(VectorStore):
 
     def _connect(self) -> Any:
         import chromadb
+        import httpx
         from chromadb.config import Settings as ChromaSettings
+
+        # chromadb's HTTP session has no timeout: a host that drops packets would hang
+        # the caller for good. Check it answers first, then give the session timeouts.
+        try:
+            socket.create_connection((self.host, self.port), timeout=CONNECT_TIMEOUT_S).close()
+        except OSError as exc:
+            raise self._unavailable(exc.strerror or str(exc) or type(exc).__name__) from exc
 
         extra: dict[str, Any] = {}
         if self.token:
@@ -113,12 +124,16 @@ class RemoteVectorStore(VectorStore):
                 "chroma_client_auth_provider": "chromadb.auth.token_authn.TokenAuthClientProvider",
                 "chroma_client_auth_credentials": self.token,
             }
-        return chromadb.HttpClient(
+        client = chromadb.HttpClient(
             host=self.host,
             port=self.port,
             ssl=self.ssl,
             settings=ChromaSettings(anonymized_telemetry=False, **extra),
         )
+        session = getattr(getattr(client, "_server", None), "_session", None)
+        if isinstance(session, httpx.Client):
+            session.timeout = httpx.Timeout(REQUEST_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
+        return client
 
     @contextmanager
     def reachable(self) -> Iterator[None]:

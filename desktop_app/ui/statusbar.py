@@ -56,7 +56,10 @@ class IndexStatusBar(QStatusBar):
         self.progress.setMaximum(max(p.total, 1))
         self.progress.setValue(p.done)
         self.progress.setFormat(f"{p.phase} %v/%m")
-        if p.current:
+        if p.store_error:
+            # uploads wait in the catalog; indexing goes on (engine/shared.py)
+            self.showMessage(f"Uploads paused: {p.store_error}", 10000)
+        elif p.current:
             self.showMessage(f"Indexing {Path(p.current).name}", 2000)
 
     def set_busy(self, busy: bool) -> None:
@@ -78,7 +81,13 @@ class IndexStatusBar(QStatusBar):
     def show_status(self, st: dict[str, Any]) -> None:
         """The counts from Library.status()."""
         files = st["files"]
-        self.files_label.setText(f"{files:,} images indexed" if files else "No images yet")
+        text = f"{files:,} images indexed" if files else "No images yet"
+        store = st.get("store") or {}
+        if store.get("url"):
+            text += f" · shared on {store['url']}"
+            if not store.get("online", True):
+                text += f" (not answering; {store.get('unsynced', 0)} changes wait)"
+        self.files_label.setText(text)
         failed = st["failed"]
         self.failures_button.setVisible(bool(failed))
         self.failures_button.setText(f"{failed} failed — show")
