@@ -332,7 +332,9 @@ class Library:
     # -- searching --------------------------------------------------------------------
     def _ready(self) -> str:
         encoder_id = self.encoder_id
-        if encoder_id not in self._synced:
+        # with a server, uploads belong to the indexing thread (the only writer) and a
+        # search must not wait for them: it reads the catalog and the server as they are
+        if encoder_id not in self._synced and self.remote is None:
             self.sync_store(encoder_id)
         return encoder_id
 
