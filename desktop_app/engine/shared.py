@@ -142,6 +142,7 @@ class Uploader:
         self._failures = 0
         self._next_try = 0.0
         self.stats = UploadStats()
+        self._encoders: list[str] = []
 
     @property
     def paused(self) -> bool:
@@ -177,6 +178,8 @@ class Uploader:
         """Marks to the server, files first (see the module docstring); raises
         :class:`StoreUnavailable`. A mark is cleared only after its write succeeded."""
         rounds = 0
+        # asked once per upload: a scan of every vector row, too slow per chunk
+        self._encoders = self.catalog.encoders()
         for what in ("file", "content"):
             while max_rounds is None or rounds < max_rounds:
                 keys = [
@@ -235,7 +238,7 @@ class Uploader:
     def _upload_contents(self, keys: Sequence[Any]) -> None:
         fps = [_text(k) for k in keys]
         held: set[str] = set()
-        for encoder in self.catalog.encoders():
+        for encoder in self._encoders:
             for kind in ("full", "region"):
                 rows = list(self.catalog.vectors(encoder, kind, fps))
                 if not rows:
