@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from desktop_app.engine.errors import DesktopAppError
+from desktop_app.engine.errors import DesktopAppError, StoreDamaged
 from desktop_app.engine.store import VectorStore
 
 log = logging.getLogger(__name__)
@@ -137,27 +137,39 @@ class RemoteVectorStore(VectorStore):
 
     @contextmanager
     def reachable(self) -> Iterator[None]:
-        """Turn the transport's many ways of failing into one message for the user."""
-        import httpx
-
+        """Turn the transport's many ways of failing into one message for the user (also
+        when the embedded store's guard has already called it damage: a server that
+        does not answer is not a damaged index)."""
         try:
             yield
         except StoreUnavailable:
             raise
-        except httpx.TransportError as exc:
-            raise self._unavailable(str(exc) or type(exc).__name__) from exc
-        except ValueError as exc:  # chromadb's own "Could not connect" at start-up
-            if "connect" not in str(exc).lower():
+        except StoreDamaged as exc:
+            why = self._why_unreachable(exc.__cause__)
+            if why is None:
                 raise
-            raise self._unavailable("connection refused") from exc
+            raise self._unavailable(why) from exc.__cause__
         except Exception as exc:
-            # Chroma's errors for auth and server failures carry their HTTP status
+            why = self._why_unreachable(exc)
+            if why is not None:
+                raise self._unavailable(why) from exc
+            # Chroma's errors for auth failures carry their HTTP status in the name
             name = type(exc).__name__
             if "Auth" in name or "Unauthorized" in name or "Forbidden" in name:
                 raise StoreUnavailable(
                     f"the Chroma server at {self.url} refused the token ({exc})"
                 ) from exc
             raise
+
+    @staticmethod
+    def _why_unreachable(exc: BaseException | None) -> str | None:
+        import httpx
+
+        if isinstance(exc, httpx.TransportError):
+            return str(exc) or type(exc).__name__
+        if isinstance(exc, ValueError) and "could not connect" in str(exc).lower():
+            return "connection refused"  # chromadb's own words at start-up
+        return None
 
     def _unavailable(self, why: str) -> StoreUnavailable:
         return StoreUnavailable(

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from desktop_app.engine.analysis import REGION_FEATURES
-from desktop_app.engine.catalog import FileRow, VectorRow
+from desktop_app.engine.catalog import FileRow, VectorRow, encode_path
 from desktop_app.engine.library import Library
 from desktop_app.engine.remote import RemoteVectorStore
 from desktop_app.engine.shared import mark_everything
@@ -133,7 +133,8 @@ def _pull_chunk(
                 catalog.put_feature(fp, kind, data, db)
         for root in {r.root for r in rows}:
             db.execute(
-                "INSERT OR IGNORE INTO roots(path, added_at) VALUES (?, ?)", (root, time.time())
+                "INSERT OR IGNORE INTO roots(path, added_at) VALUES (?, ?)",
+                (encode_path(root), time.time()),
             )
         catalog.put_files(rows, db)
     out.files += len(rows)
