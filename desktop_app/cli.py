@@ -2,10 +2,14 @@
 other tools and the tests depend on them.
 
     desktop-app                      open the window
+    desktop-app gui [IMAGE]          the same, searching by IMAGE
     desktop-app index PATH...        add folders and index them
     desktop-app search IMAGE...      search by image, --text, or --similar-to
     desktop-app status               counts, encoder, failures
     desktop-app forget PATH          remove a folder from the library
+    desktop-app duplicates           groups of duplicate photos
+    desktop-app eval FOLDER          retrieval metrics on a folder whose sub-folders are labels
+    desktop-app models               the encoders, which is active, what each has indexed
     desktop-app store push --to URL  copy the library to a Chroma server (no re-embedding)
     desktop-app store pull --from URL  copy it back into the embedded store
 
@@ -27,6 +31,7 @@ from typing import Any, TextIO
 
 from desktop_app import __version__
 from desktop_app.engine.catalog import damage_error
+from desktop_app.engine.duplicates import PRESETS
 from desktop_app.engine.errors import DesktopAppError
 from desktop_app.engine.indexer import IndexSummary, Progress
 from desktop_app.engine.paths import resolve_dirs
@@ -146,7 +151,62 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument(
         "--from", dest="source", required=True, metavar="URL", help="http://HOST:PORT"
     )
-    sub.add_parser("gui", parents=[common], help="open the window (the default)")
+    gui = sub.add_parser("gui", parents=[common], help="open the window (the default)")
+    gui.add_argument(
+        "image",
+        nargs="?",
+        type=Path,
+        metavar="IMAGE",
+        help="search by this image once the window is open (what a file manager's "
+        '"Open with" passes)',
+    )
+    gui.add_argument(
+        "--quit-after",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="close the window after this many seconds (smoke tests, screenshots)",
+    )
+    gui.add_argument(
+        "--screenshot",
+        type=Path,
+        default=None,
+        metavar="PNG",
+        help="save the window to this file just before it closes (default: after 5 s)",
+    )
+
+    du = sub.add_parser(
+        "duplicates",
+        parents=[common, model, as_json, store, token],
+        help="find groups of duplicate photos",
+    )
+    du.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        default="near",
+        help="; ".join(f"{p.name}: {p.help} (threshold {p.threshold})" for p in PRESETS.values()),
+    )
+    du.add_argument(
+        "--threshold", type=float, default=None, help="minimum similarity (default: the preset's)"
+    )
+
+    ev = sub.add_parser(  # no --data-dir: it indexes into a temporary library of its own
+        "eval",
+        parents=[model, as_json],
+        help="retrieval metrics on a folder whose sub-folders are labels",
+    )
+    ev.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+    ev.add_argument("folder", type=Path, metavar="FOLDER")
+    ev.add_argument("--k", type=int, default=10, help="cut-off rank for the @k metrics")
+
+    mo = sub.add_parser(
+        "models",
+        parents=[common, as_json],
+        help="the encoders, which is active, what each has indexed (never uses the network)",
+    )
+    mo.add_argument(
+        "--all", action="store_true", help="list every CLIP model, not only those on this machine"
+    )
     return p
 
 
@@ -158,7 +218,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "gui":
         from desktop_app.ui.app import run_gui
 
-        return run_gui(data_dir=data_dir)
+        return run_gui(
+            data_dir=data_dir,
+            image=getattr(args, "image", None),
+            quit_after=getattr(args, "quit_after", None),
+            screenshot=getattr(args, "screenshot", None),
+        )
     dirs = resolve_dirs(data_dir)
     setup_logging(dirs.logs, verbose=getattr(args, "verbose", False))
     try:
@@ -169,6 +234,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "status": cmd_status,
             "forget": cmd_forget,
             "store": cmd_store,
+            "duplicates": cmd_duplicates,
+            "eval": cmd_eval,
+            "models": cmd_models,
         }[command]
         return handler(args)
     except DesktopAppError as exc:
@@ -291,6 +359,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 2
     region = parse_region(args.region) if args.region else None
     with _open_library(args) as lib:
+        # this process holds the data dir's lock and is its writer: searches only read,
+        # so a store that lags the catalog (a crash between the two writes) is caught up here
+        lib.catch_up_store(lib.encoder_id)
         queries: list[tuple[str, Any]] = []
         for image in args.images:
             queries.append(
@@ -349,29 +420,29 @@ def cmd_status(args: argparse.Namespace) -> int:
     with _open_library(args) as lib:
         st = lib.status()
     if args.json:
-        print(json.dumps(st))
+        print(json.dumps(st.to_json()))
         return 0
-    print(f"Data dir:   {st['data_dir']} ({st['store_bytes'] / 1e6:.1f} MB)")
-    print(f"Encoder:    {st['encoder']} ({st['encoder_label']})")
-    if st["model_warning"]:
-        print(f"            {st['model_warning']}")
-    print(f"Files:      {st['files']} indexed, {st['distinct']} distinct, {st['failed']} failed")
-    print("Vectors:    " + (", ".join(f"{n} {k}" for k, n in st["vectors"].items()) or "none"))
-    for root in st["roots"]:
-        print(f"Folder:     {root['path']}" + ("" if root["online"] else "  (offline)"))
-    print(f"Index:      {st['store_health']}")
-    print(f"Backup:     {st['catalog_backup'] or 'none yet'}")
-    store = st["store"]
-    if store["url"]:
+    print(f"Data dir:   {st.data_dir} ({st.store_bytes / 1e6:.1f} MB)")
+    print(f"Encoder:    {st.encoder} ({st.encoder_label})")
+    if st.model_warning:
+        print(f"            {st.model_warning}")
+    print(f"Files:      {st.files} indexed, {st.distinct} distinct, {st.failed} failed")
+    print("Vectors:    " + (", ".join(f"{n} {k}" for k, n in st.vectors.items()) or "none"))
+    for root in st.roots:
+        print(f"Folder:     {root.path}" + ("" if root.online else "  (offline)"))
+    print(f"Index:      {st.store_health}")
+    print(f"Backup:     {st.catalog_backup or 'none yet'}")
+    store = st.store or {}
+    if store.get("url"):
         state = "answers" if store["online"] else f"NOT REACHABLE: {store['error']}"
         print(f"Store:      {store['url']} as {store['machine']} ({state})")
         print(f"            {store['unsynced']} changes waiting for upload")
     else:
         print("Store:      embedded (in the data dir)")
-    if st["failures"]:
+    if st.failures:
         print("Failures:")
-        for f in st["failures"]:
-            print(f"  {f['path']}: {f['reason']}")
+        for f in st.failures:
+            print(f"  {f.path}: {f.reason}")
     return 0
 
 
@@ -398,6 +469,122 @@ def cmd_store(args: argparse.Namespace) -> int:
     )
     if args.json:
         print(json.dumps(summary.to_json()))
+    return 0
+
+
+def cmd_duplicates(args: argparse.Namespace) -> int:
+    import threading
+
+    from desktop_app.engine.duplicates import DuplicateReport
+
+    cancel = threading.Event()
+    report: DuplicateReport | None = None
+    with _open_library(args) as lib:
+        lib.catch_up_store(lib.encoder_id)  # this process is the writer; the scan only reads
+        try:
+            for p in lib.duplicates(args.preset, args.threshold, cancel):
+                report = p.report or report
+                if sys.stderr.isatty():
+                    sys.stderr.write(f"\r{p.phase:<10} {p.done}/{p.total}   ")
+        except KeyboardInterrupt:
+            cancel.set()
+            raise
+        finally:
+            if sys.stderr.isatty():
+                sys.stderr.write("\n")
+    assert report is not None
+    if args.json:
+        print(json.dumps({"groups": [g.to_json() for g in report.groups]}))
+        return 0
+    files = sum(len(g.files) for g in report.groups)
+    print(
+        f"{len(report.groups)} groups ({files} files) among {report.images} images, "
+        f"preset {report.preset}, threshold {report.threshold}"
+    )
+    for g in report.groups:
+        print(f"{g.kind} {g.score:.4f}")
+        for path in g.paths:
+            print(f"  {path}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import threading
+
+    from desktop_app.engine.evaluation import EvalReport, evaluate
+    from desktop_app.engine.settings import Settings
+
+    spec = args.model or Settings.load(resolve_dirs(None).settings_path).model
+    cancel = threading.Event()
+    report: EvalReport | None = None
+    try:
+        for p in evaluate(args.folder, spec, args.k, cancel):
+            report = p.report or report
+            if sys.stderr.isatty():
+                sys.stderr.write(f"\r{p.phase:<9} {p.done}/{p.total}   ")
+    except KeyboardInterrupt:
+        cancel.set()
+        raise
+    finally:
+        if sys.stderr.isatty():
+            sys.stderr.write("\n")
+    assert report is not None
+    if args.json:
+        print(json.dumps(report.to_json()))
+        return 0
+    print(
+        f"{report.model}: {report.images} images indexed in {report.index_seconds:.0f} s, "
+        f"{report.queries} queries in {report.query_seconds:.1f} s"
+        + (f", {report.skipped} skipped (alone in their label)" if report.skipped else "")
+        + (f", {len(report.failed)} failed to load" if report.failed else "")
+    )
+    k = report.k
+    print(f"{'label':<16} {'queries':>7}  {'MRR':>6} {f'NDCG@{k}':>8} {f'P@{k}':>6} "
+          f"{f'R@{k}':>6} {f'F1@{k}':>6}")  # fmt: skip
+    rows = [("all", {**report.overall, "queries": report.queries})]
+    rows += sorted(report.per_label.items())
+    for label, m in rows:
+        print(
+            f"{label:<16} {int(m['queries']):>7}  {m['mrr']:>6.3f} {m['ndcg']:>8.3f} "
+            f"{m['precision']:>6.3f} {m['recall']:>6.3f} {m['f1']:>6.3f}"
+        )
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from desktop_app.engine import model_figures
+    from desktop_app.engine.catalog import Catalog
+    from desktop_app.engine.models import list_models
+    from desktop_app.engine.settings import Settings
+
+    dirs = resolve_dirs(getattr(args, "data_dir", None))
+    settings = Settings.load(dirs.settings_path)
+    counts: dict[tuple[str, str], int] = {}
+    active = settings.model
+    if dirs.catalog_path.exists():  # read only: no lock, so it works beside the window
+        catalog = Catalog(dirs.catalog_path)
+        try:
+            counts = catalog.vector_counts()
+            active = catalog.get_meta("active_model") or active
+        finally:
+            catalog.close()
+    rows = list_models(counts, active, [settings.model])
+    if args.json:
+        print(json.dumps({"machine": model_figures.MACHINE, "models": [r.to_json() for r in rows]}))
+        return 0
+    shown = [r for r in rows if args.all or r.cached or r.active or r.indexed or r.kind != "clip"]
+    print(f"{'':2}{'model':<44} {'size':>9} {'img/s':>6} {'indexed':>8}  here  note")
+    for r in shown:
+        size = "?" if r.size_bytes is None else f"{r.size_bytes / 1e6:.0f} MB"
+        size = ("≈" if r.size_is_estimate else "") + size
+        speed = "" if r.images_per_s is None else f"{r.images_per_s:.0f}"
+        mark = "* " if r.active else "  "
+        here = "yes" if r.cached else "no"
+        print(f"{mark}{r.name:<44} {size:>9} {speed:>6} {r.indexed:>8}  {here:<4}  {r.note}")
+    hidden = len(rows) - len(shown)
+    if hidden:
+        print(f"  ... and {hidden} more CLIP models open_clip can download (--all lists them)")
+    print(f"* active. img/s: per CPU core, on {model_figures.MACHINE} (bench/bench_models.py)")
     return 0
 
 

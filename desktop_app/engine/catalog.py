@@ -27,13 +27,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from desktop_app.engine.errors import CatalogDamaged, CatalogTooNew, DiskFull
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # 1: paths as TEXT (valid UTF-8 only). 2: paths as BLOB (os.fsencode), any file name.
 SCHEMA_VERSION = 2
@@ -74,6 +76,13 @@ CREATE TABLE IF NOT EXISTS features (
     kind TEXT NOT NULL,            -- e.g. 'keypoints'
     data BLOB NOT NULL,
     PRIMARY KEY (fingerprint, kind)
+);
+-- pairs of contents the user said are not duplicates (duplicates.py); fp_a < fp_b
+CREATE TABLE IF NOT EXISTS not_duplicates (
+    fp_a TEXT NOT NULL,
+    fp_b TEXT NOT NULL,
+    marked_at REAL NOT NULL,
+    PRIMARY KEY (fp_a, fp_b)
 );
 """
 
@@ -266,7 +275,7 @@ class Catalog:
         answer or a traceback later. It reads every page, so on a large catalog (its
         vectors table) only the tables every command reads are checked at open; damage
         among the vectors surfaces as a DatabaseError on reading them, which the command
-        line reports with the same advice (``damage_message``)."""
+        line reports with the same advice (``damage_error``)."""
         size = self.path.stat().st_size if self.path.exists() else 0
         if size <= FULL_CHECK_BYTES:
             checks = ["PRAGMA quick_check(5)"]
@@ -546,6 +555,22 @@ class Catalog:
             db.execute(f"DELETE FROM features WHERE {orphan}")
         return [tuple(r) for r in gone]
 
+    # -- "not duplicates" marks (by content, so a moved file keeps its marks) ---------
+    def mark_not_duplicates(self, pairs: Iterable[tuple[str, str]]) -> None:
+        now = time.time()
+        rows = [(*sorted((a, b)), now) for a, b in pairs if a != b]
+        self.db.executemany(
+            "INSERT OR IGNORE INTO not_duplicates(fp_a, fp_b, marked_at) VALUES (?, ?, ?)", rows
+        )
+
+    def unmark_not_duplicates(self, pairs: Iterable[tuple[str, str]]) -> None:
+        rows = [tuple(sorted((a, b))) for a, b in pairs]
+        self.db.executemany("DELETE FROM not_duplicates WHERE fp_a=? AND fp_b=?", rows)
+
+    def not_duplicate_pairs(self) -> set[tuple[str, str]]:
+        """Every marked pair, each as (smaller, larger) fingerprint."""
+        return {(a, b) for a, b in self.db.execute("SELECT fp_a, fp_b FROM not_duplicates")}
+
     # -- cached per-content features (e.g. keypoints) --------------------------------
     def put_feature(self, fingerprint: str, kind: str, data: bytes, db: sqlite3.Connection) -> None:
         db.execute(
@@ -600,12 +625,12 @@ def _is_disk_full(exc: BaseException) -> bool:
     return False
 
 
-def _vector_row(r: tuple) -> VectorRow:
+def _vector_row(r: tuple[Any, ...]) -> VectorRow:
     fp, kind, idx, x, y, w, h, blob = r
     box = (x, y, w, h) if x is not None else None
     return VectorRow(fp, kind, idx, box, np.frombuffer(blob, dtype=np.float32))
 
 
-def _chunks(items: list, n: int) -> Iterator[list]:
+def _chunks(items: list[T], n: int) -> Iterator[list[T]]:
     for i in range(0, len(items), n):
         yield items[i : i + n]

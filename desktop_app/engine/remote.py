@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from desktop_app.engine.errors import DesktopAppError, StoreDamaged
-from desktop_app.engine.store import VectorStore
+from desktop_app.engine.store import Hit, VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +225,9 @@ class RemoteVectorStore(VectorStore):
         with self.reachable():
             return super().count(encoder_id, kind)
 
-    def query(self, encoder_id: str, vectors: np.ndarray, k: int, kind: str = "full") -> list:
+    def query(
+        self, encoder_id: str, vectors: np.ndarray, k: int, kind: str = "full"
+    ) -> list[list[Hit]]:
         with self.reachable():
             return super().query(encoder_id, vectors, k, kind)
 
@@ -349,6 +351,6 @@ class RemoteVectorStore(VectorStore):
                 )
 
 
-def _chunks(items: list, n: int) -> Iterator[list]:
+def _chunks(items: list[Any], n: int) -> Iterator[list[Any]]:
     for i in range(0, len(items), n):
         yield items[i : i + n]

@@ -12,11 +12,20 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 
 from desktop_app.engine.catalog import FileRow, VectorRow
 
 Box = tuple[int, int, int, int]
+
+
+class Match(StrEnum):
+    """How a result matches the query. A ``StrEnum`` so it compares equal to, prints as
+    and serialises to JSON as the plain word (``"full"``) the CLI has always written."""
+
+    FULL = "full"  # the whole image, give or take an edit
+    PARTIAL = "partial"  # a region of one image is the other (see ``region``)
 
 
 class ContentReader(Protocol):
@@ -37,7 +46,7 @@ class ContentReader(Protocol):
 class SearchResult:
     path: str
     score: float
-    match: str = "full"  # "full" or "partial"
+    match: Match = Match.FULL
     region: Box | None = None  # for partial matches: [x, y, w, h] in the file's pixels
     fingerprint: str = ""
     width: int | None = None
@@ -55,7 +64,7 @@ class SearchResult:
         out = {
             "path": self.path,
             "score": round(float(self.score), 6),
-            "match": self.match,
+            "match": str(self.match),
             "region": list(self.region) if self.region else None,
         }
         if self.host is not None:
@@ -64,7 +73,7 @@ class SearchResult:
 
 
 def result_for(
-    row: FileRow, score: float, match: str = "full", region: Box | None = None
+    row: FileRow, score: float, match: Match = Match.FULL, region: Box | None = None
 ) -> SearchResult:
     return SearchResult(
         row.path,
@@ -82,7 +91,7 @@ def result_for(
 
 def expand_to_files(
     catalog: ContentReader,
-    scored: Sequence[tuple[str, float, str, Box | None]],
+    scored: Sequence[tuple[str, float, Match, Box | None]],
     top_k: int,
     threshold: float,
     prefer_path: str | None = None,

@@ -155,6 +155,6 @@ def _file_row(e: dict[str, Any]) -> FileRow:
     )
 
 
-def _chunks(items: list, n: int) -> Iterator[list]:
+def _chunks(items: list[Any], n: int) -> Iterator[list[Any]]:
     for i in range(0, len(items), n):
         yield items[i : i + n]
