@@ -134,6 +134,8 @@ class SearchController(QObject):
         w.encoder_ready.connect(self._on_encoder_ready)
         self.watcher.changed.connect(lambda paths: self.worker.submit(IndexJob(paths, add=False)))
         self.watcher.root_returned.connect(lambda root: self.worker.submit(IndexJob([root])))
+        self.watcher.root_offline.connect(self._root_offline)
+        self.watcher.notice.connect(lambda text: self.message.emit(text, 15000))
 
     def start(self, *, watch: bool = True) -> None:
         """Start the worker (the encoder loads first), catch up on what changed while the
@@ -299,6 +301,13 @@ class SearchController(QObject):
         self.roots = roots
         self.roots_changed.emit(roots)
         self.page_changed.emit(self.page())
+
+    def _root_offline(self, root: str) -> None:
+        """A watched folder vanished: shown offline at once, its entries kept."""
+        roots = [{**r, "online": False} if r["path"] == root else r for r in self.roots]
+        self.model.set_offline_roots([r["path"] for r in roots if r.get("online") is False])
+        self._set_roots(roots)
+        self.message.emit(f"{root} is offline; its photos stay in the library", 10000)
 
     def _index_finished(self, summary: IndexSummary) -> None:
         self.last_summary = summary
