@@ -29,7 +29,7 @@ from PySide6.QtGui import QImage
 from desktop_app.engine.imageio import Source
 from desktop_app.engine.indexer import IndexSummary
 from desktop_app.engine.library import Library
-from desktop_app.engine.search import SearchResult
+from desktop_app.engine.search import SearchResult, follow_library
 from desktop_app.engine.settings import Settings
 from desktop_app.ui.collector import GuiThreadCollector
 from desktop_app.ui.geometry import Region
@@ -320,6 +320,20 @@ class SearchController(QObject):
             self.watcher.set_roots([r["path"] for r in st["roots"]])
         self.status_changed.emit(st)
         self._set_roots(st["roots"])
+        self._follow_library()
+
+    def _follow_library(self) -> None:
+        """After each job, the results on screen follow the library: a renamed file's
+        result gets its new path, a deleted one is marked (looked up in the image pool)."""
+        results, version = self.model.results(), self.model.version
+        if not results:
+            return
+        catalog = self.library.catalog
+        self.calls.call(
+            lambda: follow_library(catalog, results),
+            lambda resolved: self.model.follow(version, resolved),
+            lambda msg: log.warning("results could not follow the library: %s", msg),
+        )
 
     def _on_encoder_ready(self, description: str, warning: str) -> None:
         # torch, Chroma and Qt are loaded now: move their millions of long-lived objects

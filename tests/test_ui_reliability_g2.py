@@ -1,0 +1,90 @@
+"""The window under faults: results that follow the library after files are renamed or
+deleted, and one window per data dir (a second launch hands over its query)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from desktop_app.engine.library import Library
+from desktop_app.engine.settings import Settings
+from desktop_app.ui.main_window import MainWindow
+from desktop_app.ui.results_model import Role
+
+from .conftest import FAST_MODEL
+
+TIMEOUT = 240_000
+
+
+@pytest.fixture
+def settings(app_home: Path) -> Settings:
+    s = Settings(model=FAST_MODEL)
+    s.save(app_home / "config" / "settings.json")
+    return s
+
+
+@pytest.fixture
+def window(qtbot, settings: Settings) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
+    from desktop_app.engine.paths import resolve_dirs
+
+    lib = Library(resolve_dirs(), settings)
+    win = MainWindow(lib)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(
+        lambda: win.status_bar.encoder_label.text().startswith(settings.model), timeout=TIMEOUT
+    )
+    yield win
+    win.shutdown()
+    lib.close()
+
+
+@pytest.fixture
+def indexed(window: MainWindow, photos: Path, qtbot) -> Path:  # type: ignore[no-untyped-def]
+    window.add_folder(str(photos))
+    qtbot.waitUntil(lambda: window.last_status.get("files") == 40, timeout=TIMEOUT)
+    return photos
+
+
+def _row_of(window: MainWindow, path: str) -> int:
+    return [r.path for r in window.model.results()].index(path)
+
+
+def test_results_on_screen_follow_a_rename_and_a_delete(
+    window: MainWindow, indexed: Path, qtbot
+) -> None:  # type: ignore[no-untyped-def]
+    query = sorted(indexed.glob("*.jpg"))[0]
+    with qtbot.waitSignal(window.searcher.completed, timeout=TIMEOUT):
+        window.search_file(query)
+    shown = window.model.results()
+    renamed, deleted = Path(shown[1].path), Path(shown[2].path)
+    renamed_row, deleted_row = _row_of(window, str(renamed)), _row_of(window, str(deleted))
+    new_path = renamed.with_name("renamed " + renamed.name)
+    renamed.rename(new_path)  # in the watched folder, as a file manager would
+    deleted.unlink()
+
+    def followed() -> bool:
+        return window.model.result(renamed_row).path == str(new_path) and window.model.is_gone(
+            deleted_row
+        )
+
+    qtbot.waitUntil(followed, timeout=TIMEOUT)
+    model = window.model
+    assert model.rowCount() == len(shown)  # nothing vanished from under the user
+    assert model.data(model.index(deleted_row), Role.Gone) is True
+    assert model.data(model.index(renamed_row), Role.Gone) is False
+    assert "Deleted" in model.data(model.index(deleted_row), 3)  # the tooltip says so
+    gone_menu = window.view.build_menu(deleted_row)
+    assert not gone_menu.defaultAction().isEnabled()  # Find similar: nothing to search by
+    menu = window.view.build_menu(renamed_row)
+    assert menu.defaultAction().isEnabled()
+    # Find similar on the renamed result works: it finds itself under its new name
+    with qtbot.waitSignal(window.searcher.completed, timeout=TIMEOUT):
+        menu.defaultAction().trigger()
+    assert window.model.result(0).path == str(new_path)
+    assert not window.model.is_gone(0)
