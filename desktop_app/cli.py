@@ -95,7 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
     del st
     fg = sub.add_parser("forget", parents=[common], help="remove a folder from the library")
     fg.add_argument("path", type=Path, metavar="PATH")
-    sub.add_parser("gui", parents=[common], help="open the window (the default)")
+    gui = sub.add_parser("gui", parents=[common], help="open the window (the default)")
+    gui.add_argument(
+        "image",
+        nargs="?",
+        type=Path,
+        default=None,
+        metavar="IMAGE",
+        help="search by this image (a window already open on the data dir is handed it)",
+    )
     return p
 
 
@@ -107,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "gui":
         from desktop_app.ui.app import run_gui
 
-        return run_gui(data_dir=data_dir)
+        return run_gui(data_dir=data_dir, image=getattr(args, "image", None))
     setup_logging(dirs.logs, verbose=getattr(args, "verbose", False))
     try:
         handler = {

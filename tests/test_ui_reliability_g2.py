@@ -88,3 +88,75 @@ def test_results_on_screen_follow_a_rename_and_a_delete(
         menu.defaultAction().trigger()
     assert window.model.result(0).path == str(new_path)
     assert not window.model.is_gone(0)
+
+
+@pytest.fixture
+def running(qtbot, settings: Settings) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
+    """A window as ``desktop-app gui`` opens it: listening for later launches."""
+    from desktop_app.engine.paths import resolve_dirs
+    from desktop_app.ui.app import open_window
+
+    lib = Library(resolve_dirs(), settings)
+    win, server = open_window(lib)
+    qtbot.addWidget(win)
+    qtbot.waitUntil(
+        lambda: win.status_bar.encoder_label.text().startswith(settings.model), timeout=TIMEOUT
+    )
+    yield win
+    server.close()
+    win.shutdown()
+    lib.close()
+
+
+def test_a_second_launch_hands_its_image_to_the_running_window(
+    running: MainWindow, photos: Path, qtbot, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from desktop_app.ui.app import run_gui
+
+    running.add_folder(str(photos))
+    qtbot.waitUntil(lambda: running.last_status.get("files") == 40, timeout=TIMEOUT)
+    running.showMinimized()
+    opened: list[object] = []
+    init = Library.__init__
+
+    def counting_init(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        opened.append(self)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(Library, "__init__", counting_init)
+    image = sorted(photos.glob("*.jpg"))[5]
+    assert run_gui(image=image) == 0  # returns at once: no second window, no event loop
+    assert "already running" in capsys.readouterr().err
+    with qtbot.waitSignal(running.searcher.completed, timeout=TIMEOUT):
+        pass
+    assert running.current is not None and running.current.path == str(image)
+    assert running.model.result(0).path == str(image)
+    assert opened == []  # never a second library (nor a second writer)
+    assert not running.isMinimized()  # brought forward
+
+
+def test_a_second_process_hands_its_image_to_the_running_window(
+    running: MainWindow, photos: Path, qtbot
+) -> None:  # type: ignore[no-untyped-def]
+    image = sorted(photos.glob("*.jpg"))[3]
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "desktop_app", "gui", str(image)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with qtbot.waitSignal(running.controller.query_described, timeout=TIMEOUT):
+            pass  # the event loop runs (the server reads) while the launch hands over
+        qtbot.waitUntil(lambda: proc.poll() is not None, timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        out, err = proc.communicate()
+    assert proc.returncode == 0, err
+    assert "already running; your request was handed to it" in err
+    assert running.current is not None and running.current.path == str(image)

@@ -1,26 +1,38 @@
 """Starting the desktop window: the QApplication, the library, the window and its event
-loop, all on the main thread, which Qt makes the GUI thread."""
+loop, all on the main thread, which Qt makes the GUI thread.
+
+One window per data dir: before the library is opened (and its lock taken), a launch
+hands its request to a window already running on that data dir (``single_instance``)
+and exits; otherwise it opens the library and listens for later launches.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from desktop_app.engine.errors import DesktopAppError
-from desktop_app.engine.paths import resolve_dirs
+from desktop_app.engine.paths import AppDirs, resolve_dirs
 from desktop_app.logs import setup_logging
+
+if TYPE_CHECKING:
+    from desktop_app.engine.library import Library
+    from desktop_app.ui.main_window import MainWindow
+    from desktop_app.ui.single_instance import InstanceServer
 
 log = logging.getLogger(__name__)
 
+HANDED_OVER = "desktop-app is already running; your request was handed to it"
 
-def run_gui(data_dir: Path | str | None = None) -> int:
+
+def run_gui(data_dir: Path | str | None = None, image: Path | str | None = None) -> int:
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication, QMessageBox
 
     from desktop_app.engine.library import Library
     from desktop_app.ui.dialogs import install_excepthook
-    from desktop_app.ui.main_window import MainWindow
 
     dirs = resolve_dirs(data_dir)
     setup_logging(dirs.logs, stderr=False)
@@ -29,6 +41,9 @@ def run_gui(data_dir: Path | str | None = None) -> int:
     app = existing if isinstance(existing, QApplication) else QApplication(sys.argv)
     app.setApplicationName("desktop-app")
     app.setOrganizationName("desktop-app")
+    if hand_to_running(dirs, image):
+        print(HANDED_OVER, file=sys.stderr)
+        return 0
     icon = Path(__file__).resolve().parent.parent.parent / "resources" / "desktop-app.svg"
     if icon.is_file():
         app.setWindowIcon(QIcon(str(icon)))
@@ -37,11 +52,47 @@ def run_gui(data_dir: Path | str | None = None) -> int:
     except DesktopAppError as exc:
         QMessageBox.critical(None, "desktop-app", str(exc))
         return 1
-    window = MainWindow(library)
+    window, server = open_window(library, image)
     install_excepthook(lambda: window)
-    window.show()
     try:
         return app.exec()
     finally:
+        server.close()
         window.shutdown()
         library.close()
+
+
+def hand_to_running(dirs: AppDirs, image: Path | str | None = None) -> bool:
+    """A second launch: True when a window on this data dir took the request."""
+    from desktop_app.ui.single_instance import send_to_running, server_name
+
+    request = {"image": str(Path(image).expanduser().resolve()) if image else None}
+    return send_to_running(server_name(dirs.data), request)
+
+
+def open_window(
+    library: Library, image: Path | str | None = None
+) -> tuple[MainWindow, InstanceServer]:
+    """The window, shown, listening for later launches (and searching ``image``)."""
+    from desktop_app.ui.main_window import MainWindow
+    from desktop_app.ui.single_instance import InstanceServer, server_name
+
+    window = MainWindow(library)
+    server = InstanceServer(server_name(library.dirs.data), window)
+    server.request_received.connect(lambda request: handle_request(window, request))
+    if not server.listen():
+        log.warning("a later launch will not find this window")
+    window.show()
+    if image:
+        window.search_file(image)
+    return window, server
+
+
+def handle_request(window: MainWindow, request: dict[str, Any]) -> None:
+    """Another launch's request: the window comes forward and searches its image."""
+    window.showNormal()
+    window.raise_()
+    window.activateWindow()
+    image = request.get("image")
+    if isinstance(image, str) and image:
+        window.search_file(image)
