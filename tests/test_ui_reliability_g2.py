@@ -160,3 +160,22 @@ def test_a_second_process_hands_its_image_to_the_running_window(
     assert proc.returncode == 0, err
     assert "already running; your request was handed to it" in err
     assert running.current is not None and running.current.path == str(image)
+
+
+def test_an_unplugged_folder_keeps_its_photos_and_resumes_with_nothing_re_embedded(
+    window: MainWindow, indexed: Path, qtbot, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    away = tmp_path / "unplugged"
+    with qtbot.waitSignal(window.controller.watcher.root_offline, timeout=TIMEOUT):
+        indexed.rename(away)  # the drive goes: the watcher notices its root went
+        window.controller.watcher.check_roots()
+    assert window.controller.roots[0]["online"] is False
+    with qtbot.waitSignal(window.worker.status, timeout=TIMEOUT):
+        window.controller.add_folder(str(indexed))  # even a rescan asked for by hand
+    assert window.last_status["files"] == 40  # kept while offline
+    with qtbot.waitSignal(window.worker.finished, timeout=TIMEOUT) as done:
+        away.rename(indexed)
+        window.controller.watcher.check_roots()
+    assert done.args[0].embedded == 0 and done.args[0].removed == 0
+    qtbot.waitUntil(lambda: window.last_status.get("files") == 40, timeout=TIMEOUT)
+    assert window.controller.watcher.modes[str(indexed)] == "native"
