@@ -83,7 +83,7 @@ class FileChurn(threading.Thread):
     def new_path(self) -> Path:
         self._n += 1
         sub = self.folder / f"sub{self.rng.randrange(SUBFOLDERS)}"
-        sub.mkdir(exist_ok=True)
+        sub.mkdir(parents=True, exist_ok=True)
         return sub / f"p{self._n:06d}.jpg"
 
     def write(self, path: Path) -> None:

@@ -179,3 +179,25 @@ def test_an_unplugged_folder_keeps_its_photos_and_resumes_with_nothing_re_embedd
     assert done.args[0].embedded == 0 and done.args[0].removed == 0
     qtbot.waitUntil(lambda: window.last_status.get("files") == 40, timeout=TIMEOUT)
     assert window.controller.watcher.modes[str(indexed)] == "native"
+
+
+def test_a_long_run_of_qt_calls_never_kills_the_interpreter() -> None:
+    """PySide6 6.12.0 on Python < 3.12 takes a reference from None at every call that
+    returns nothing; unguarded, the process aborts ("deallocating None") once they run
+    out. Run more such calls than None has references, in a child process."""
+    script = (
+        "import sys\n"
+        "import desktop_app.ui\n"
+        "from PySide6.QtCore import QObject\n"
+        "o = QObject()\n"
+        "for _ in range(min(sys.getrefcount(None), 10**6) + 20_000):\n"
+        "    o.setObjectName('x')\n"
+        "print('alive')\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0 and "alive" in proc.stdout, proc.stderr[-2000:]
