@@ -201,3 +201,36 @@ def test_a_long_run_of_qt_calls_never_kills_the_interpreter() -> None:
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0 and "alive" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_a_launch_racing_a_starting_window_hands_over_instead_of_failing(
+    qtbot, app_home: Path, photos: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The first window holds the data-dir lock but did not listen yet when the second
+    launch looked: the second waits for it instead of reporting a locked data dir."""
+    from desktop_app.engine.paths import resolve_dirs
+    from desktop_app.ui import app as app_module
+    from desktop_app.ui.single_instance import InstanceServer, server_name
+
+    dirs = resolve_dirs()
+    first = Library(dirs, Settings(model=FAST_MODEL))  # holds the lock
+    server = InstanceServer(server_name(dirs.data))
+    real = app_module.hand_to_running
+    calls: list[int] = []
+
+    def not_yet_listening(*args: object) -> bool:
+        calls.append(1)
+        return False if len(calls) == 1 else real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(app_module, "hand_to_running", not_yet_listening)
+    image = sorted(photos.glob("*.jpg"))[0]
+    try:
+        assert server.listen()
+        with qtbot.waitSignal(server.request_received, timeout=TIMEOUT) as got:
+            assert app_module.run_gui(image=image) == 0
+        assert got.args == [{"image": str(image)}]
+        assert "already running" in capsys.readouterr().err
+        assert len(calls) >= 2
+    finally:
+        server.close()
+        first.close()

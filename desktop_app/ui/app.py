@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from desktop_app.engine.errors import DesktopAppError
+from desktop_app.engine.errors import DataDirLocked, DesktopAppError
 from desktop_app.engine.paths import AppDirs, resolve_dirs
 from desktop_app.logs import setup_logging
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HANDED_OVER = "desktop-app is already running; your request was handed to it"
+STARTING_WINDOW_WAIT_S = 10.0
 
 
 def run_gui(data_dir: Path | str | None = None, image: Path | str | None = None) -> int:
@@ -49,6 +50,13 @@ def run_gui(data_dir: Path | str | None = None, image: Path | str | None = None)
         app.setWindowIcon(QIcon(str(icon)))
     try:
         library = Library(dirs)
+    except DataDirLocked as exc:
+        # a window launched a moment before may hold the lock and not listen yet
+        if wait_for_running(dirs, image):
+            print(HANDED_OVER, file=sys.stderr)
+            return 0
+        QMessageBox.critical(None, "desktop-app", str(exc))
+        return 1
     except DesktopAppError as exc:
         QMessageBox.critical(None, "desktop-app", str(exc))
         return 1
@@ -68,6 +76,21 @@ def hand_to_running(dirs: AppDirs, image: Path | str | None = None) -> bool:
 
     request = {"image": str(Path(image).expanduser().resolve()) if image else None}
     return send_to_running(server_name(dirs.data), request)
+
+
+def wait_for_running(
+    dirs: AppDirs, image: Path | str | None, seconds: float = STARTING_WINDOW_WAIT_S
+) -> bool:
+    """The data dir is locked: hand the request over as soon as a window there listens;
+    False after ``seconds`` (the lock's holder is not a window, e.g. a command-line run)."""
+    import time
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if hand_to_running(dirs, image):
+            return True
+        time.sleep(0.25)
+    return False
 
 
 def open_window(
