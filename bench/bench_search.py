@@ -55,7 +55,12 @@ def backfill(lib: object, regions: bool) -> None:
     from desktop_app.engine.thumbs import THUMB_SIDE, save_thumbnail, thumbnail_path
 
     catalog = lib.catalog  # type: ignore[attr-defined]
-    rows = catalog.db.execute("SELECT path, fingerprint FROM files WHERE status='ok'").fetchall()
+    from desktop_app.engine.catalog import decode_path  # paths are stored as bytes
+
+    rows = [
+        (decode_path(p), fp)
+        for p, fp in catalog.db.execute("SELECT path, fingerprint FROM files WHERE status='ok'")
+    ]
     if not rows:
         return
     cache = lib.dirs.thumbnails  # type: ignore[attr-defined]

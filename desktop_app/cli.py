@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -19,10 +21,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from desktop_app import __version__
+from desktop_app.engine.catalog import damage_error
 from desktop_app.engine.errors import DesktopAppError
 from desktop_app.engine.indexer import IndexSummary, Progress
 from desktop_app.engine.paths import resolve_dirs
 from desktop_app.logs import setup_logging
+
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,14 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     data_dir = getattr(args, "data_dir", None)
-    dirs = resolve_dirs(data_dir)
     command = args.command or "gui"
+    _tolerate_any_file_name()
     if command == "gui":
         from desktop_app.ui.app import run_gui
 
         return run_gui(data_dir=data_dir, image=getattr(args, "image", None))
+    dirs = resolve_dirs(data_dir)
     setup_logging(dirs.logs, verbose=getattr(args, "verbose", False))
     try:
+        dirs.ensure()
         handler = {
             "index": cmd_index,
             "search": cmd_search,
@@ -131,6 +138,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("desktop-app: interrupted", file=sys.stderr)
         return 130
+    except sqlite3.DatabaseError as exc:  # damage found past the check at open
+        log.exception("catalog error in %s", command)
+        print(f"desktop-app: error: {damage_error(dirs.catalog_path, str(exc))}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug or an OS fault: one line here, the details in the log
+        log.exception("unexpected error in %s", command)
+        print(f"desktop-app: error: {_unexpected(exc, dirs.logs)}", file=sys.stderr)
+        return 1
+
+
+def _unexpected(exc: BaseException, logs: Path) -> str:
+    return (
+        f"unexpected {type(exc).__name__}: {str(exc)[:200] or 'no details'} "
+        f"(the details are in {logs / 'desktop-app.log'})"
+    )
+
+
+def _tolerate_any_file_name() -> None:
+    """Print a file name that is not valid UTF-8 as its bytes, as ls does, instead of
+    dying with UnicodeEncodeError halfway through the results."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="surrogateescape")
+            except (ValueError, OSError):
+                pass
 
 
 def _open_library(args: argparse.Namespace, **kwargs: Any) -> Any:
@@ -147,20 +181,32 @@ def _open_library(args: argparse.Namespace, **kwargs: Any) -> Any:
 def cmd_index(args: argparse.Namespace) -> int:
     import threading
 
-    for p in args.paths:
-        if not p.exists():
-            print(
-                f"desktop-app: warning: {p} does not exist (kept if already in the library)",
-                file=sys.stderr,
-            )
+    from desktop_app.engine.library import check_indexable
+    from desktop_app.engine.scanner import is_within
+
     cancel = threading.Event()
     with _open_library(args) as lib:
+        roots = lib.roots()
+        paths = []
+        for p in args.paths:
+            known = str(p.expanduser().resolve())
+            if any(is_within(known, r) for r in roots):
+                paths.append(p)  # a library folder, perhaps offline: its entries are kept
+                continue
+            try:
+                check_indexable(p)
+            except DesktopAppError as exc:
+                print(f"desktop-app: error: {exc}; not added", file=sys.stderr)
+                continue
+            paths.append(p)
+        if args.paths and not paths:
+            return 1
         if args.no_regions:
             lib.settings.regions_enabled = False
         bar = ProgressBar(sys.stderr)
         summary: IndexSummary | None = None
         try:
-            for progress in lib.index(args.paths, cancel=cancel):
+            for progress in lib.index(paths, cancel=cancel):
                 bar.update(progress)
                 summary = progress.summary or summary
         except KeyboardInterrupt:
@@ -215,10 +261,15 @@ def cmd_search(args: argparse.Namespace) -> int:
         for label, run in queries:
             try:
                 results = run()
-            except DesktopAppError as exc:
-                print(f"desktop-app: error: {exc}", file=sys.stderr)
+            except Exception as exc:  # one bad query must not end the others
+                if isinstance(exc, DesktopAppError):
+                    message = str(exc)
+                else:
+                    log.exception("unexpected error searching for %s", label)
+                    message = _unexpected(exc, lib.dirs.logs)
+                print(f"desktop-app: error: {label}: {message}", file=sys.stderr)
                 if args.json:
-                    print(json.dumps({"query": label, "error": str(exc), "results": []}))
+                    print(json.dumps({"query": label, "error": message, "results": []}))
                 status = 1
                 continue
             if args.json:
@@ -259,6 +310,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print("Vectors:    " + (", ".join(f"{n} {k}" for k, n in st["vectors"].items()) or "none"))
     for root in st["roots"]:
         print(f"Folder:     {root['path']}" + ("" if root["online"] else "  (offline)"))
+    print(f"Index:      {st['store_health']}")
+    print(f"Backup:     {st['catalog_backup'] or 'none yet'}")
     if st["failures"]:
         print("Failures:")
         for f in st["failures"]:

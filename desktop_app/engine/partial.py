@@ -40,9 +40,16 @@ Scoring, per stored image (similarities are cosine):
   neither, tier 0:
       score = max(sim_full, sim_part − 0.05)
       match = "partial" (box: the best region's window) when sim_part − 0.05 > sim_full
+  near-duplicate (sim_full ≥ ``NEAR_DUPLICATE``: the same picture, e.g. a flat image
+  with no keypoints to verify), tier 2:
+      score = max(sim_full, the verified score if any), match = "full"
   Results rank by tier, then score: a geometrically verified image always comes first,
   then colour-confirmed ones; a tier-0 score is a plain similarity and may be higher than
   a confirmed one's.
+
+Threads: a search runs on the caller's thread (the window's search pool) and reads the
+catalog and the store; the colour check runs beside it on a thread of its own, which
+touches no database.
 """
 
 from __future__ import annotations
@@ -66,6 +73,7 @@ log = logging.getLogger(__name__)
 PART_MARGIN = 0.05
 INLIER_SATURATION = 25
 FULL_COVERAGE = 0.8
+NEAR_DUPLICATE = 0.985  # full-image similarity of the same picture re-encoded or resized
 
 
 @dataclass
@@ -302,6 +310,13 @@ def score(
 ) -> tuple[float, str, Box | None, int]:
     """(score, match, region, tier) for one stored image; see the module docstring."""
     sim = max(sim_full, sim_part, 0.0)
+    if sim_full >= NEAR_DUPLICATE and (v is None or v.cand_coverage >= FULL_COVERAGE):
+        verified = (
+            0.8 + 0.2 * (0.75 * min(v.inliers, INLIER_SATURATION) / INLIER_SATURATION + 0.25 * sim)
+            if v is not None
+            else 0.0
+        )
+        return max(sim_full, verified), "full", None, 2
     if v is not None:
         strength = 0.75 * min(v.inliers, INLIER_SATURATION) / INLIER_SATURATION
         s = 0.8 + 0.2 * (strength + 0.25 * sim)

@@ -16,7 +16,9 @@ Design (chosen by measurement, see REPORT.md):
   similarity transform); ``merge_hits`` turns everything into one ranked list
   with match "full" / "partial" and a box in the candidate's pixel coordinates.
 
-Nothing here imports torch: the caller owns the encoder.
+Nothing here imports torch: the caller owns the encoder. Threads: pure functions, any
+thread (loader threads at index time, the search pool at query time). Any image size is
+taken, 1×1 and 65535×1 included: ORB uses only the pyramid levels an image can hold.
 """
 
 from __future__ import annotations
@@ -128,9 +130,11 @@ def find_frames(image: Image.Image, side: int = 512, max_frames: int = 6) -> lis
     window hits from 83 % to 95 %. About 20-70 ms.
     """
     g = _to_gray(image)
+    if min(g.shape[:2]) < 16:  # a sliver (65535×1) frames nothing; OpenCV would refuse it
+        return []
     s = min(1.0, side / max(g.shape))
     if s < 1.0:
-        size = (round(g.shape[1] * s), round(g.shape[0] * s))
+        size = (max(1, round(g.shape[1] * s)), max(1, round(g.shape[0] * s)))
         g = cv2.resize(g, size, interpolation=cv2.INTER_AREA)
     H, W = g.shape[:2]
     gf = g.astype(np.float32)
@@ -265,6 +269,9 @@ def _spread(xy: np.ndarray, response: np.ndarray, w: int, h: int, grid: int, n: 
     return final[:n]
 
 
+ORB_MIN_SIDE = 2 * 15 + 2  # 2 × edgeThreshold + 2: smaller images hold no keypoint
+
+
 def extract_keypoints(
     image: Image.Image | np.ndarray,
     settings: KeypointSettings = INDEX_KEYPOINTS,
@@ -284,10 +291,18 @@ def extract_keypoints(
         g = cv2.resize(
             g, (max(1, round(w0 * s)), max(1, round(h0 * s))), interpolation=cv2.INTER_AREA
         )
+    # ORB builds a pyramid and refuses (cv2.error) a level that rounds to 0 pixels:
+    # use only levels that keep a patch's worth of pixels, none for a 1×1 or 65535×1.
+    levels = settings.n_levels
+    short = min(g.shape[:2])
+    while levels > 1 and short / settings.scale_factor ** (levels - 1) < ORB_MIN_SIDE:
+        levels -= 1
+    if short < ORB_MIN_SIDE:
+        return Keypoints(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8), ow, oh)
     orb = cv2.ORB.create(
         nfeatures=settings.n_detect,
         scaleFactor=settings.scale_factor,
-        nlevels=settings.n_levels,
+        nlevels=levels,
         fastThreshold=settings.fast_threshold,
         edgeThreshold=15,
         patchSize=31,

@@ -2,7 +2,9 @@
 ``histogram`` (colour layout, no torch; the fast test tier).
 
 torch and open_clip are imported only when an encoder is built, so commands that need
-no inference (a re-index with nothing new, ``status``) start fast.
+no inference (a re-index with nothing new, ``status``) start fast. Weights are downloaded
+only with ``allow_download`` (a model the user named); never for the built-in default.
+Threads: build on a worker thread (it is slow), never on the GUI thread.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ def load_encoder(
     device: str = "auto",
     batch_size: int = 0,
     progress: DownloadProgress | None = None,
+    allow_download: bool = True,
 ) -> Encoder:
     """Build the encoder ``spec`` names; slow (loads weights): call it off any UI thread."""
     if spec == HISTOGRAM_MODEL:  # needs no torch: keep it unimported
@@ -43,7 +46,7 @@ def load_encoder(
         return EfficientNetLite0(torch_device, batch_size)
     from desktop_app.engine.encoders.clip import ClipEncoder
 
-    return ClipEncoder(spec, torch_device, batch_size, progress)
+    return ClipEncoder(spec, torch_device, batch_size, progress, allow_download)
 
 
 @dataclass
@@ -58,10 +61,13 @@ def load_with_fallback(
     device: str = "auto",
     batch_size: int = 0,
     progress: DownloadProgress | None = None,
+    allow_download: bool = True,
 ) -> LoadedEncoder:
-    """``spec`` when it can be loaded, else the offline encoder with a plain warning."""
+    """``spec`` when it can be loaded, else the offline encoder with a plain warning.
+    Without ``allow_download`` only weights already on this machine are used."""
     try:
-        return LoadedEncoder(load_encoder(spec, device, batch_size, progress), spec, None)
+        encoder = load_encoder(spec, device, batch_size, progress, allow_download)
+        return LoadedEncoder(encoder, spec, None)
     except EncoderUnavailable as exc:
         if spec == OFFLINE_MODEL:
             raise

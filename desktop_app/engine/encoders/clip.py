@@ -2,7 +2,9 @@
 
 Weights are looked for, in order: an explicit local file; open_clip's Hugging Face
 cache; a download (with progress and timeouts, so an offline machine fails fast rather
-than hanging). When none works, :class:`EncoderUnavailable` says so plainly and the
+than hanging) — only when the user asked for this model (``allow_download``): the
+built-in default on a fresh data dir makes no network call, not even a DNS lookup.
+When none works, :class:`EncoderUnavailable` says so plainly and the
 caller falls back to the offline encoder.
 """
 
@@ -62,7 +64,12 @@ def file_identity(path: Path) -> str:
     return h.hexdigest()
 
 
-def resolve_weights(arch: str, pretrained: str, progress: DownloadProgress | None = None) -> Path:
+def resolve_weights(
+    arch: str,
+    pretrained: str,
+    progress: DownloadProgress | None = None,
+    allow_download: bool = True,
+) -> Path:
     """The local path of the weights, downloading them when allowed and possible."""
     if is_local_weights(pretrained):
         path = Path(pretrained).expanduser()
@@ -88,6 +95,12 @@ def resolve_weights(arch: str, pretrained: str, progress: DownloadProgress | Non
     cached = _from_cache(repo_id, candidates)
     if cached is not None:
         return cached
+    if not allow_download:
+        raise EncoderUnavailable(
+            f"CLIP weights for {arch}:{pretrained} are not on this machine (nothing was "
+            "downloaded: you did not ask for this model). Choose it in Settings or pass "
+            f"--model {arch}:{pretrained} to download it"
+        )
     return _download(repo_id, candidates, progress)
 
 
@@ -167,6 +180,7 @@ class ClipEncoder(Encoder):
         device: torch.device,
         batch_size: int = 0,
         progress: DownloadProgress | None = None,
+        allow_download: bool = True,
     ) -> None:
         try:
             import open_clip
@@ -175,7 +189,7 @@ class ClipEncoder(Encoder):
         arch, pretrained = parse_clip_spec(spec)
         if arch not in open_clip.list_models():
             raise UnknownModel(f"open_clip has no architecture {arch!r}")
-        weights = resolve_weights(arch, pretrained, progress)
+        weights = resolve_weights(arch, pretrained, progress, allow_download)
         tag = f"file-{file_identity(weights)}" if is_local_weights(pretrained) else pretrained
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
