@@ -241,7 +241,8 @@ def test_a_dead_watcher_thread_is_restarted(watcher: FolderWatcher, root: Path, 
     with qtbot.waitSignal(watcher.notice, timeout=TIMEOUT) as note:
         watcher.check_roots()
     assert "restarted" in note.args[0]
-    qtbot.waitUntil(lambda: thread._native is not None and thread._native is not dead)
+    qtbot.waitUntil(lambda: watcher.modes.get(str(root)) == "native", timeout=TIMEOUT)
+    assert thread._native is not None and thread._native is not dead
     with qtbot.waitSignal(watcher.changed, timeout=TIMEOUT) as got:
         (root / "after.jpg").write_bytes(b"x")
     assert str(root / "after.jpg") in got.args[0]

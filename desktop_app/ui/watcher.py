@@ -134,6 +134,7 @@ class FolderWatcher(QObject):
         elif report.kind == "returned":
             self.root_returned.emit(report.root)
         elif report.kind == "restarted":
+            self.modes.pop(report.root, None)  # until its new watch reports in
             self.notice.emit(f"The folder watcher for {report.root} stopped and was restarted")
 
     def _woken(self) -> None:
