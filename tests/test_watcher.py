@@ -255,3 +255,12 @@ def test_stop_ends_the_watch_thread(watcher: FolderWatcher, root: Path, qtbot) -
     thread = watcher._thread
     watcher.stop()
     assert thread is not None and not thread.is_alive() and not watcher.running
+
+
+def test_pending_changes_in_many_folders_fold_up_to_the_cap(tmp_path: Path) -> None:
+    root = str(tmp_path)
+    pending = PendingChanges(cap=3)
+    # one file in each of 5 folders: folding to the folders alone does not get under the cap
+    pending.add(root, [f"{root}/a/{d}/x.jpg" for d in "vwxyz"])
+    taken = pending.take()
+    assert taken == [f"{root}/a"]

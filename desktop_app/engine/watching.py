@@ -144,7 +144,7 @@ class PendingChanges:
             for path, root in self._paths.items():
                 parent = os.path.dirname(path) if path != root else path
                 folded[parent if is_within(parent, root) else root] = root
-            if len(folded) == len(self._paths):
+            if folded.keys() == self._paths.keys():
                 break  # only roots left: nothing coarser exists
             # a folder now pending covers the paths below it
             self._paths = {
