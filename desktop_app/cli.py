@@ -6,6 +6,9 @@ other tools and the tests depend on them.
     desktop-app search IMAGE...      search by image, --text, or --similar-to
     desktop-app status               counts, encoder, failures
     desktop-app forget PATH          remove a folder from the library
+    desktop-app duplicates           groups of duplicate photos
+    desktop-app eval FOLDER          retrieval metrics on a folder whose sub-folders are labels
+    desktop-app models               the encoders, which is active, what each has indexed
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any, TextIO
 
 from desktop_app import __version__
 from desktop_app.engine.catalog import damage_error
+from desktop_app.engine.duplicates import PRESETS
 from desktop_app.engine.errors import DesktopAppError
 from desktop_app.engine.indexer import IndexSummary, Progress
 from desktop_app.engine.paths import resolve_dirs
@@ -109,6 +113,37 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="IMAGE",
         help="search by this image (a window already open on the data dir is handed it)",
     )
+
+    du = sub.add_parser(
+        "duplicates", parents=[common, model, as_json], help="find groups of duplicate photos"
+    )
+    du.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        default="near",
+        help="; ".join(f"{p.name}: {p.help} (threshold {p.threshold})" for p in PRESETS.values()),
+    )
+    du.add_argument(
+        "--threshold", type=float, default=None, help="minimum similarity (default: the preset's)"
+    )
+
+    ev = sub.add_parser(  # no --data-dir: it indexes into a temporary library of its own
+        "eval",
+        parents=[model, as_json],
+        help="retrieval metrics on a folder whose sub-folders are labels",
+    )
+    ev.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+    ev.add_argument("folder", type=Path, metavar="FOLDER")
+    ev.add_argument("--k", type=int, default=10, help="cut-off rank for the @k metrics")
+
+    mo = sub.add_parser(
+        "models",
+        parents=[common, as_json],
+        help="the encoders, which is active, what each has indexed (never uses the network)",
+    )
+    mo.add_argument(
+        "--all", action="store_true", help="list every CLIP model, not only those on this machine"
+    )
     return p
 
 
@@ -130,6 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "search": cmd_search,
             "status": cmd_status,
             "forget": cmd_forget,
+            "duplicates": cmd_duplicates,
+            "eval": cmd_eval,
+            "models": cmd_models,
         }[command]
         return handler(args)
     except DesktopAppError as exc:
@@ -323,6 +361,121 @@ def cmd_forget(args: argparse.Namespace) -> int:
     with _open_library(args) as lib:
         removed = lib.forget(args.path)
     print(f"Forgot {args.path}: {removed} files removed from the index")
+    return 0
+
+
+def cmd_duplicates(args: argparse.Namespace) -> int:
+    import threading
+
+    from desktop_app.engine.duplicates import DuplicateReport
+
+    cancel = threading.Event()
+    report: DuplicateReport | None = None
+    with _open_library(args) as lib:
+        try:
+            for p in lib.duplicates(args.preset, args.threshold, cancel):
+                report = p.report or report
+                if sys.stderr.isatty():
+                    sys.stderr.write(f"\r{p.phase:<10} {p.done}/{p.total}   ")
+        except KeyboardInterrupt:
+            cancel.set()
+            raise
+        finally:
+            if sys.stderr.isatty():
+                sys.stderr.write("\n")
+    assert report is not None
+    if args.json:
+        print(json.dumps({"groups": [g.to_json() for g in report.groups]}))
+        return 0
+    files = sum(len(g.files) for g in report.groups)
+    print(
+        f"{len(report.groups)} groups ({files} files) among {report.images} images, "
+        f"preset {report.preset}, threshold {report.threshold}"
+    )
+    for g in report.groups:
+        print(f"{g.kind} {g.score:.4f}")
+        for path in g.paths:
+            print(f"  {path}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import threading
+
+    from desktop_app.engine.evaluation import EvalReport, evaluate
+    from desktop_app.engine.settings import Settings
+
+    spec = args.model or Settings.load(resolve_dirs(None).settings_path).model
+    cancel = threading.Event()
+    report: EvalReport | None = None
+    try:
+        for p in evaluate(args.folder, spec, args.k, cancel):
+            report = p.report or report
+            if sys.stderr.isatty():
+                sys.stderr.write(f"\r{p.phase:<9} {p.done}/{p.total}   ")
+    except KeyboardInterrupt:
+        cancel.set()
+        raise
+    finally:
+        if sys.stderr.isatty():
+            sys.stderr.write("\n")
+    assert report is not None
+    if args.json:
+        print(json.dumps(report.to_json()))
+        return 0
+    print(
+        f"{report.model}: {report.images} images indexed in {report.index_seconds:.0f} s, "
+        f"{report.queries} queries in {report.query_seconds:.1f} s"
+        + (f", {report.skipped} skipped (alone in their label)" if report.skipped else "")
+        + (f", {len(report.failed)} failed to load" if report.failed else "")
+    )
+    k = report.k
+    print(f"{'label':<16} {'queries':>7}  {'MRR':>6} {f'NDCG@{k}':>8} {f'P@{k}':>6} "
+          f"{f'R@{k}':>6} {f'F1@{k}':>6}")  # fmt: skip
+    rows = [("all", {**report.overall, "queries": report.queries})]
+    rows += sorted(report.per_label.items())
+    for label, m in rows:
+        print(
+            f"{label:<16} {int(m['queries']):>7}  {m['mrr']:>6.3f} {m['ndcg']:>8.3f} "
+            f"{m['precision']:>6.3f} {m['recall']:>6.3f} {m['f1']:>6.3f}"
+        )
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from desktop_app.engine import model_figures
+    from desktop_app.engine.catalog import Catalog
+    from desktop_app.engine.models import list_models
+    from desktop_app.engine.settings import Settings
+
+    dirs = resolve_dirs(getattr(args, "data_dir", None))
+    settings = Settings.load(dirs.settings_path)
+    counts: dict[tuple[str, str], int] = {}
+    active = settings.model
+    if dirs.catalog_path.exists():  # read only: no lock, so it works beside the window
+        catalog = Catalog(dirs.catalog_path)
+        try:
+            counts = catalog.vector_counts()
+            active = catalog.get_meta("active_model") or active
+        finally:
+            catalog.close()
+    rows = list_models(counts, active, [settings.model])
+    if args.json:
+        print(json.dumps({"machine": model_figures.MACHINE, "models": [r.to_json() for r in rows]}))
+        return 0
+    shown = [r for r in rows if args.all or r.cached or r.active or r.indexed or r.kind != "clip"]
+    print(f"{'':2}{'model':<44} {'size':>9} {'img/s':>6} {'indexed':>8}  here  note")
+    for r in shown:
+        size = "?" if r.size_bytes is None else f"{r.size_bytes / 1e6:.0f} MB"
+        size = ("≈" if r.size_is_estimate else "") + size
+        speed = "" if r.images_per_s is None else f"{r.images_per_s:.0f}"
+        mark = "* " if r.active else "  "
+        here = "yes" if r.cached else "no"
+        print(f"{mark}{r.name:<44} {size:>9} {speed:>6} {r.indexed:>8}  {here:<4}  {r.note}")
+    hidden = len(rows) - len(shown)
+    if hidden:
+        print(f"  ... and {hidden} more CLIP models open_clip can download (--all lists them)")
+    print(f"* active. img/s: per CPU core, on {model_figures.MACHINE} (bench/bench_models.py)")
     return 0
 
 

@@ -75,6 +75,13 @@ CREATE TABLE IF NOT EXISTS features (
     data BLOB NOT NULL,
     PRIMARY KEY (fingerprint, kind)
 );
+-- pairs of contents the user said are not duplicates (duplicates.py); fp_a < fp_b
+CREATE TABLE IF NOT EXISTS not_duplicates (
+    fp_a TEXT NOT NULL,
+    fp_b TEXT NOT NULL,
+    marked_at REAL NOT NULL,
+    PRIMARY KEY (fp_a, fp_b)
+);
 """
 
 Box = tuple[int, int, int, int]
@@ -545,6 +552,22 @@ class Catalog:
             db.execute(f"DELETE FROM vectors WHERE {orphan}")
             db.execute(f"DELETE FROM features WHERE {orphan}")
         return [tuple(r) for r in gone]
+
+    # -- "not duplicates" marks (by content, so a moved file keeps its marks) ---------
+    def mark_not_duplicates(self, pairs: Iterable[tuple[str, str]]) -> None:
+        now = time.time()
+        rows = [(*sorted((a, b)), now) for a, b in pairs if a != b]
+        self.db.executemany(
+            "INSERT OR IGNORE INTO not_duplicates(fp_a, fp_b, marked_at) VALUES (?, ?, ?)", rows
+        )
+
+    def unmark_not_duplicates(self, pairs: Iterable[tuple[str, str]]) -> None:
+        rows = [tuple(sorted((a, b))) for a, b in pairs]
+        self.db.executemany("DELETE FROM not_duplicates WHERE fp_a=? AND fp_b=?", rows)
+
+    def not_duplicate_pairs(self) -> set[tuple[str, str]]:
+        """Every marked pair, each as (smaller, larger) fingerprint."""
+        return {(a, b) for a, b in self.db.execute("SELECT fp_a, fp_b FROM not_duplicates")}
 
     # -- cached per-content features (e.g. keypoints) --------------------------------
     def put_feature(self, fingerprint: str, kind: str, data: bytes, db: sqlite3.Connection) -> None:

@@ -29,6 +29,8 @@ from desktop_app.engine.analysis import (
     RegionScheme,
 )
 from desktop_app.engine.catalog import Catalog
+from desktop_app.engine.duplicate_review import TrashReport, trash_files
+from desktop_app.engine.duplicates import DuplicateGroup, DuplicateProgress, find_duplicates
 from desktop_app.engine.encoders import DownloadProgress, Encoder, load_with_fallback
 from desktop_app.engine.errors import (
     DesktopAppError,
@@ -489,6 +491,21 @@ class Library:
         encoder_id = self._ready()
         q = QueryFeatures(self.encoder.embed_text([text]))
         return PartialSearch(self.catalog, self.store, encoder_id).full(q, k, t)
+
+    # -- duplicates -------------------------------------------------------------------
+    def duplicates(
+        self,
+        preset: str = "near",
+        threshold: float | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[DuplicateProgress]:
+        """Groups of duplicates (``duplicates.py``); read-only, any thread may run it."""
+        encoder_id = self._ready()
+        return find_duplicates(self.catalog, self.store, encoder_id, preset, threshold, cancel)
+
+    def trash_duplicates(self, group: DuplicateGroup, keep: Sequence[str]) -> TrashReport:
+        """Move the group's other files to the system trash; call it on the writer thread."""
+        return trash_files(self.catalog, self.store, group, keep)
 
     # -- status -----------------------------------------------------------------------
     def status(self, load_encoder: bool = True) -> dict[str, Any]:

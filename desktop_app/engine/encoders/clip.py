@@ -76,6 +76,22 @@ def resolve_weights(
         if not path.is_file():
             raise EncoderUnavailable(f"CLIP weights file not found: {path}")
         return path
+    repo_id, candidates = hub_files(arch, pretrained)
+    cached = _from_cache(repo_id, candidates)
+    if cached is not None:
+        return cached
+    if not allow_download:
+        raise EncoderUnavailable(
+            f"CLIP weights for {arch}:{pretrained} are not on this machine (nothing was "
+            "downloaded: you did not ask for this model). Choose it in Settings or pass "
+            f"--model {arch}:{pretrained} to download it"
+        )
+    return _download(repo_id, candidates, progress)
+
+
+def hub_files(arch: str, pretrained: str) -> tuple[str, list[str]]:
+    """The Hugging Face repository of open_clip's ``arch:pretrained`` weights and the file
+    names they may have there (safetensors first)."""
     from open_clip import pretrained as oc_pretrained
 
     cfg = oc_pretrained.get_pretrained_cfg(arch, pretrained)
@@ -91,17 +107,20 @@ def resolve_weights(
     # 'org/name/' means open_clip's default file name; 'org/name/file.pt' names one.
     repo_id, filename = os.path.split(hub)
     filename = filename or "open_clip_pytorch_model.bin"
-    candidates = [*oc_pretrained._get_safe_alternatives(filename), filename]
-    cached = _from_cache(repo_id, candidates)
-    if cached is not None:
-        return cached
-    if not allow_download:
-        raise EncoderUnavailable(
-            f"CLIP weights for {arch}:{pretrained} are not on this machine (nothing was "
-            "downloaded: you did not ask for this model). Choose it in Settings or pass "
-            f"--model {arch}:{pretrained} to download it"
-        )
-    return _download(repo_id, candidates, progress)
+    return repo_id, [*oc_pretrained._get_safe_alternatives(filename), filename]
+
+
+def cached_weights(arch: str, pretrained: str) -> Path | None:
+    """The weights' local path when they are on this machine (a local file, or open_clip's
+    Hugging Face cache), else None. Never touches the network."""
+    if is_local_weights(pretrained):
+        path = Path(pretrained).expanduser()
+        return path if path.is_file() else None
+    try:
+        repo_id, candidates = hub_files(arch, pretrained)
+    except EncoderUnavailable:
+        return None
+    return _from_cache(repo_id, candidates)
 
 
 def _from_cache(repo_id: str, filenames: Sequence[str]) -> Path | None:
