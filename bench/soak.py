@@ -277,6 +277,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
                 "ops": churn.ops,
                 "searches": searches["answered"] + searches["failed"],
                 "indexed": c.last_status.get("files", 0),
+                "thumbs_mb": round(c.thumbnails.memory_bytes / 2**20, 1),
             }
         )
 
@@ -314,10 +315,14 @@ def main() -> None:  # noqa: PLR0915 - one linear script
 
     warm = [s for s in samples if s["t_s"] >= seconds * 0.2] or samples
     first, last = warm[0], samples[-1]
-    print(f"\n{'t (s)':>7} {'RSS MB':>8} {'files':>6} {'threads':>7} {'ops':>6} {'searches':>8}")
+    print(
+        f"\n{'t (s)':>7} {'RSS MB':>8} {'thumbs MB':>9} {'files':>6} {'threads':>7} "
+        f"{'ops':>6} {'searches':>8}"
+    )
     for s in samples:
         print(
-            f"{s['t_s']:>7.0f} {s['rss_mb']:>8.1f} {s['open_files']:>6} {s['threads']:>7} "
+            f"{s['t_s']:>7.0f} {s['rss_mb']:>8.1f} {s['thumbs_mb']:>9.1f} {s['open_files']:>6} "
+            f"{s['threads']:>7} "
             f"{s['ops']:>6} {s['searches']:>8}"
         )
     rows = [

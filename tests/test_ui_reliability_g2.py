@@ -234,3 +234,23 @@ def test_a_launch_racing_a_starting_window_hands_over_instead_of_failing(
     finally:
         server.close()
         first.close()
+
+
+def test_thumbnails_in_memory_stay_under_their_byte_cap(
+    qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Weeks of searching show thousands of photos: decoded thumbnails must not pile up."""
+    from PySide6.QtCore import QThreadPool
+    from PySide6.QtGui import QImage
+
+    from desktop_app.ui import thumbnails
+
+    monkeypatch.setattr(thumbnails, "MEMORY_BYTES", 10 * 320 * 240 * 4)
+    cache = thumbnails.ThumbnailCache(tmp_path, QThreadPool())
+    for i in range(200):
+        image = QImage(320, 240, QImage.Format.Format_RGB32)
+        image.fill(i)
+        cache._signals.loaded.emit(f"k{i}", image)
+    assert cache.memory_bytes <= thumbnails.MEMORY_BYTES
+    assert cache.get("k199", "") is not None  # the newest stay
+    assert len(cache._memory) == 10
