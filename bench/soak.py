@@ -224,10 +224,13 @@ def main() -> None:  # noqa: PLR0915 - one linear script
             time.sleep(0.01)
         return False
 
-    pump(lambda: c.last_status.get("encoder_label", "").startswith(args.model[:6]), 600)
+    def files() -> int:
+        return c.last_status.files if c.last_status else 0
+
+    pump(lambda: win.status_bar.encoder_label.text().startswith(args.model), 600)
     win.add_folder(str(folder))
-    pump(lambda: c.last_status.get("files", 0) >= START_FILES and not busy[0], 1800)
-    print(f"start: {c.last_status.get('files')} files indexed; soaking {args.minutes} min")
+    pump(lambda: files() >= START_FILES and not busy[0], 1800)
+    print(f"start: {files()} files indexed; soaking {args.minutes} min")
 
     # a search is answered when its first (full-image) results are shown; the next one
     # may then supersede its partial-match stage, as a user's next query would
@@ -276,7 +279,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
                 **process_figures(),
                 "ops": churn.ops,
                 "searches": searches["answered"] + searches["failed"],
-                "indexed": c.last_status.get("files", 0),
+                "indexed": files(),
                 "thumbs_mb": round(c.thumbnails.memory_bytes / 2**20, 1),
             }
         )

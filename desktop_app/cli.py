@@ -2,6 +2,7 @@
 other tools and the tests depend on them.
 
     desktop-app                      open the window
+    desktop-app gui [IMAGE]          the same, searching by IMAGE
     desktop-app index PATH...        add folders and index them
     desktop-app search IMAGE...      search by image, --text, or --similar-to
     desktop-app status               counts, encoder, failures
@@ -109,9 +110,23 @@ def build_parser() -> argparse.ArgumentParser:
         "image",
         nargs="?",
         type=Path,
-        default=None,
         metavar="IMAGE",
-        help="search by this image (a window already open on the data dir is handed it)",
+        help="search by this image once the window is open (what a file manager's "
+        '"Open with" passes); a window already open on the data dir is handed it',
+    )
+    gui.add_argument(
+        "--quit-after",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="close the window after this many seconds (smoke tests, screenshots)",
+    )
+    gui.add_argument(
+        "--screenshot",
+        type=Path,
+        default=None,
+        metavar="PNG",
+        help="save the window to this file just before it closes (default: after 5 s)",
     )
 
     du = sub.add_parser(
@@ -155,7 +170,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "gui":
         from desktop_app.ui.app import run_gui
 
-        return run_gui(data_dir=data_dir, image=getattr(args, "image", None))
+        return run_gui(
+            data_dir=data_dir,
+            image=getattr(args, "image", None),
+            quit_after=getattr(args, "quit_after", None),
+            screenshot=getattr(args, "screenshot", None),
+        )
     dirs = resolve_dirs(data_dir)
     setup_logging(dirs.logs, verbose=getattr(args, "verbose", False))
     try:
@@ -281,6 +301,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 2
     region = parse_region(args.region) if args.region else None
     with _open_library(args) as lib:
+        # this process holds the data dir's lock and is its writer: searches only read,
+        # so a store that lags the catalog (a crash between the two writes) is caught up here
+        lib.catch_up_store(lib.encoder_id)
         queries: list[tuple[str, Any]] = []
         for image in args.images:
             queries.append(
@@ -338,22 +361,22 @@ def cmd_status(args: argparse.Namespace) -> int:
     with _open_library(args) as lib:
         st = lib.status()
     if args.json:
-        print(json.dumps(st))
+        print(json.dumps(st.to_json()))
         return 0
-    print(f"Data dir:   {st['data_dir']} ({st['store_bytes'] / 1e6:.1f} MB)")
-    print(f"Encoder:    {st['encoder']} ({st['encoder_label']})")
-    if st["model_warning"]:
-        print(f"            {st['model_warning']}")
-    print(f"Files:      {st['files']} indexed, {st['distinct']} distinct, {st['failed']} failed")
-    print("Vectors:    " + (", ".join(f"{n} {k}" for k, n in st["vectors"].items()) or "none"))
-    for root in st["roots"]:
-        print(f"Folder:     {root['path']}" + ("" if root["online"] else "  (offline)"))
-    print(f"Index:      {st['store_health']}")
-    print(f"Backup:     {st['catalog_backup'] or 'none yet'}")
-    if st["failures"]:
+    print(f"Data dir:   {st.data_dir} ({st.store_bytes / 1e6:.1f} MB)")
+    print(f"Encoder:    {st.encoder} ({st.encoder_label})")
+    if st.model_warning:
+        print(f"            {st.model_warning}")
+    print(f"Files:      {st.files} indexed, {st.distinct} distinct, {st.failed} failed")
+    print("Vectors:    " + (", ".join(f"{n} {k}" for k, n in st.vectors.items()) or "none"))
+    for root in st.roots:
+        print(f"Folder:     {root.path}" + ("" if root.online else "  (offline)"))
+    print(f"Index:      {st.store_health}")
+    print(f"Backup:     {st.catalog_backup or 'none yet'}")
+    if st.failures:
         print("Failures:")
-        for f in st["failures"]:
-            print(f"  {f['path']}: {f['reason']}")
+        for f in st.failures:
+            print(f"  {f.path}: {f.reason}")
     return 0
 
 
@@ -372,6 +395,7 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
     cancel = threading.Event()
     report: DuplicateReport | None = None
     with _open_library(args) as lib:
+        lib.catch_up_store(lib.encoder_id)  # this process is the writer; the scan only reads
         try:
             for p in lib.duplicates(args.preset, args.threshold, cancel):
                 report = p.report or report

@@ -222,7 +222,7 @@ def test_empty_mount_point_of_an_unplugged_drive_is_offline(lib: Library, tmp_pa
     s = run_index(lib, [])
     assert s.removed == 0 and s.offline == [str(drive)]
     assert lib.catalog.counts()["files"] == 5
-    assert lib.status(load_encoder=False)["files"] == 5
+    assert lib.status(load_encoder=False).files == 5
     drive.rmdir()
     unplugged.rename(drive)
     s = run_index(lib, [])
@@ -274,7 +274,7 @@ def test_damaged_store_is_set_aside_and_rebuilt_with_nothing_reembedded(
     _damage(data, how)
     with Library.open(model=MODEL) as lib:
         assert lib.store_health.startswith("rebuilt from the catalog")
-        assert "0 images re-embedded" in lib.status(load_encoder=False)["store_health"]
+        assert "0 images re-embedded" in lib.status(load_encoder=False).store_health
         assert lib.search_image(images[3], top_k=1)[0].path == str(images[3])
         s = run_index(lib, [folder])
         assert (s.embedded, s.unchanged) == (0, 30)
@@ -325,7 +325,7 @@ def test_search_on_a_store_failing_under_it_says_so_and_the_next_run_heals(
     store.collection = lambda *a, **k: Failing(real_collection(*a, **k))  # type: ignore[method-assign]
     with pytest.raises(DesktopAppError, match="vector index"):
         lib.search_image(images[0], top_k=5)
-    assert lib.status(load_encoder=False)["store_health"].startswith("damaged")
+    assert lib.status(load_encoder=False).store_health.startswith("damaged")
     assert run_index(lib, [folder]).embedded == 0
     assert lib.search_image(images[0], top_k=1)[0].path == str(images[0])
     assert_consistent(lib, folder)

@@ -73,7 +73,7 @@ def test_hostile_corpus_indexes_to_completion_with_every_failure_explained(
         and "MP limit" in failed[str(folder / "bomb-10-gigapixels.png")]
     )
     # the failures are what status lists; a second run retries them and still finishes
-    listed = {f["path"] for f in lib.status(load_encoder=False)["failures"]}
+    listed = {f.path for f in lib.status(load_encoder=False).failures}
     assert set(failed) <= listed
     again = run_index(lib, [folder])
     assert {p for p, _ in again.failed} == set(failed)

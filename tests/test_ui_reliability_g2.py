@@ -47,8 +47,12 @@ def window(qtbot, settings: Settings) -> Iterator[MainWindow]:  # type: ignore[n
 @pytest.fixture
 def indexed(window: MainWindow, photos: Path, qtbot) -> Path:  # type: ignore[no-untyped-def]
     window.add_folder(str(photos))
-    qtbot.waitUntil(lambda: window.last_status.get("files") == 40, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: files(window) == 40, timeout=TIMEOUT)
     return photos
+
+
+def files(window: MainWindow) -> int | None:
+    return window.last_status.files if window.last_status else None
 
 
 def _row_of(window: MainWindow, path: str) -> int:
@@ -114,7 +118,7 @@ def test_a_second_launch_hands_its_image_to_the_running_window(
     from desktop_app.ui.app import run_gui
 
     running.add_folder(str(photos))
-    qtbot.waitUntil(lambda: running.last_status.get("files") == 40, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: files(running) == 40, timeout=TIMEOUT)
     running.showMinimized()
     opened: list[object] = []
     init = Library.__init__
@@ -172,12 +176,12 @@ def test_an_unplugged_folder_keeps_its_photos_and_resumes_with_nothing_re_embedd
     assert window.controller.roots[0]["online"] is False
     with qtbot.waitSignal(window.worker.status, timeout=TIMEOUT):
         window.controller.add_folder(str(indexed))  # even a rescan asked for by hand
-    assert window.last_status["files"] == 40  # kept while offline
+    assert files(window) == 40  # kept while offline
     with qtbot.waitSignal(window.worker.finished, timeout=TIMEOUT) as done:
         away.rename(indexed)
         window.controller.watcher.check_roots()
     assert done.args[0].embedded == 0 and done.args[0].removed == 0
-    qtbot.waitUntil(lambda: window.last_status.get("files") == 40, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: files(window) == 40, timeout=TIMEOUT)
     assert window.controller.watcher.modes[str(indexed)] == "native"
 
 

@@ -27,13 +27,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from desktop_app.engine.errors import CatalogDamaged, CatalogTooNew, DiskFull
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # 1: paths as TEXT (valid UTF-8 only). 2: paths as BLOB (os.fsencode), any file name.
 SCHEMA_VERSION = 2
@@ -273,7 +275,7 @@ class Catalog:
         answer or a traceback later. It reads every page, so on a large catalog (its
         vectors table) only the tables every command reads are checked at open; damage
         among the vectors surfaces as a DatabaseError on reading them, which the command
-        line reports with the same advice (``damage_message``)."""
+        line reports with the same advice (``damage_error``)."""
         size = self.path.stat().st_size if self.path.exists() else 0
         if size <= FULL_CHECK_BYTES:
             checks = ["PRAGMA quick_check(5)"]
@@ -623,12 +625,12 @@ def _is_disk_full(exc: BaseException) -> bool:
     return False
 
 
-def _vector_row(r: tuple) -> VectorRow:
+def _vector_row(r: tuple[Any, ...]) -> VectorRow:
     fp, kind, idx, x, y, w, h, blob = r
     box = (x, y, w, h) if x is not None else None
     return VectorRow(fp, kind, idx, box, np.frombuffer(blob, dtype=np.float32))
 
 
-def _chunks(items: list, n: int) -> Iterator[list]:
+def _chunks(items: list[T], n: int) -> Iterator[list[T]]:
     for i in range(0, len(items), n):
         yield items[i : i + n]

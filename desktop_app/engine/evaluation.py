@@ -2,7 +2,7 @@
 of picture?
 
 The folder's images are labelled by the folder that holds them (``FOLDER/dress/a.jpg``
-and ``FOLDER/train/dress/a.jpg`` are both ``dress``; files directly in FOLDER have no
+and ``FOLDER/train/dress/a.jpg`` are both "dress"; files directly in FOLDER have no
 label and are only distractors). Everything is indexed into a temporary library, then
 every labelled image is a query (itself excluded) against the full-image vectors — the
 search's first stage. Region data is not built: partial matching confirms crops of one

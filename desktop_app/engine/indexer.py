@@ -27,13 +27,14 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from desktop_app.engine.analysis import Analyser, Analysis, Prepared
-from desktop_app.engine.catalog import Catalog, FileRow
+from desktop_app.engine.catalog import Catalog, FileRow, VectorRow
 from desktop_app.engine.errors import ImageLoadError
 from desktop_app.engine.fingerprint import fingerprint_file
 from desktop_app.engine.imageio import load_image, read_size
@@ -74,9 +75,18 @@ class IndexSummary:
         }
 
 
+class Phase(StrEnum):
+    """Where an indexing pass is; a ``StrEnum`` so it prints as the word shown to users."""
+
+    SCANNING = "scanning"  # walking the folders
+    INDEXING = "indexing"  # hashing, decoding and embedding new or changed files
+    CLEANING = "cleaning"  # dropping entries of files that are gone
+    DONE = "done"  # the last value of a pass; it carries the summary
+
+
 @dataclass(frozen=True)
 class Progress:
-    phase: str  # scanning | indexing | cleaning | done
+    phase: Phase
     done: int
     total: int
     current: str | None
@@ -149,7 +159,7 @@ class Indexer:
         started = time.monotonic()
         s = IndexSummary()
         self._summary = s
-        yield Progress("scanning", 0, 0, None, 0, 0, 0)
+        yield Progress(Phase.SCANNING, 0, 0, None, 0, 0, 0)
         known = self.catalog.fingerprints_with_vectors(self.encoder_id)
         for kind in self.required_features:
             known &= self.catalog.fingerprints_with_feature(kind)
@@ -173,12 +183,14 @@ class Indexer:
         yield from self._process(todo, known, s)
         if not self.cancel.is_set():
             yield Progress(
-                "cleaning", len(todo), len(todo), None, s.embedded, s.reused, len(s.failed)
+                Phase.CLEANING, len(todo), len(todo), None, s.embedded, s.reused, len(s.failed)
             )
             s.removed = self._remove_missing(scanned, found)
         s.cancelled = self.cancel.is_set()
         s.seconds = time.monotonic() - started
-        yield Progress("done", len(todo), len(todo), None, s.embedded, s.reused, len(s.failed), s)
+        yield Progress(
+            Phase.DONE, len(todo), len(todo), None, s.embedded, s.reused, len(s.failed), s
+        )
 
     def _offline(self, root: str) -> bool:
         """A root that is missing, or an empty folder where the catalog has files: an
@@ -248,11 +260,11 @@ class Indexer:
                 done += len(batch)
                 self._flush(batch, pending_rows, s)
                 batch, pending_rows = [], []
-            yield Progress("indexing", done, total, f.path, s.embedded, s.reused, len(s.failed))
+            yield Progress(Phase.INDEXING, done, total, f.path, s.embedded, s.reused, len(s.failed))
         if batch or pending_rows:
             done += len(batch)
             self._flush(batch, pending_rows, s)
-            yield Progress("indexing", done, total, None, s.embedded, s.reused, len(s.failed))
+            yield Progress(Phase.INDEXING, done, total, None, s.embedded, s.reused, len(s.failed))
 
     def _prepare(
         self, f: FoundFile, known: set[str], claimed: set[str]
@@ -344,7 +356,7 @@ def file_row(
 
 def write_to_store(store: VectorStore, encoder_id: str, analyses: Sequence[Analysis]) -> None:
     """Upsert every vector of these contents, one call per vector kind."""
-    by_kind: dict[str, list] = {}
+    by_kind: dict[str, list[VectorRow]] = {}
     for a in analyses:
         for v in a.vectors:
             by_kind.setdefault(v.kind, []).append(v)

@@ -65,7 +65,7 @@ from desktop_app.engine.analysis import KEYPOINTS, TINY
 from desktop_app.engine.catalog import Catalog
 from desktop_app.engine.colour import ColourMatch, ColourMatcher, Tiny, tiny_from_bytes
 from desktop_app.engine.regions import Keypoints, Verification, keypoints_from_bytes, verify
-from desktop_app.engine.search import Box, SearchResult, expand_to_files
+from desktop_app.engine.search import Box, Match, SearchResult, expand_to_files
 from desktop_app.engine.store import VectorStore
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ class PartialSearch:
         scored = sorted(self._query_full(q, top_k).items(), key=lambda kv: -kv[1])
         return expand_to_files(
             self.catalog,
-            [(fp, s, "full", None) for fp, s in scored],
+            [(fp, s, Match.FULL, None) for fp, s in scored],
             top_k,
             threshold,
             q.prefer_path,
@@ -307,7 +307,7 @@ def score(
     region: Box | None,
     v: Verification | None,
     colour: ColourMatch | None = None,
-) -> tuple[float, str, Box | None, int]:
+) -> tuple[float, Match, Box | None, int]:
     """(score, match, region, tier) for one stored image; see the module docstring."""
     sim = max(sim_full, sim_part, 0.0)
     if sim_full >= NEAR_DUPLICATE and (v is None or v.cand_coverage >= FULL_COVERAGE):
@@ -316,16 +316,16 @@ def score(
             if v is not None
             else 0.0
         )
-        return max(sim_full, verified), "full", None, 2
+        return max(sim_full, verified), Match.FULL, None, 2
     if v is not None:
         strength = 0.75 * min(v.inliers, INLIER_SATURATION) / INLIER_SATURATION
         s = 0.8 + 0.2 * (strength + 0.25 * sim)
         full = v.cand_coverage >= FULL_COVERAGE and v.query_coverage >= FULL_COVERAGE
-        return s, "full" if full else "partial", None if full else v.box, 2
+        return s, Match.FULL if full else Match.PARTIAL, None if full else v.box, 2
     if colour is not None:
         s = 0.6 + 0.1 * (1.0 - colour.rmse / colour.limit) + 0.1 * sim
         full = not colour.contains and colour.coverage >= FULL_COVERAGE
-        return s, "full" if full else "partial", None if full else colour.box, 1
+        return s, Match.FULL if full else Match.PARTIAL, None if full else colour.box, 1
     if sim_part - PART_MARGIN > sim_full:
-        return sim_part - PART_MARGIN, "partial", region, 0
-    return sim_full, "full", None, 0
+        return sim_part - PART_MARGIN, Match.PARTIAL, region, 0
+    return sim_full, Match.FULL, None, 0

@@ -1,20 +1,20 @@
 """Partial-region matching for image-similarity search (numpy / OpenCV / PIL only).
 
-Design (chosen by measurement, see REPORT.md):
+Design (chosen by measurement: ``bench/bench_regions.py``, figures in the README):
 
 * Vector retrieval only has to put the parent image into a *shortlist*; the
   decision "this query is (a part of) that image" and the region box come from
   local features + geometric verification, as in copy-detection systems.
-* Index time, per image: the existing global descriptor (GeM of a 224x224
-  efficientnet-lite0 pass) + a few region vectors (``index_region_boxes``,
-  pooled from one feature map by ``region_pooling.py``) + a compact ORB blob
+* Index time, per image: the global descriptor (GeM of a 224x224 encoder pass)
+  + a few region vectors (boxes from ``index_region_boxes``, pooled by the encoder's
+  ``embed_regions`` from one feature map) + a compact ORB blob
   (``extract_keypoints`` -> ``keypoints_to_bytes``, ~18 KB).
 * Query time: embed the query (and its mirror); optionally embed a few query
-  windows (``query_windows``) so a database photo pasted into a larger scene
-  can be found; shortlist the top-N images by vector similarity; ``verify``
-  the query keypoints against each candidate's blob (ratio test + RANSAC
-  similarity transform); ``merge_hits`` turns everything into one ranked list
-  with match "full" / "partial" and a box in the candidate's pixel coordinates.
+  windows (``query_windows`` and the rectangles ``find_frames`` sees) so a database
+  photo pasted into a larger scene can be found; shortlist the top-N images by vector
+  similarity; ``verify`` the query keypoints against each candidate's blob (ratio test
+  + RANSAC similarity transform), which gives the box in the candidate's pixel
+  coordinates. Ranking and the "full" / "partial" label are ``partial.py``'s.
 
 Nothing here imports torch: the caller owns the encoder. Threads: pure functions, any
 thread (loader threads at index time, the search pool at query time). Any image size is
@@ -26,6 +26,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import cv2
 import numpy as np
@@ -429,8 +430,17 @@ def verify(
         src, dst = _match(kq, cand, ratio)
         if len(src) < min_inliers:
             continue
-        M, inl = cv2.estimateAffinePartial2D(
-            src, dst, method=cv2.RANSAC, ransacReprojThreshold=thr, maxIters=2000, confidence=0.995
+        # cv2's stubs promise arrays, but RANSAC that finds no model returns (None, None).
+        M, inl = cast(
+            tuple[np.ndarray | None, np.ndarray | None],
+            cv2.estimateAffinePartial2D(
+                src,
+                dst,
+                method=cv2.RANSAC,
+                ransacReprojThreshold=thr,
+                maxIters=2000,
+                confidence=0.995,
+            ),
         )
         if M is None or inl is None:
             continue

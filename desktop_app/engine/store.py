@@ -1,8 +1,8 @@
 """The vector index: Chroma, one collection per encoder and vector kind.
 
 It is derived data. The catalog holds every vector, so this index can be deleted and
-rebuilt (``sync``) at any time without re-embedding. The default is an embedded
-``PersistentClient`` in the data dir; a team can point the app at a Chroma server.
+rebuilt (``Library.sync_store``) at any time without re-embedding. It is an embedded
+``PersistentClient`` in the data dir.
 
 Every Chroma failure leaves this module as a typed error: :class:`DiskFull` when a write
 found no space, :class:`StoreDamaged` otherwise (the library then sets the store aside
@@ -159,17 +159,6 @@ class VectorStore:
         except Exception:
             _forget_system(path)
             raise
-        return cls(client)
-
-    @classmethod
-    def server(cls, host: str, port: int = 8000) -> VectorStore:
-        """A shared Chroma server, for teams that outgrow one machine."""
-        import chromadb
-        from chromadb.config import Settings as ChromaSettings
-
-        client = chromadb.HttpClient(
-            host=host, port=port, settings=ChromaSettings(anonymized_telemetry=False)
-        )
         return cls(client)
 
     def close(self) -> None:

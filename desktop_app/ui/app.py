@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from desktop_app.engine.errors import DataDirLocked, DesktopAppError
 from desktop_app.engine.paths import AppDirs, resolve_dirs
 from desktop_app.logs import setup_logging
+from desktop_app.resources import icon_paths
 
 if TYPE_CHECKING:
     from desktop_app.engine.library import Library
@@ -28,12 +29,24 @@ HANDED_OVER = "desktop-app is already running; your request was handed to it"
 STARTING_WINDOW_WAIT_S = 10.0
 
 
-def run_gui(data_dir: Path | str | None = None, image: Path | str | None = None) -> int:
+def run_gui(
+    data_dir: Path | str | None = None,
+    *,
+    image: Path | str | None = None,
+    quit_after: float | None = None,
+    screenshot: Path | None = None,
+) -> int:
+    """Open the window; search by `image` when given (a file manager's "Open with").
+    When a window is already open on the data dir, hand it `image` and return 0.
+
+    `quit_after` seconds later the window closes, saved to `screenshot` first when given
+    (the packaged app's smoke test and the docs use this).
+    """
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication, QMessageBox
 
     from desktop_app.engine.library import Library
-    from desktop_app.ui.dialogs import install_excepthook
+    from desktop_app.ui.errors import install_excepthook
 
     dirs = resolve_dirs(data_dir)
     setup_logging(dirs.logs, stderr=False)
@@ -45,9 +58,12 @@ def run_gui(data_dir: Path | str | None = None, image: Path | str | None = None)
     if hand_to_running(dirs, image):
         print(HANDED_OVER, file=sys.stderr)
         return 0
-    icon = Path(__file__).resolve().parent.parent.parent / "resources" / "desktop-app.svg"
-    if icon.is_file():
-        app.setWindowIcon(QIcon(str(icon)))
+    # package data, so a wheel install and the frozen app have it too
+    icon = QIcon()
+    for png in icon_paths():
+        icon.addFile(str(png))
+    if not icon.isNull():
+        QApplication.setWindowIcon(icon)
     try:
         library = Library(dirs)
     except DataDirLocked as exc:
@@ -61,13 +77,19 @@ def run_gui(data_dir: Path | str | None = None, image: Path | str | None = None)
         QMessageBox.critical(None, "desktop-app", str(exc))
         return 1
     window, server = open_window(library, image)
-    install_excepthook(lambda: window)
+    install_excepthook(lambda: window)  # the hooks keep the reporter alive
+    if quit_after is not None or screenshot is not None:
+        from desktop_app.ui.autoquit import quit_later
+
+        quit_later(window, 5.0 if quit_after is None else quit_after, screenshot)
     try:
         return app.exec()
     finally:
         server.close()
-        window.shutdown()
-        library.close()
+        if window.shutdown():
+            library.close()
+        else:  # closing SQLite or Chroma under a running thread could corrupt them
+            log.error("a background thread is still running: the library is left open")
 
 
 def hand_to_running(dirs: AppDirs, image: Path | str | None = None) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import QSettings, Qt, SignalInstance
 from PySide6.QtGui import QCloseEvent
@@ -31,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from desktop_app.engine.library import Library
 from desktop_app.engine.search import SearchResult
+from desktop_app.engine.status import LibraryStatus
 from desktop_app.ui.controller import Page, SearchController
 from desktop_app.ui.dialogs import FailuresDialog, SettingsDialog
 from desktop_app.ui.preview import PreviewDialog
@@ -130,6 +130,7 @@ class MainWindow(QMainWindow):
             (view.find_similar, c.find_similar),
             (view.preview_requested, self.preview),
             (view.copy_image_requested, self.copy_image),
+            (view.message, lambda text: sb.showMessage(text, 8000)),
             (sb.pause_clicked, c.toggle_pause),
             (sb.cancel_clicked, c.cancel_indexing),
             (sb.failures_clicked, self.show_failures),
@@ -141,8 +142,9 @@ class MainWindow(QMainWindow):
             (c.history_changed, tb.set_history),
             (c.limits_changed, lambda top_k, _threshold: tb.set_count(top_k)),
             (c.roots_changed, self.folders.set_folders),
-            (c.status_changed, sb.show_status),
+            (c.counts_changed, sb.show_counts),
             (c.encoder_ready, self._encoder_ready),
+            (c.encoder_failed, sb.set_encoder_failed),
             (c.message, sb.showMessage),
             (c.progress, sb.show_progress),
             (c.busy, sb.set_busy),
@@ -162,7 +164,7 @@ class MainWindow(QMainWindow):
         return self.controller.current
 
     @property
-    def last_status(self) -> dict[str, Any]:
+    def last_status(self) -> LibraryStatus | None:
         return self.controller.last_status
 
     def search_file(self, path: Path | str) -> None:
@@ -179,7 +181,7 @@ class MainWindow(QMainWindow):
             self.controller.search_file(path)
 
     def preview(self, result: SearchResult) -> PreviewDialog:
-        dialog = PreviewDialog(result, self.controller.calls, self)
+        dialog = PreviewDialog(result, self.controller.calls, self, self.view.files)
         dialog.find_similar.connect(self.controller.find_similar)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
@@ -197,14 +199,18 @@ class MainWindow(QMainWindow):
                 self.controller.add_folder(str(folder))
 
     def show_failures(self) -> FailuresDialog:
-        dialog = FailuresDialog(self.controller.last_status.get("failures", []), self)
+        dialog = FailuresDialog(self.last_status.failures if self.last_status else (), self)
         dialog.show()
         return dialog
 
-    def open_settings(self) -> None:
-        dialog = SettingsDialog(self.controller.settings, self)
-        if dialog.exec():
-            self.controller.apply_settings(dialog.result_settings())
+    def open_settings(self) -> SettingsDialog:
+        """Window-modal, not a nested event loop; deleted by Qt when closed, here on the
+        GUI thread: left to Python's collector it could be freed on another thread."""
+        dialog = SettingsDialog(self.controller.settings_for_dialog(), self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: self.controller.apply_settings(dialog.result_settings()))
+        dialog.open()
+        return dialog
 
     # -- geometry and quitting --------------------------------------------------------
     def _qsettings(self) -> QSettings:
@@ -219,11 +225,13 @@ class MainWindow(QMainWindow):
         self.shutdown()
         super().closeEvent(event)
 
-    def shutdown(self) -> None:
-        """Quit cleanly even mid-index: the window's geometry, then the controller."""
+    def shutdown(self) -> bool:
+        """Quit cleanly even mid-index: the window's geometry, then the controller.
+        False when a thread did not stop in time: the library must stay open."""
         if not self.controller.stopped:
             self._qsettings().setValue("geometry", self.saveGeometry())
-        self.controller.shutdown()
+            self.view.files.stop()
+        return self.controller.shutdown()
 
 
 def _message_page(

@@ -72,5 +72,5 @@ def load_with_fallback(
         if spec == OFFLINE_MODEL:
             raise
         warning = f"{exc} — using the offline encoder {OFFLINE_MODEL} instead."
-        log.warning("%s", warning)
+        log.warning("%s", warning, exc_info=exc)  # the log keeps the cause's traceback
         return LoadedEncoder(load_encoder(OFFLINE_MODEL, device, batch_size), spec, warning)

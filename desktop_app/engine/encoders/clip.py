@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import pickle
 import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from desktop_app.engine.bundled import bundled_clip_weights
 from desktop_app.engine.encoders.base import Encoder, l2_normalise
 from desktop_app.engine.encoders.device import default_batch_size, inference
 from desktop_app.engine.errors import EncoderUnavailable, UnknownModel
@@ -76,6 +78,9 @@ def resolve_weights(
         if not path.is_file():
             raise EncoderUnavailable(f"CLIP weights file not found: {path}")
         return path
+    bundled = bundled_clip_weights(arch, pretrained)  # an offline installer's own copy
+    if bundled is not None:
+        return bundled
     repo_id, candidates = hub_files(arch, pretrained)
     cached = _from_cache(repo_id, candidates)
     if cached is not None:
@@ -111,11 +116,15 @@ def hub_files(arch: str, pretrained: str) -> tuple[str, list[str]]:
 
 
 def cached_weights(arch: str, pretrained: str) -> Path | None:
-    """The weights' local path when they are on this machine (a local file, or open_clip's
-    Hugging Face cache), else None. Never touches the network."""
+    """The weights' local path when they are on this machine (a local file, weights an
+    installer bundled, or open_clip's Hugging Face cache), else None. Never touches the
+    network."""
     if is_local_weights(pretrained):
         path = Path(pretrained).expanduser()
         return path if path.is_file() else None
+    bundled = bundled_clip_weights(arch, pretrained)
+    if bundled is not None:
+        return bundled
     try:
         repo_id, candidates = hub_files(arch, pretrained)
     except EncoderUnavailable:
@@ -170,7 +179,8 @@ def _download(repo_id: str, filenames: Sequence[str], progress: DownloadProgress
             )
             return Path(got)
         except Exception as exc:  # network, 404, auth: try the next name, report all
-            errors.append(f"{name}: {type(exc).__name__}")
+            log.warning("downloading %s from %s failed", name, repo_id, exc_info=True)
+            errors.append(f"{name}: {_first_line(exc)}")
     raise EncoderUnavailable(
         f"CLIP weights for {repo_id} are not on this machine and could not be downloaded "
         f"({'; '.join(errors)}). Connect to the internet once, or pass a local weights "
@@ -178,12 +188,39 @@ def _download(repo_id: str, filenames: Sequence[str], progress: DownloadProgress
     )
 
 
+def describe_load_error(exc: BaseException) -> str:
+    """Why a weights file did not load, in words that suggest only safe fixes.
+
+    PyTorch refuses a checkpoint that holds Python objects besides tensors (loading them
+    can run any code) with advice to switch that protection off; this app never does,
+    so the advice is replaced, not passed on."""
+    if isinstance(exc, pickle.UnpicklingError) and "weights_only" in str(exc):
+        return (
+            "the file holds Python objects besides the weights, and loading those could "
+            "run code, so it is refused. Use the model's published weights file "
+            "(.safetensors, or open_clip's .bin / .pt)"
+        )
+    if isinstance(exc, EOFError):
+        return "the file is empty or cut short"
+    return _first_line(exc)
+
+
+def _first_line(exc: BaseException, limit: int = 300) -> str:
+    """The exception's type and the first line of its message, shortened: hub and
+    PyTorch messages run to pages (every missing key of a mismatched checkpoint)."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def _progress_tqdm(progress: DownloadProgress) -> Any:
     from tqdm.auto import tqdm
 
     class ProgressTqdm(tqdm):
         def update(self, n: float | None = 1) -> bool | None:
-            out = super().update(n)
+            out: bool | None = super().update(n)
             progress(int(self.n), int(self.total or 0), str(self.desc or "download"))
             return out
 
@@ -214,8 +251,11 @@ class ClipEncoder(Encoder):
             model, _, preprocess = open_clip.create_model_and_transforms(
                 arch, pretrained=str(weights), device=device
             )
-        except Exception as exc:  # a damaged or mismatched checkpoint
-            raise EncoderUnavailable(f"cannot load {weights} as {arch}: {exc}") from exc
+        except Exception as exc:  # a damaged, mismatched or unsafe checkpoint
+            log.warning("loading %s as %s failed", weights, arch, exc_info=True)
+            raise EncoderUnavailable(
+                f"cannot load {weights} as {arch} weights: {describe_load_error(exc)}"
+            ) from exc
         self.id = f"{arch}:{tag}"
         self.label = f"CLIP {arch}"
         self._device = device

@@ -106,7 +106,8 @@ class EfficientNetLite0(Encoder):
 
     def feature_maps(self, batch: torch.Tensor) -> torch.Tensor:
         """The last convolutional feature map, (n, 1280, h/32, w/32)."""
-        return self.net.extract_features(batch.to(self._device))
+        maps: torch.Tensor = self.net.extract_features(batch.to(self._device))
+        return maps
 
     def embed_regions(
         self, images: Sequence[Image.Image], boxes: Sequence[Sequence[NormBox]]
