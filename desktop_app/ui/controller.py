@@ -153,6 +153,9 @@ class SearchController(QObject):
         self.watcher.changed.connect(lambda paths: self.worker.submit(IndexJob(paths, add=False)))
         self.watcher.root_returned.connect(lambda root: self.worker.submit(IndexJob([root])))
         self.watcher.root_offline.connect(self._root_offline)
+        self.watcher.watch_started.connect(
+            lambda root: self.worker.submit(IndexJob([root], add=False))
+        )
         self.watcher.notice.connect(lambda text: self.message.emit(text, 15000))
 
     def start(self, *, watch: bool = True) -> None:
@@ -168,10 +171,10 @@ class SearchController(QObject):
         roots = self.library.roots()
         # reachability comes with the worker's first status: a hung share must not block here
         self._set_roots([{"path": r} for r in roots])
-        if roots:  # catch what changed while the app was closed, in the background
-            self.worker.submit(IndexJob([], add=False))
         self._watch = watch and self.settings.watch_folders
-        if self._watch:
+        if roots and not self._watch:  # catch what changed while the app was closed
+            self.worker.submit(IndexJob([], add=False))
+        if self._watch:  # each root is caught up once its watch exists (watch_started)
             self.watcher.start()
             self.watcher.set_roots(roots)
 

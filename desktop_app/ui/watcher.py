@@ -41,6 +41,7 @@ class FolderWatcher(QObject):
     changed = Signal(list)
     root_returned = Signal(str)
     root_offline = Signal(str)
+    watch_started = Signal(str)  # a root is watched now: reconcile what changed before
     notice = Signal(str)
     _wake = Signal()  # from watchdog's threads: paths are pending
     _report = Signal(object)  # WatchReport, from the watch thread
@@ -120,6 +121,10 @@ class FolderWatcher(QObject):
         if report.root not in self._roots:
             return  # a folder removed meanwhile
         if report.kind == "watching":
+            if report.root not in self._offline:  # a returning root gets root_returned
+                # changes made before the watch existed (it is set up on another thread,
+                # after the folder's first scan) are caught by one more scan
+                self.watch_started.emit(report.root)
             self._offline.discard(report.root)
             self.modes[report.root] = report.mode
             if report.mode == POLLING:
