@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from desktop_app.engine.encoders.base import Encoder, l2_normalise
 from desktop_app.engine.errors import EncoderUnavailable
@@ -28,8 +29,15 @@ def load_encoder(
     device: str = "auto",
     batch_size: int = 0,
     progress: DownloadProgress | None = None,
+    *,
+    runtime: str | None = None,
+    cache_dir: Path | None = None,
 ) -> Encoder:
-    """Build the encoder ``spec`` names; slow (loads weights): call it off any UI thread."""
+    """Build the encoder ``spec`` names; slow (loads weights): call it off any UI thread.
+
+    ``runtime`` (``torch``, ``onnx``, ``onnx-int8``; default: by device, see
+    ``encoders.runtime``) and ``cache_dir`` (the ONNX exports; default
+    ``AppDirs.cache / "onnx"``) choose how the model runs."""
     if spec == HISTOGRAM_MODEL:  # needs no torch: keep it unimported
         from desktop_app.engine.encoders.histogram import HistogramEncoder
 
@@ -40,10 +48,12 @@ def load_encoder(
     if spec == OFFLINE_MODEL:
         from desktop_app.engine.encoders.efficientnet import EfficientNetLite0
 
-        return EfficientNetLite0(torch_device, batch_size)
+        return EfficientNetLite0(torch_device, batch_size, runtime=runtime, cache_dir=cache_dir)
     from desktop_app.engine.encoders.clip import ClipEncoder
 
-    return ClipEncoder(spec, torch_device, batch_size, progress)
+    return ClipEncoder(
+        spec, torch_device, batch_size, progress, runtime=runtime, cache_dir=cache_dir
+    )
 
 
 @dataclass

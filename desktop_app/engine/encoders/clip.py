@@ -9,10 +9,13 @@ caller falls back to the offline encoder.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import socket
+import threading
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,15 @@ from PIL import Image
 
 from desktop_app.engine.encoders.base import Encoder, l2_normalise
 from desktop_app.engine.encoders.device import default_batch_size, inference
+from desktop_app.engine.encoders.onnx_cache import (
+    ExportFailed,
+    ExportSpec,
+    OnnxModel,
+    default_cache,
+    load_or_export,
+    load_or_quantise,
+)
+from desktop_app.engine.encoders.runtime import ONNX, ONNX_INT8, TORCH, GuardedInt8, pick_runtime
 from desktop_app.engine.errors import EncoderUnavailable, UnknownModel
 
 log = logging.getLogger(__name__)
@@ -158,7 +170,34 @@ def _progress_tqdm(progress: DownloadProgress) -> Any:
     return ProgressTqdm
 
 
+class _VisualTower(torch.nn.Module):
+    """The image tower alone, as exported to ONNX."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.visual = model.visual
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.visual(image)
+
+
+class _TextTower(torch.nn.Module):
+    """The text tower alone (tokens in, embedding out), as exported to ONNX."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_text(tokens)
+
+
 class ClipEncoder(Encoder):
+    """CLIP image and text towers. On a CPU they run as ONNX Runtime sessions (the image
+    tower int8 by default, checked against fp32 on the first real images; the text tower
+    fp32, opened on the first text query), exported once and cached; on a GPU, or when
+    the export fails, in PyTorch."""
+
     has_text = True
 
     def __init__(
@@ -167,6 +206,9 @@ class ClipEncoder(Encoder):
         device: torch.device,
         batch_size: int = 0,
         progress: DownloadProgress | None = None,
+        *,
+        runtime: str | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
         try:
             import open_clip
@@ -176,36 +218,137 @@ class ClipEncoder(Encoder):
         if arch not in open_clip.list_models():
             raise UnknownModel(f"open_clip has no architecture {arch!r}")
         weights = resolve_weights(arch, pretrained, progress)
-        tag = f"file-{file_identity(weights)}" if is_local_weights(pretrained) else pretrained
-        try:
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                arch, pretrained=str(weights), device=device
-            )
-        except Exception as exc:  # a damaged or mismatched checkpoint
-            raise EncoderUnavailable(f"cannot load {weights} as {arch}: {exc}") from exc
+        weights_hash = file_identity(weights)
+        tag = f"file-{weights_hash}" if is_local_weights(pretrained) else pretrained
         self.id = f"{arch}:{tag}"
         self.label = f"CLIP {arch}"
+        self._arch, self._weights = arch, weights
         self._device = device
         self.device = device.type
         self.batch_size = batch_size or default_batch_size(device)
-        self.model = model.eval()
-        self.preprocess = preprocess
         self.tokenizer = open_clip.get_tokenizer(arch)
-        self.input_size = int(getattr(model.visual, "image_size", (224, 224))[0]) * 2
+        self.model: Any = None
+        self._visual: OnnxModel | GuardedInt8 | None = None
+        self._text: OnnxModel | None = None
+        self._text_path: Path | None = None
+        self._text_lock = threading.Lock()
+        self.runtime = pick_runtime(device.type, ONNX_INT8, runtime)
+        if self.runtime != TORCH:
+            try:
+                self._load_onnx(f"{arch}:{weights_hash}", cache_dir or default_cache())
+            except ExportFailed as exc:
+                log.warning("ONNX Runtime path unavailable for %s; using PyTorch: %s", spec, exc)
+                self.runtime = TORCH
+        if self.runtime == TORCH:
+            self.model, self.preprocess = self._create_model(device)
+            self.input_size = self._image_hw(self.model)[0] * 2
+            with torch.inference_mode():
+                probe = self.model.encode_text(self.tokenizer(["a photo"]).to(device))
+            self.dim = int(probe.shape[-1])
+
+    def _create_model(self, device: torch.device) -> tuple[Any, Any]:
+        import open_clip
+
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                self._arch, pretrained=str(self._weights), device=device
+            )
+        except Exception as exc:  # a damaged or mismatched checkpoint
+            raise EncoderUnavailable(f"cannot load {self._weights} as {self._arch}: {exc}") from exc
+        return model.eval(), preprocess
+
+    def _load_onnx(self, weights_id: str, cache: Path) -> None:
+        """Both towers from the cache, exported first when needed. The torch model is
+        built only for an export and dropped right after: the sessions hold the weights."""
+        from open_clip.transform import PreprocessCfg, image_transform_v2
+
+        built: list[Any] = []
+
+        def model() -> Any:
+            if not built:
+                built.append(self._create_model(torch.device("cpu"))[0])
+            return built[0]
+
+        visual = ExportSpec(
+            f"{self._arch}-visual",
+            weights_id,
+            lambda: (torch.randn(2, 3, *self._image_hw(model())),),
+            ["image"],
+            ["embedding"],
+            {"image": {0: "batch"}, "embedding": {0: "batch"}},
+        )
+        fp32 = load_or_export(visual, lambda: _VisualTower(model()), cache)
+        meta = self._meta(fp32.path.with_suffix(".meta.json"), model)
+        text = ExportSpec(
+            f"{self._arch}-text",
+            weights_id,
+            lambda: (self.tokenizer(["a photo", "a dog"]),),
+            ["tokens"],
+            ["embedding"],
+            {"tokens": {0: "batch"}, "embedding": {0: "batch"}},
+        )
+        self._text_path = load_or_export(text, lambda: _TextTower(model()), cache).path
+        built.clear()  # the sessions hold the weights now
+        self._visual = fp32
+        if self.runtime == ONNX_INT8:
+            try:
+                int8 = load_or_quantise(replace(visual, int8=True), fp32.path, cache)
+                self._visual = GuardedInt8(int8, fp32.path)
+            except ExportFailed as exc:
+                log.warning("int8 model unavailable, using fp32 ONNX: %s", exc)
+                self.runtime = ONNX
+        self.preprocess = image_transform_v2(PreprocessCfg(**meta["preprocess"]), is_train=False)
+        self.dim = int(meta["dim"])
+        self.input_size = int(meta["image_size"]) * 2
+
+    @staticmethod
+    def _image_hw(model: Any) -> tuple[int, int]:
+        size = getattr(model.visual, "image_size", (224, 224))
+        return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+    def _meta(self, path: Path, model: Any) -> dict[str, Any]:
+        """What the encoder needs besides the sessions (so a cached start builds no
+        torch model): the preprocessing, the embedding size and the input size."""
+        try:
+            meta: dict[str, Any] = json.loads(path.read_text())
+            if {"preprocess", "dim", "image_size"} <= meta.keys():
+                return meta
+        except (OSError, ValueError):
+            pass
+        m = model()
         with torch.inference_mode():
-            probe = self.model.encode_text(self.tokenizer(["a photo"]).to(device))
-        self.dim = int(probe.shape[-1])
+            dim = int(m.encode_text(self.tokenizer(["a photo"])).shape[-1])
+        meta = {
+            "preprocess": dict(m.visual.preprocess_cfg),
+            "dim": dim,
+            "image_size": self._image_hw(m)[0],
+        }
+        path.write_text(json.dumps(meta))
+        return meta
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         if not images:
             return np.zeros((0, self.dim), np.float32)
-        batch = torch.stack([self.preprocess(im.convert("RGB")) for im in images]).to(self._device)
+        batch = torch.stack([self.preprocess(im.convert("RGB")) for im in images])
+        if self._visual is not None:
+            return l2_normalise(self._visual.run(batch.numpy())[0])
         with inference(self._device):
-            out = self.model.encode_image(batch)
+            out = self.model.encode_image(batch.to(self._device, non_blocking=True))
         return l2_normalise(out.float().cpu().numpy())
 
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
-        tokens = self.tokenizer(list(texts)).to(self._device)
+        tokens = self.tokenizer(list(texts))
+        if self._text_path is not None:
+            with self._text_lock:  # opened on the first text query: indexing never needs it
+                if self._text is None:
+                    self._text = OnnxModel(self._text_path)
+            return l2_normalise(self._text.run(tokens.numpy())[0])
         with inference(self._device):
-            out = self.model.encode_text(tokens)
+            out = self.model.encode_text(tokens.to(self._device))
         return l2_normalise(out.float().cpu().numpy())
+
+    def describe(self) -> str:
+        if self._visual is None:
+            return super().describe()
+        precision = self._visual.precision if isinstance(self._visual, GuardedInt8) else "fp32"
+        return f"{self.label} on CPU (ONNX Runtime, {precision})"

