@@ -26,6 +26,7 @@ import logging
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -227,7 +228,9 @@ def _export(spec: ExportSpec, build: Callable[[], Any], dest: Path) -> None:
         module = build()
         # Grad mode on: under no_grad, nn.MultiheadAttention takes a fused fast path
         # whose operator has no ONNX form.
-        with torch.inference_mode(False), torch.enable_grad():
+        # The exporter's deprecation and tracer warnings concern the exporter, not the user.
+        with torch.inference_mode(False), torch.enable_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             torch.onnx.export(
                 module,
                 tuple(spec.example()),
@@ -249,11 +252,13 @@ def _quantise(src: Path, dest: Path) -> None:
     except ImportError as exc:  # needs the onnx package
         raise ExportFailed(f"int8 quantisation needs the onnx package: {exc}") from exc
     try:
-        quantize_dynamic(
-            str(src),
-            str(dest),
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=["MatMul", "Gemm"],
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantize_dynamic(
+                str(src),
+                str(dest),
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=["MatMul", "Gemm"],
+            )
     except Exception as exc:
         raise ExportFailed(f"int8 quantisation failed: {exc}") from exc
