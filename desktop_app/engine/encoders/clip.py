@@ -232,6 +232,9 @@ class ClipEncoder(Encoder):
         self._text: OnnxModel | None = None
         self._text_path: Path | None = None
         self._text_lock = threading.Lock()
+        self._regions: Encoder | None = None
+        self._regions_lock = threading.Lock()
+        self._runtime_request, self._cache_dir = runtime, cache_dir
         self.runtime = pick_runtime(device.type, ONNX_INT8, runtime)
         if self.runtime != TORCH:
             try:
@@ -325,6 +328,26 @@ class ClipEncoder(Encoder):
         }
         path.write_text(json.dumps(meta))
         return meta
+
+    @property
+    def region_encoder(self) -> Encoder:
+        """EfficientNet-Lite0: partial matching is instance retrieval (local detail, not
+        semantics), its feature map gives every region of an image from one pass at about
+        320 px, and the region study measured its recall. A ViT's own patch tokens would
+        cost nothing extra but are coarse (7 × 7 for ViT-B-32) and, in CLIP, poorly
+        aligned with the image embedding that windows and crops are compared in. Loaded
+        on first use, once."""
+        with self._regions_lock:
+            if self._regions is None:
+                from desktop_app.engine.encoders.efficientnet import EfficientNetLite0
+
+                self._regions = EfficientNetLite0(
+                    self._device,
+                    self.batch_size,
+                    runtime=self._runtime_request,
+                    cache_dir=self._cache_dir,
+                )
+            return self._regions
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         if not images:
