@@ -30,6 +30,7 @@ from desktop_app.engine.encoders.onnx_cache import (
     ExportSpec,
     OnnxModel,
     default_cache,
+    ensure_export,
     load_or_export,
     load_or_quantise,
 )
@@ -280,8 +281,8 @@ class ClipEncoder(Encoder):
             ["embedding"],
             {"image": {0: "batch"}, "embedding": {0: "batch"}},
         )
-        fp32 = load_or_export(visual, lambda: _VisualTower(model()), cache)
-        meta = self._meta(fp32.path.with_suffix(".meta.json"), model)
+        fp32 = ensure_export(visual, lambda: _VisualTower(model()), cache)
+        meta = self._meta(fp32.with_suffix(".meta.json"), model)
         text = ExportSpec(
             f"{self._arch}-text",
             weights_id,
@@ -290,16 +291,17 @@ class ClipEncoder(Encoder):
             ["embedding"],
             {"tokens": {0: "batch"}, "embedding": {0: "batch"}},
         )
-        self._text_path = load_or_export(text, lambda: _TextTower(model()), cache).path
-        built.clear()  # the sessions hold the weights now
-        self._visual = fp32
+        self._text_path = ensure_export(text, lambda: _TextTower(model()), cache)
+        built.clear()  # the exports hold the weights now
         if self.runtime == ONNX_INT8:
             try:
-                int8 = load_or_quantise(replace(visual, int8=True), fp32.path, cache)
-                self._visual = GuardedInt8(int8, fp32.path)
+                int8 = load_or_quantise(replace(visual, int8=True), fp32, cache)
+                self._visual = GuardedInt8(int8, fp32)
             except ExportFailed as exc:
                 log.warning("int8 model unavailable, using fp32 ONNX: %s", exc)
                 self.runtime = ONNX
+        if self._visual is None:
+            self._visual = load_or_export(visual, lambda: _VisualTower(model()), cache)
         self.preprocess = image_transform_v2(PreprocessCfg(**meta["preprocess"]), is_train=False)
         self.dim = int(meta["dim"])
         self.input_size = int(meta["image_size"]) * 2

@@ -143,30 +143,49 @@ def load_or_export(
     cache: Path,
     threads: int | None = None,
 ) -> OnnxModel:
-    """The cached fp32 model for ``spec``, exported first when missing, stale or damaged.
-    ``build`` makes the torch module, only when an export is needed. Raises
-    :class:`ExportFailed` with the reason when that fails."""
-    return _load_or_make(spec, lambda dest: _export(spec, build, dest), cache, threads)
+    """The cached fp32 model for ``spec`` as a session, exported first when missing,
+    stale or damaged. ``build`` makes the torch module, only when an export is needed.
+    Raises :class:`ExportFailed` with the reason when that fails."""
+    return _open(spec, lambda dest: _export(spec, build, dest), cache, threads)
+
+
+def ensure_export(spec: ExportSpec, build: Callable[[], Any], cache: Path) -> Path:
+    """Like :func:`load_or_export` without opening a session (a model that is only the
+    source of another, or opened on first use): its path."""
+    return _ensure(spec, lambda dest: _export(spec, build, dest), cache)
 
 
 def load_or_quantise(
     spec: ExportSpec, source: Path, cache: Path, threads: int | None = None
 ) -> OnnxModel:
     """The cached int8 (dynamic quantisation) version of the fp32 model at ``source``."""
-    return _load_or_make(spec, lambda dest: _quantise(source, dest), cache, threads)
+    return _open(spec, lambda dest: _quantise(source, dest), cache, threads)
 
 
-def _load_or_make(
+def _open(
     spec: ExportSpec, make: Callable[[Path], None], cache: Path, threads: int | None
 ) -> OnnxModel:
+    path = _ensure(spec, make, cache)
+    try:
+        return OnnxModel(path, threads)
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        log.warning("cached ONNX model %s is unusable (%s); making it again", path, exc)
+    _discard(path)
+    path = _ensure(spec, make, cache)
+    try:
+        return OnnxModel(path, threads)
+    except Exception as exc:
+        raise ExportFailed(f"{spec.part}: ONNX Runtime cannot load the export: {exc}") from exc
+
+
+def _ensure(spec: ExportSpec, make: Callable[[Path], None], cache: Path) -> Path:
+    """The path of a whole, current model for ``spec``: the cached one when its sidecar
+    vouches for it, else made anew."""
     cache.mkdir(parents=True, exist_ok=True)
     path = spec.path(cache)
     if _sidecar_matches(path):
-        try:
-            return OnnxModel(path, threads)
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            log.warning("cached ONNX model %s is unusable (%s); making it again", path, exc)
-    elif path.exists():
+        return path
+    if path.exists():
         log.warning("cached ONNX model %s is damaged; making it again", path)
     _remove_stale(cache, spec)
     try:
@@ -177,7 +196,7 @@ def _load_or_make(
         _sidecar(path).write_text(
             json.dumps({"part": spec.part, "fingerprint": file_fingerprint(path)})
         )
-        return OnnxModel(path, threads)
+        return path
     except ExportFailed:
         _discard(path)
         raise
