@@ -71,33 +71,34 @@ class Path_:
 
         self.name, self.encoder = name, encoder
         if channels_last and getattr(encoder, "net", None) is not None:
+            # a channels-last network makes the convolutions run channels-last
             encoder.net = encoder.net.to(memory_format=torch.channels_last)
-        self.channels_last = channels_last
 
-    def run(self, batch: Any) -> np.ndarray:
+    def run(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
         enc = self.encoder
+        if hasattr(enc, "feature_maps"):  # the CNN: GeM-pooled feature map
+            from desktop_app.engine.encoders.efficientnet import gem
+
+            return gem(enc.feature_maps(batch))
+        if enc._visual is not None:
+            return np.asarray(enc._visual.run(batch)[0])
         with torch.inference_mode():
-            if self.channels_last:
-                batch = batch.contiguous(memory_format=torch.channels_last)
-            if hasattr(enc, "feature_maps"):  # the CNN: GeM-pooled feature map
-                from desktop_app.engine.encoders.efficientnet import gem
-
-                return np.asarray(gem(enc.feature_maps(batch)).numpy())
-            if enc._visual is not None:
-                return np.asarray(enc._visual.run(batch.numpy())[0])
-            return np.asarray(enc.model.encode_image(batch).numpy())
+            return np.asarray(enc.model.encode_image(torch.from_numpy(batch)).numpy())
 
 
-def ready_batch(encoder: Any, images: list[Any]) -> Any:
-    import torch
-
+def ready_batch(encoder: Any, images: list[Any]) -> np.ndarray:
     if hasattr(encoder, "feature_maps"):
-        from desktop_app.engine.encoders.efficientnet import INPUT_SIZE, MEAN, STD, images_to_tensor
+        from desktop_app.engine.encoders.efficientnet import (
+            INPUT_SIZE,
+            MEAN,
+            STD,
+            images_to_array,
+        )
 
-        return images_to_tensor(images, INPUT_SIZE, MEAN, STD)
-    return torch.stack([encoder.preprocess(im.convert("RGB")) for im in images])
+        return images_to_array(images, INPUT_SIZE, MEAN, STD)
+    return np.stack([encoder.preprocess(im) for im in images])
 
 
 def compare_paths(

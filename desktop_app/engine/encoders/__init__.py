@@ -1,8 +1,9 @@
 """Encoders by name: the offline ``efficientnet-lite0``, CLIP ``ARCH:PRETRAINED``, or
 ``histogram`` (colour layout, no torch; the fast test tier).
 
-torch and open_clip are imported only when an encoder is built, so commands that need
-no inference (a re-index with nothing new, ``status``) start fast.
+torch and open_clip are imported only when an encoder needs them: never for commands
+without inference (``status``, a re-index with nothing new), and on a machine without a
+GPU not even for inference once the ONNX exports are cached.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from desktop_app.engine.encoders.base import Encoder, l2_normalise
 from desktop_app.engine.errors import EncoderUnavailable
@@ -42,9 +44,14 @@ def load_encoder(
         from desktop_app.engine.encoders.histogram import HistogramEncoder
 
         return HistogramEncoder(batch_size)
-    from desktop_app.engine.encoders.device import pick_device
+    from desktop_app.engine.encoders.runtime import cpu_for_certain
 
-    torch_device = pick_device(device)
+    if cpu_for_certain(device):
+        torch_device: Any = "cpu"  # the ONNX path then never imports torch
+    else:
+        from desktop_app.engine.encoders.device import pick_device
+
+        torch_device = pick_device(device)
     if spec == OFFLINE_MODEL:
         from desktop_app.engine.encoders.efficientnet import EfficientNetLite0
 

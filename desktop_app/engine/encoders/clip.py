@@ -4,6 +4,14 @@ Weights are looked for, in order: an explicit local file; open_clip's Hugging Fa
 cache; a download (with progress and timeouts, so an offline machine fails fast rather
 than hanging). When none works, :class:`EncoderUnavailable` says so plainly and the
 caller falls back to the offline encoder.
+
+On the CPU both towers run as ONNX Runtime sessions (``onnx_cache``). Once the exports
+are cached, a start imports neither torch nor open_clip: the weights' location, the
+preprocessing and the embedding size are cached beside the exports, preprocessing is
+numpy, and the tokenizer (which needs torch) loads on the first text query only.
+
+Threads: the indexing thread and search threads use the encoder at once; the lazily
+loaded parts (tokenizer, text session, region encoder) are built under locks.
 """
 
 from __future__ import annotations
@@ -20,17 +28,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 from desktop_app.engine.encoders.base import Encoder, l2_normalise
-from desktop_app.engine.encoders.device import default_batch_size, inference
 from desktop_app.engine.encoders.onnx_cache import (
     ExportFailed,
     ExportSpec,
     OnnxModel,
     default_cache,
     ensure_export,
+    file_identity,
     load_or_export,
     load_or_quantise,
 )
@@ -60,19 +67,6 @@ def is_local_weights(pretrained: str) -> bool:
         or "\\" in pretrained
         or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
     )
-
-
-def file_identity(path: Path) -> str:
-    """A short, stable id for a weights file: its size plus a hash of its head and tail,
-    so the same weights keep their index when the file moves."""
-    size = path.stat().st_size
-    h = hashlib.blake2b(str(size).encode(), digest_size=8)
-    with path.open("rb") as fh:
-        h.update(fh.read(1 << 20))
-        if size > 2 << 20:
-            fh.seek(-(1 << 20), os.SEEK_END)
-            h.update(fh.read())
-    return h.hexdigest()
 
 
 def resolve_weights(arch: str, pretrained: str, progress: DownloadProgress | None = None) -> Path:
@@ -171,26 +165,57 @@ def _progress_tqdm(progress: DownloadProgress) -> Any:
     return ProgressTqdm
 
 
-class _VisualTower(torch.nn.Module):
-    """The image tower alone, as exported to ONNX."""
+def _towers(model: Any) -> tuple[Any, Any]:
+    """The image and text towers as separate modules, as exported to ONNX."""
+    import torch
 
-    def __init__(self, model: Any) -> None:
-        super().__init__()
-        self.visual = model.visual
+    class Visual(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.visual = model.visual
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.visual(image)
+        def forward(self, image: torch.Tensor) -> torch.Tensor:
+            return self.visual(image)
+
+    class Text(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+            return self.model.encode_text(tokens)
+
+    return Visual(), Text()
 
 
-class _TextTower(torch.nn.Module):
-    """The text tower alone (tokens in, embedding out), as exported to ONNX."""
+def numpy_preprocess(cfg: dict[str, Any]) -> Callable[[Image.Image], np.ndarray] | None:
+    """open_clip's evaluation transform (shortest side to the input size, bicubic,
+    centre crop, normalise) in PIL and numpy, pixel for pixel what torchvision computes;
+    ``None`` for the other resize modes (the caller uses open_clip's own transform)."""
+    size = cfg.get("size", 224)
+    side = size if isinstance(size, int) else int(size[0])
+    if not isinstance(size, int) and int(size[1]) != side:
+        return None
+    if cfg.get("resize_mode", "shortest") != "shortest" or cfg.get("interpolation") != "bicubic":
+        return None
+    mean = np.asarray(cfg["mean"], np.float32).reshape(3, 1, 1)
+    std = np.asarray(cfg["std"], np.float32).reshape(3, 1, 1)
 
-    def __init__(self, model: Any) -> None:
-        super().__init__()
-        self.model = model
+    def preprocess(im: Image.Image) -> np.ndarray:
+        im = im.convert("RGB")
+        w, h = im.size
+        short, long = (w, h) if w <= h else (h, w)
+        new_long = int(side * long / short)  # torchvision truncates
+        new_w, new_h = (side, new_long) if w <= h else (new_long, side)
+        if (new_w, new_h) != (w, h):
+            im = im.resize((new_w, new_h), Image.Resampling.BICUBIC)
+        top = int(round((new_h - side) / 2.0))
+        left = int(round((new_w - side) / 2.0))
+        im = im.crop((left, top, left + side, top + side))
+        arr = np.asarray(im, np.float32).transpose(2, 0, 1) / np.float32(255.0)
+        return np.asarray((arr - mean) / std, np.float32)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_text(tokens)
+    return preprocess
 
 
 class ClipEncoder(Encoder):
@@ -204,55 +229,72 @@ class ClipEncoder(Encoder):
     def __init__(
         self,
         spec: str,
-        device: torch.device,
+        device: Any,  # a torch.device, or "cpu" (then torch is not imported unless needed)
         batch_size: int = 0,
         progress: DownloadProgress | None = None,
         *,
         runtime: str | None = None,
         cache_dir: Path | None = None,
     ) -> None:
-        try:
-            import open_clip
-        except ImportError as exc:  # pragma: no cover - an install requirement
-            raise EncoderUnavailable("CLIP models need the package open_clip_torch") from exc
         arch, pretrained = parse_clip_spec(spec)
-        if arch not in open_clip.list_models():
-            raise UnknownModel(f"open_clip has no architecture {arch!r}")
-        weights = resolve_weights(arch, pretrained, progress)
+        self.device = str(getattr(device, "type", device))
+        self.runtime = pick_runtime(self.device, ONNX_INT8, runtime)
+        cache = cache_dir or default_cache()
+        weights = self._weights_for(spec, arch, pretrained, progress, cache)
         weights_hash = file_identity(weights)
         tag = f"file-{weights_hash}" if is_local_weights(pretrained) else pretrained
         self.id = f"{arch}:{tag}"
         self.label = f"CLIP {arch}"
         self._arch, self._weights = arch, weights
         self._device = device
-        self.device = device.type
-        self.batch_size = batch_size or default_batch_size(device)
-        self.tokenizer = open_clip.get_tokenizer(arch)
+        self.batch_size = batch_size or 16
         self.model: Any = None
+        self.preprocess: Callable[[Image.Image], np.ndarray]
+        self._tokenizer: Any = None
         self._visual: OnnxModel | GuardedInt8 | None = None
         self._text: OnnxModel | None = None
         self._text_path: Path | None = None
-        self._text_lock = threading.Lock()
+        self._lock = threading.Lock()  # the lazily built parts
         self._regions: Encoder | None = None
-        self._regions_lock = threading.Lock()
         self._runtime_request, self._cache_dir = runtime, cache_dir
-        self.runtime = pick_runtime(device.type, ONNX_INT8, runtime)
         if self.runtime != TORCH:
             try:
-                self._load_onnx(f"{arch}:{weights_hash}", cache_dir or default_cache())
+                self._load_onnx(f"{arch}:{weights_hash}", cache)
             except ExportFailed as exc:
                 log.warning("ONNX Runtime path unavailable for %s; using PyTorch: %s", spec, exc)
                 self.runtime = TORCH
         if self.runtime == TORCH:
-            self.model, self.preprocess = self._create_model(device)
-            self.input_size = self._image_hw(self.model)[0] * 2
-            with torch.inference_mode():
-                probe = self.model.encode_text(self.tokenizer(["a photo"]).to(device))
-            self.dim = int(probe.shape[-1])
+            self._load_torch(batch_size)
 
-    def _create_model(self, device: torch.device) -> tuple[Any, Any]:
+    # -- loading ---------------------------------------------------------------------
+    @staticmethod
+    def _weights_for(
+        spec: str, arch: str, pretrained: str, progress: DownloadProgress | None, cache: Path
+    ) -> Path:
+        """The weights file; a named download resolved before is remembered in the cache,
+        so a cached start does not import open_clip to look it up again."""
+        if is_local_weights(pretrained):
+            return resolve_weights(arch, pretrained, progress)
+        note = cache / f"weights-{hashlib.blake2b(spec.encode(), digest_size=8).hexdigest()}.json"
+        try:
+            remembered = Path(json.loads(note.read_text())["path"])
+            if remembered.is_file():
+                return remembered
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        _check_arch(arch)
+        weights = resolve_weights(arch, pretrained, progress)
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            note.write_text(json.dumps({"spec": spec, "path": str(weights)}))
+        except OSError as exc:  # only costs the look-up next time
+            log.debug("cannot remember where %s lives: %s", spec, exc)
+        return weights
+
+    def _create_model(self, device: Any) -> tuple[Any, Any]:
         import open_clip
 
+        _check_arch(self._arch)
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
                 self._arch, pretrained=str(self._weights), device=device
@@ -261,28 +303,45 @@ class ClipEncoder(Encoder):
             raise EncoderUnavailable(f"cannot load {self._weights} as {self._arch}: {exc}") from exc
         return model.eval(), preprocess
 
+    def _load_torch(self, batch_size: int) -> None:
+        import torch
+
+        from desktop_app.engine.encoders.device import default_batch_size, pick_device
+
+        self._device = pick_device(self.device)
+        self.batch_size = batch_size or default_batch_size(self._device)
+        self.model, transform = self._create_model(self._device)
+        self.preprocess = lambda im: transform(im.convert("RGB")).numpy()
+        self.input_size = _image_hw(self.model)[0] * 2
+        with torch.inference_mode():
+            probe = self.model.encode_text(self.tokenizer(["a photo"]).to(self._device))
+        self.dim = int(probe.shape[-1])
+
     def _load_onnx(self, weights_id: str, cache: Path) -> None:
         """Both towers from the cache, exported first when needed. The torch model is
-        built only for an export and dropped right after: the sessions hold the weights."""
-        from open_clip.transform import PreprocessCfg, image_transform_v2
-
+        built only for an export and dropped right after: the exports hold the weights."""
         built: list[Any] = []
 
         def model() -> Any:
             if not built:
+                import torch
+
                 built.append(self._create_model(torch.device("cpu"))[0])
             return built[0]
+
+        def example_image() -> tuple[Any, ...]:
+            import torch
+
+            return (torch.randn(2, 3, *_image_hw(model())),)
 
         visual = ExportSpec(
             f"{self._arch}-visual",
             weights_id,
-            lambda: (torch.randn(2, 3, *self._image_hw(model())),),
+            example_image,
             ["image"],
             ["embedding"],
             {"image": {0: "batch"}, "embedding": {0: "batch"}},
         )
-        fp32 = ensure_export(visual, lambda: _VisualTower(model()), cache)
-        meta = self._meta(fp32.with_suffix(".meta.json"), model)
         text = ExportSpec(
             f"{self._arch}-text",
             weights_id,
@@ -291,7 +350,9 @@ class ClipEncoder(Encoder):
             ["embedding"],
             {"tokens": {0: "batch"}, "embedding": {0: "batch"}},
         )
-        self._text_path = ensure_export(text, lambda: _TextTower(model()), cache)
+        fp32 = ensure_export(visual, lambda: _towers(model())[0], cache)
+        meta = self._meta(fp32.with_suffix(".meta.json"), model)
+        self._text_path = ensure_export(text, lambda: _towers(model())[1], cache)
         built.clear()  # the exports hold the weights now
         if self.runtime == ONNX_INT8:
             try:
@@ -301,17 +362,14 @@ class ClipEncoder(Encoder):
                 log.warning("int8 model unavailable, using fp32 ONNX: %s", exc)
                 self.runtime = ONNX
         if self._visual is None:
-            self._visual = load_or_export(visual, lambda: _VisualTower(model()), cache)
-        self.preprocess = image_transform_v2(PreprocessCfg(**meta["preprocess"]), is_train=False)
+            self._visual = load_or_export(visual, lambda: _towers(model())[0], cache)
+        self.preprocess = numpy_preprocess(meta["preprocess"]) or _open_clip_preprocess(
+            meta["preprocess"]
+        )
         self.dim = int(meta["dim"])
         self.input_size = int(meta["image_size"]) * 2
 
-    @staticmethod
-    def _image_hw(model: Any) -> tuple[int, int]:
-        size = getattr(model.visual, "image_size", (224, 224))
-        return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-
-    def _meta(self, path: Path, model: Any) -> dict[str, Any]:
+    def _meta(self, path: Path, model: Callable[[], Any]) -> dict[str, Any]:
         """What the encoder needs besides the sessions (so a cached start builds no
         torch model): the preprocessing, the embedding size and the input size."""
         try:
@@ -320,16 +378,25 @@ class ClipEncoder(Encoder):
                 return meta
         except (OSError, ValueError):
             pass
+        import torch
+
         m = model()
         with torch.inference_mode():
             dim = int(m.encode_text(self.tokenizer(["a photo"])).shape[-1])
-        meta = {
-            "preprocess": dict(m.visual.preprocess_cfg),
-            "dim": dim,
-            "image_size": self._image_hw(m)[0],
-        }
+        preprocess = dict(m.visual.preprocess_cfg)
+        meta = {"preprocess": preprocess, "dim": dim, "image_size": _image_hw(m)[0]}
         path.write_text(json.dumps(meta))
         return meta
+
+    @property
+    def tokenizer(self) -> Any:
+        """open_clip's tokenizer, loaded on first use (it imports torch)."""
+        with self._lock:
+            if self._tokenizer is None:
+                import open_clip
+
+                self._tokenizer = open_clip.get_tokenizer(self._arch)
+            return self._tokenizer
 
     @property
     def region_encoder(self) -> Encoder:
@@ -339,7 +406,7 @@ class ClipEncoder(Encoder):
         cost nothing extra but are coarse (7 × 7 for ViT-B-32) and, in CLIP, poorly
         aligned with the image embedding that windows and crops are compared in. Loaded
         on first use, once."""
-        with self._regions_lock:
+        with self._lock:
             if self._regions is None:
                 from desktop_app.engine.encoders.efficientnet import EfficientNetLite0
 
@@ -351,23 +418,33 @@ class ClipEncoder(Encoder):
                 )
             return self._regions
 
+    # -- inference -------------------------------------------------------------------
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         if not images:
             return np.zeros((0, self.dim), np.float32)
-        batch = torch.stack([self.preprocess(im.convert("RGB")) for im in images])
+        batch = np.stack([self.preprocess(im) for im in images])
         if self._visual is not None:
-            return l2_normalise(self._visual.run(batch.numpy())[0])
+            return l2_normalise(self._visual.run(batch)[0])
+        import torch
+
+        from desktop_app.engine.encoders.device import inference
+
+        tensor = torch.from_numpy(batch)
+        if self._device.type == "cuda":
+            tensor = tensor.pin_memory()  # lets the copy below overlap
         with inference(self._device):
-            out = self.model.encode_image(batch.to(self._device, non_blocking=True))
+            out = self.model.encode_image(tensor.to(self._device, non_blocking=True))
         return l2_normalise(out.float().cpu().numpy())
 
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
         tokens = self.tokenizer(list(texts))
         if self._text_path is not None:
-            with self._text_lock:  # opened on the first text query: indexing never needs it
+            with self._lock:  # opened on the first text query: indexing never needs it
                 if self._text is None:
                     self._text = OnnxModel(self._text_path)
             return l2_normalise(self._text.run(tokens.numpy())[0])
+        from desktop_app.engine.encoders.device import inference
+
         with inference(self._device):
             out = self.model.encode_text(tokens.to(self._device))
         return l2_normalise(out.float().cpu().numpy())
@@ -377,3 +454,24 @@ class ClipEncoder(Encoder):
             return super().describe()
         precision = self._visual.precision if isinstance(self._visual, GuardedInt8) else "fp32"
         return f"{self.label} on CPU (ONNX Runtime, {precision})"
+
+
+def _check_arch(arch: str) -> None:
+    try:
+        import open_clip
+    except ImportError as exc:  # pragma: no cover - an install requirement
+        raise EncoderUnavailable("CLIP models need the package open_clip_torch") from exc
+    if arch not in open_clip.list_models():
+        raise UnknownModel(f"open_clip has no architecture {arch!r}")
+
+
+def _image_hw(model: Any) -> tuple[int, int]:
+    size = getattr(model.visual, "image_size", (224, 224))
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def _open_clip_preprocess(cfg: dict[str, Any]) -> Callable[[Image.Image], np.ndarray]:
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+
+    transform = image_transform_v2(PreprocessCfg(**cfg), is_train=False)
+    return lambda im: np.asarray(transform(im.convert("RGB")).numpy())

@@ -63,16 +63,30 @@ def physical_cores() -> int:
 
 
 def runtime_versions() -> str:
-    import onnxruntime
-    import torch
+    """The versions an export depends on, read without importing torch (half a second
+    and half a gigabyte that a cached start never needs)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    try:
-        import onnx
+    parts = []
+    for name in ("torch", "onnx", "onnxruntime"):
+        try:
+            parts.append(f"{name}-{version(name)}")
+        except PackageNotFoundError:
+            parts.append(f"{name}-none")
+    return "_".join(parts)
 
-        onnx_version = onnx.__version__
-    except ImportError:
-        onnx_version = "none"
-    return f"torch-{torch.__version__}_onnx-{onnx_version}_ort-{onnxruntime.__version__}"
+
+def file_identity(path: Path) -> str:
+    """A short, stable id for a weights file: its size plus a hash of its head and tail,
+    so the same weights keep their index when the file moves."""
+    size = path.stat().st_size
+    h = hashlib.blake2b(str(size).encode(), digest_size=8)
+    with path.open("rb") as fh:
+        h.update(fh.read(1 << 20))
+        if size > 2 << 20:
+            fh.seek(-(1 << 20), os.SEEK_END)
+            h.update(fh.read())
+    return h.hexdigest()
 
 
 def file_fingerprint(path: Path) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -43,6 +44,17 @@ def pick_runtime(device_type: str, cpu_default: str, requested: str | None = Non
             log.info("runtime %s is for the CPU; using PyTorch on %s", wanted, device_type)
         return TORCH
     return cpu_default if wanted == "auto" else wanted
+
+
+def cpu_for_certain(device: str) -> bool:
+    """Whether the device is the CPU, known without importing torch: asked for, or no
+    GPU driver on the machine (CUDA's and ROCm's device nodes; Apple's MPS on macOS)."""
+    if device == "cpu":
+        return True
+    if device != "auto" or sys.platform == "darwin":
+        return False
+    gpu_nodes = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/kfd", "/dev/dxg")
+    return not any(os.path.exists(p) for p in gpu_nodes)
 
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
