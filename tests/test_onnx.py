@@ -165,3 +165,52 @@ def test_int8_that_strays_from_fp32_is_replaced(
     assert "fp32" in load_encoder(spec, "cpu", runtime=ONNX_INT8, cache_dir=onnx_cache).describe()
     for verdict in onnx_cache.glob("*.verdict.json"):
         verdict.unlink()
+
+
+@pytest.mark.slow
+def test_numpy_preprocessing_is_open_clips() -> None:
+    """The torch-free preprocessing gives open_clip's own tensors, pixel for pixel."""
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+
+    from desktop_app.engine.encoders.clip import numpy_preprocess
+
+    cfg = {
+        "size": [224, 224],
+        "mode": "RGB",
+        "mean": [0.48145466, 0.4578275, 0.40821073],
+        "std": [0.26862954, 0.26130258, 0.27577711],
+        "interpolation": "bicubic",
+        "resize_mode": "shortest",
+        "fill_color": 0,
+    }
+    ours = numpy_preprocess(cfg)
+    assert ours is not None
+    theirs = image_transform_v2(PreprocessCfg(**cfg), is_train=False)
+    images = _photos(4) + [Image.new("RGB", (224, 224), "red"), Image.new("RGB", (90, 500))]
+    for im in images:
+        assert np.abs(ours(im) - theirs(im).numpy()).max() < 1e-5
+    assert numpy_preprocess({**cfg, "resize_mode": "squash"}) is None
+
+
+@pytest.mark.slow
+def test_cached_start_imports_no_torch(onnx_cache: Path) -> None:
+    """Once exported, the CPU path loads and embeds without importing torch (its import
+    alone costs about half a gigabyte of memory and seconds of start-up)."""
+    import subprocess
+    import sys
+
+    from desktop_app.engine.encoders import load_encoder
+
+    load_encoder("efficientnet-lite0", "cpu", runtime="onnx", cache_dir=onnx_cache)
+    load = f"load_encoder('efficientnet-lite0', 'cpu', runtime='onnx', cache_dir=r'{onnx_cache}')"
+    script = (
+        "import sys; from PIL import Image\n"
+        "from desktop_app.engine.encoders import load_encoder\n"
+        f"e = {load}\n"
+        f"v = e.embed_images([Image.open(r'{PHOTOS[0]}')])\n"
+        "print(v.shape, 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip().endswith("(1, 1280) False")
