@@ -178,8 +178,11 @@ class PartialSearch:
             side.join()
         scored = []
         for fp, c in cands.items():
+            # Region similarities from another encoder's space are not on the full
+            # similarities' scale: there they only nominate candidates for the checks.
+            sim_part = c.sim_part if q.region_vectors is None else -1.0
             scored.append(
-                (fp, *score(c.sim_full, c.sim_part, c.region, verified.get(fp), coloured.get(fp)))
+                (fp, *score(c.sim_full, sim_part, c.region, verified.get(fp), coloured.get(fp)))
             )
         scored.sort(key=lambda t: (-t[4], -t[1]))  # verified first, then by score
         rows = [(fp, s, match, box) for fp, s, match, box, _tier in scored]
