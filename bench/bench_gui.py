@@ -48,7 +48,7 @@ def main() -> None:
     lib = Library(resolve_dirs(), settings)
     win = MainWindow(lib)
     win.show()
-    while not win.encoder_label.text().startswith("efficientnet"):
+    while not win.status_bar.encoder_label.text().startswith("efficientnet"):
         app.processEvents()
         time.sleep(0.01)
 

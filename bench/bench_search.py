@@ -123,7 +123,7 @@ def main() -> None:
             time.sleep(0.0005)
         return time.perf_counter()
 
-    pump_until(lambda: win.encoder_label.text().startswith("efficientnet"))
+    pump_until(lambda: win.status_bar.encoder_label.text().startswith("efficientnet"))
     busy = [True]
     win.worker.busy.connect(lambda b: busy.__setitem__(0, b))
     pump_until(lambda: not busy[0] and win.last_status.get("files", 0) >= args.n, 600)

@@ -67,7 +67,7 @@ def main() -> None:
         subprocess.run(["import", "-window", "root", "-crop", "1400x900+0+0", str(out)], check=True)
         print("wrote", out)
 
-    wait(lambda: win.encoder_label.text().startswith("efficientnet"))
+    wait(lambda: win.status_bar.encoder_label.text().startswith("efficientnet"))
     shot("empty-state.png")
     win.add_folder(str(folder))
     pump(2.0)

@@ -40,7 +40,9 @@ def window(qtbot, settings: Settings, app_home: Path) -> Iterator[MainWindow]:  
     win = MainWindow(lib)
     qtbot.addWidget(win)
     win.show()
-    qtbot.waitUntil(lambda: win.encoder_label.text().startswith(settings.model), timeout=TIMEOUT)
+    qtbot.waitUntil(
+        lambda: win.status_bar.encoder_label.text().startswith(settings.model), timeout=TIMEOUT
+    )
     yield win
     win.shutdown()
     lib.close()
@@ -60,14 +62,14 @@ def wait_results(qtbot, window: MainWindow, before: int | None = None) -> None: 
 
 def test_first_run_guides_to_add_a_folder(window: MainWindow) -> None:
     assert window.stack.currentIndex() == PAGE_EMPTY_LIBRARY
-    assert window.files_label.text() == "No images yet"
+    assert window.status_bar.files_label.text() == "No images yet"
     # the offline encoder has no text tower and says why
-    assert not window.text_box.isEnabled()
-    assert "CLIP" in window.text_box.placeholderText()
+    assert not window.side.text_box.isEnabled()
+    assert "CLIP" in window.side.text_box.placeholderText()
 
 
 def test_adding_a_folder_indexes_it_and_updates_status(window: MainWindow, indexed: Path) -> None:
-    assert window.files_label.text() == "40 images indexed"
+    assert window.status_bar.files_label.text() == "40 images indexed"
     assert window.folders.folders() == [str(indexed)]
     assert window.stack.currentIndex() == PAGE_NO_QUERY
 
@@ -125,9 +127,9 @@ def test_find_similar_from_context_menu_replaces_results_and_history(
     assert window.current is not None and window.current.kind == "similar"
     # back returns to the first query
     with qtbot.waitSignal(window.searcher.finished, timeout=TIMEOUT):
-        window.back_action.trigger()
+        window.toolbar.back_action.trigger()
     assert window.model.result(0).path == str(files[0])
-    assert window.forward_action.isEnabled()
+    assert window.toolbar.forward_action.isEnabled()
 
 
 def test_copy_path_and_drag_out(window: MainWindow, indexed: Path, qtbot) -> None:  # type: ignore[no-untyped-def]
@@ -149,7 +151,7 @@ def test_threshold_filters_results(window: MainWindow, indexed: Path, qtbot) -> 
     with qtbot.waitSignal(window.searcher.finished, timeout=TIMEOUT):
         window.search_file(sorted(indexed.glob("*.jpg"))[0])
     with qtbot.waitSignal(window.searcher.finished, timeout=TIMEOUT):
-        window.threshold_slider.setValue(99)
+        window.toolbar.threshold_slider.setValue(99)
     assert window.model.rowCount() == 1
 
 
@@ -193,7 +195,7 @@ def test_model_passes_qabstractitemmodeltester(window: MainWindow, indexed: Path
     )
     with qtbot.waitSignal(window.searcher.finished, timeout=TIMEOUT):
         window.search_file(sorted(indexed.glob("*.jpg"))[0])
-    window.sort_box.setCurrentText("name")
+    window.toolbar.sort_box.setCurrentText("name")
     names = [Path(r.path).name for r in window.model.results()]
     assert names == sorted(names, key=str.lower)
     # thumbnails arrive lazily and update their rows
@@ -223,7 +225,7 @@ def test_quitting_during_indexing_is_clean_and_next_start_resumes(
     qtbot.addWidget(win)
     win.add_folder(str(big))
     win.show()
-    qtbot.waitUntil(lambda: win.progress.value() > 0, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: win.status_bar.progress.value() > 0, timeout=TIMEOUT)
     win.close()  # mid-index
     assert not win.worker._thread.isRunning()
     lib.close()

@@ -21,6 +21,10 @@ DEFAULT_CLIP_MODEL = "ViT-B-32:laion2b_s34b_b79k"
 DEFAULT_FILE_TYPES = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff", "heic", "heif")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 SORT_ORDERS = ("score", "name", "date", "size")
+# The grid's thumbnail side in pixels: the zoom slider's range and what a saved setting is
+# clamped to. The top is the cached thumbnail's side (engine/thumbs.py THUMB_SIDE), so a
+# cell never shows an enlarged thumbnail.
+MIN_THUMBNAIL_SIZE, MAX_THUMBNAIL_SIZE = 64, 320
 
 
 @dataclass
@@ -82,7 +86,9 @@ class Settings:
         self.threshold = max(-1.0, min(float(self.threshold), 1.0))
         self.max_megapixels = max(1.0, float(self.max_megapixels))
         self.file_types = [t.lower().lstrip(".") for t in self.file_types if t.strip()]
-        self.thumbnail_size = max(48, min(int(self.thumbnail_size), 512))
+        self.thumbnail_size = max(
+            MIN_THUMBNAIL_SIZE, min(int(self.thumbnail_size), MAX_THUMBNAIL_SIZE)
+        )
         self.region_scale = max(0.2, min(float(self.region_scale), 0.9))
         self.region_grid = max(1, min(int(self.region_grid), 3))  # ≤ 9 regions + 1 full
         self.region_keypoints = max(50, min(int(self.region_keypoints), 2000))

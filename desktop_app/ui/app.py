@@ -1,4 +1,5 @@
-"""Starting the desktop window."""
+"""Starting the desktop window: the QApplication, the library, the window and its event
+loop, all on the main thread, which Qt makes the GUI thread."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ def run_gui(data_dir: Path | str | None = None) -> int:
 
     dirs = resolve_dirs(data_dir)
     setup_logging(dirs.logs, stderr=False)
-    app = QApplication.instance() or QApplication(sys.argv)
+    existing = QApplication.instance()
+    # a QCoreApplication cannot show windows: the GUI needs the QApplication it made or finds
+    app = existing if isinstance(existing, QApplication) else QApplication(sys.argv)
     app.setApplicationName("desktop-app")
     app.setOrganizationName("desktop-app")
     icon = Path(__file__).resolve().parent.parent.parent / "resources" / "desktop-app.svg"

@@ -1,12 +1,13 @@
 """Paints one grid cell: the thumbnail, the score, a match-kind badge and, for partial
-matches, the matched region outlined on the thumbnail."""
+matches, the matched region outlined on the thumbnail. GUI thread only (painting)."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QRectF, QSize, Qt
+from PySide6.QtCore import QModelIndex, QObject, QPersistentModelIndex, QRect, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
+from desktop_app.ui.geometry import Region, fit_rect, region_to_drawn
 from desktop_app.ui.results_model import Role
 
 PARTIAL_COLOUR = QColor(255, 170, 0)
@@ -15,7 +16,7 @@ TEXT_HEIGHT = 34
 
 
 class ResultDelegate(QStyledItemDelegate):
-    def __init__(self, parent: object = None) -> None:
+    def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.thumb_side = 160
 
@@ -40,7 +41,7 @@ class ResultDelegate(QStyledItemDelegate):
         pixmap = index.data(Role.Thumbnail)
         result = index.data(Role.Result)
         if isinstance(pixmap, QPixmap) and not pixmap.isNull():
-            target = _fit(pixmap.size(), thumb_box)
+            target = fit_rect(pixmap.size(), thumb_box)
             painter.drawPixmap(target, pixmap)
             region = index.data(Role.Region)
             if region and result is not None and result.width:
@@ -71,13 +72,13 @@ class ResultDelegate(QStyledItemDelegate):
         self,
         painter: QPainter,
         target: QRect,
-        region: tuple[int, int, int, int],
+        region: Region,
         width: int,
         height: int,
     ) -> None:
-        x, y, w, h = region
-        sx, sy = target.width() / width, target.height() / height
-        box = QRectF(target.left() + x * sx, target.top() + y * sy, w * sx, h * sy)
+        box = region_to_drawn(region, (width, height), target)
+        if box is None:
+            return
         painter.setPen(QPen(PARTIAL_COLOUR, 2))
         painter.setBrush(Qt.BrushStyle.NoBrush)
         painter.drawRect(box.intersected(QRectF(target)))
@@ -104,13 +105,3 @@ class ResultDelegate(QStyledItemDelegate):
             painter.setPen(QColor("white"))
             painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, text)
             x += w + 4
-
-
-def _fit(size: QSize, box: QRect) -> QRect:
-    scaled = size.scaled(box.size(), Qt.AspectRatioMode.KeepAspectRatio)
-    return QRect(
-        box.left() + (box.width() - scaled.width()) // 2,
-        box.top() + (box.height() - scaled.height()) // 2,
-        scaled.width(),
-        scaled.height(),
-    )

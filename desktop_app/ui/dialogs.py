@@ -1,9 +1,14 @@
-"""Dialogs: settings, the failure list, and unexpected errors with copyable details."""
+"""Dialogs: settings, the failure list, and unexpected errors with copyable details.
+
+GUI thread only. The excepthook runs for exceptions that reach the GUI thread's event loop
+(a slot that raised); pool and worker threads catch their own at their boundary and report
+through signals, so no dialog is ever built off the GUI thread."""
 
 from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Callable
 from types import TracebackType
 
 from PySide6.QtWidgets import (
@@ -149,7 +154,7 @@ def show_error(parent: QWidget | None, title: str, message: str, details: str = 
     box.exec()
 
 
-def install_excepthook(parent_getter: object) -> None:
+def install_excepthook(parent_getter: Callable[[], QWidget | None]) -> None:
     """An unexpected exception opens a dialog with copyable details and is logged."""
     import sys
 
@@ -159,7 +164,7 @@ def install_excepthook(parent_getter: object) -> None:
         try:
             show_error(
                 parent_getter(),
-                "Unexpected error",  # type: ignore[operator]
+                "Unexpected error",
                 f"Something went wrong: {exc}",
                 details,
             )

@@ -1,4 +1,6 @@
-"""The watched-folders panel: add (native dialog) and remove (after confirmation)."""
+"""The watched-folders panel: add (native dialog) and remove (after confirmation).
+
+GUI thread only; it asks, the controller does (the worker indexes or forgets the folder)."""
 
 from __future__ import annotations
 

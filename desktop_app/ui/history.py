@@ -1,4 +1,5 @@
-"""Back/forward history of queries (Alt+Left / Alt+Right)."""
+"""Back/forward history of queries (Alt+Left / Alt+Right). Plain Python, no Qt: the
+controller owns one and uses it on the GUI thread only."""
 
 from __future__ import annotations
 

@@ -1,10 +1,15 @@
 """The preview: the full image with the matched region highlighted (double-click or
-Space on a result). The image is decoded off the GUI thread."""
+Space on a result).
+
+The widgets live on the GUI thread; the image is decoded in the image pool through
+``BackgroundCalls`` and arrives back on the GUI thread as a QImage.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import shiboken6
 from PySide6.QtCore import QRect, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QKeyEvent, QPainter, QPaintEvent, QPen, QPixmap
 from PySide6.QtWidgets import (
@@ -17,10 +22,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop_app.engine.imageio import load_image
 from desktop_app.engine.search import SearchResult
 from desktop_app.ui.delegate import PARTIAL_COLOUR
-from desktop_app.ui.images import pil_to_qimage
+from desktop_app.ui.geometry import Region, fit_rect, region_to_drawn
+from desktop_app.ui.images import LoadedQImage, load_qimage
 from desktop_app.ui.results_view import open_file, show_in_folder
 from desktop_app.ui.tasks import BackgroundCalls
 
@@ -36,7 +41,7 @@ class RegionImage(QWidget):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.pixmap: QPixmap | None = None
         self.full_size = (0, 0)
-        self.region: tuple[int, int, int, int] | None = None
+        self.region: Region | None = None
         self.message = "Loading…"
 
     def set_image(self, image: QImage, full_size: tuple[int, int]) -> None:
@@ -47,21 +52,12 @@ class RegionImage(QWidget):
     def shown_rect(self) -> QRect:
         if self.pixmap is None:
             return QRect()
-        size = self.pixmap.size().scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio)
-        return QRect(
-            (self.width() - size.width()) // 2,
-            (self.height() - size.height()) // 2,
-            size.width(),
-            size.height(),
-        )
+        return fit_rect(self.pixmap.size(), self.rect())
 
     def region_rect(self) -> QRectF | None:
-        if self.pixmap is None or self.region is None or not self.full_size[0]:
+        if self.pixmap is None or self.region is None:
             return None
-        shown = self.shown_rect()
-        sx, sy = shown.width() / self.full_size[0], shown.height() / self.full_size[1]
-        x, y, w, h = self.region
-        return QRectF(shown.left() + x * sx, shown.top() + y * sy, w * sx, h * sy)
+        return region_to_drawn(self.region, self.full_size, self.shown_rect())
 
     def paintEvent(self, event: QPaintEvent) -> None:
         p = QPainter(self)
@@ -101,7 +97,8 @@ class PreviewDialog(QDialog):
         self, result: SearchResult, calls: BackgroundCalls, parent: QWidget | None = None
     ) -> None:
         super().__init__(parent)
-        self.result = result
+        # not ``self.result``: that would hide QDialog.result(), the dialog's exit code
+        self.search_result = result
         self.setWindowTitle(Path(result.path).name)
         self.image = RegionImage()
         self.image.region = result.region if result.match == "partial" else None
@@ -119,7 +116,7 @@ class PreviewDialog(QDialog):
         folder_button = QPushButton("Show in folder")
         for b in (similar, open_button, folder_button):
             buttons.addButton(b, QDialogButtonBox.ButtonRole.ActionRole)
-        similar.clicked.connect(lambda: (self.find_similar.emit(result), self.accept()))
+        similar.clicked.connect(self._find_similar)
         open_button.clicked.connect(lambda: open_file(result.path))
         folder_button.clicked.connect(lambda: show_in_folder(result.path))
         buttons.rejected.connect(self.reject)
@@ -129,15 +126,23 @@ class PreviewDialog(QDialog):
         layout.addWidget(buttons)
         self.resize(1000, 760)
 
-        def load() -> tuple[QImage, int, int]:
-            loaded = load_image(result.path, max_side=PREVIEW_SIDE)
-            return pil_to_qimage(loaded.image), loaded.width, loaded.height
+        calls.call(
+            lambda: load_qimage(result.path, max_side=PREVIEW_SIDE), self._loaded, self._failed
+        )
 
-        def failed(message: str) -> None:
-            self.image.message = message
-            self.image.update()
+    def _loaded(self, got: LoadedQImage) -> None:
+        if shiboken6.isValid(self.image):  # closed (and deleted) before the image came
+            self.image.set_image(got.image, got.full_size)
 
-        calls.call(load, lambda got: self.image.set_image(got[0], (got[1], got[2])), failed)
+    def _failed(self, message: str) -> None:
+        if not shiboken6.isValid(self.image):
+            return
+        self.image.message = message
+        self.image.update()
+
+    def _find_similar(self) -> None:
+        self.find_similar.emit(self.search_result)
+        self.accept()
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         if event.key() == Qt.Key.Key_Space:

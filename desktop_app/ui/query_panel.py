@@ -3,7 +3,8 @@ rectangle (rubber band) to search by a region of it.
 
 Every way an image arrives (drop, paste, open dialog) goes through ``handle_mime`` or
 ``set_query_file``, which emit one signal each: tests build a QMimeData and call the
-handler instead of simulating a native drag.
+handler instead of simulating a native drag. GUI thread only: the query image arrives
+already decoded (the controller loads it in the image pool).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from PySide6.QtWidgets import QRubberBand, QSizePolicy, QWidget
 
 from desktop_app.engine.scanner import is_image_name
 from desktop_app.engine.settings import DEFAULT_FILE_TYPES
+from desktop_app.ui.geometry import Region, drawn_to_region, fit_rect, region_to_drawn
+from desktop_app.ui.images import qimage_to_png_bytes
 
 IMAGE_EXTENSIONS = frozenset(DEFAULT_FILE_TYPES)
 MIN_REGION_PX = 12
@@ -50,7 +53,7 @@ class DropZone(QWidget):
         )
         self._image: QImage | None = None
         self._pixmap: QPixmap | None = None
-        self._region: tuple[int, int, int, int] | None = None
+        self._region: Region | None = None
         self._full: tuple[int, int] = (0, 0)
         self._band = QRubberBand(QRubberBand.Shape.Rectangle, self)
         self._origin: QPoint | None = None
@@ -60,7 +63,7 @@ class DropZone(QWidget):
     def show_image(
         self,
         image: QImage | None,
-        region: tuple[int, int, int, int] | None = None,
+        region: Region | None = None,
         full_size: tuple[int, int] | None = None,
     ) -> None:
         """Show ``image`` (maybe reduced); ``full_size`` is the original's size, the space
@@ -76,7 +79,7 @@ class DropZone(QWidget):
     def image(self) -> QImage | None:
         return self._image
 
-    def region(self) -> tuple[int, int, int, int] | None:
+    def region(self) -> Region | None:
         return self._region
 
     def set_hint(self, text: str) -> None:
@@ -125,8 +128,6 @@ class DropZone(QWidget):
         if mime.hasImage():
             image = QImage(mime.imageData())
             if not image.isNull():
-                from desktop_app.ui.images import qimage_to_png_bytes
-
                 self.image_data_dropped.emit(qimage_to_png_bytes(image), "pasted image")
                 return True
         if remote:
@@ -141,31 +142,13 @@ class DropZone(QWidget):
     def _image_rect(self) -> QRect:
         if self._pixmap is None:
             return QRect()
-        size = self._pixmap.size().scaled(
-            self.size() - QSize(12, 12), Qt.AspectRatioMode.KeepAspectRatio
-        )
-        return QRect(
-            (self.width() - size.width()) // 2,
-            (self.height() - size.height()) // 2,
-            size.width(),
-            size.height(),
-        )
+        return fit_rect(self._pixmap.size(), self.rect().adjusted(6, 6, -6, -6))
 
-    def widget_to_image(self, rect: QRect) -> tuple[int, int, int, int] | None:
+    def widget_to_image(self, rect: QRect) -> Region | None:
         """A rectangle on screen to (x, y, w, h) in the query image's own pixels."""
         if self._image is None:
             return None
-        shown = self._image_rect()
-        r = rect.intersected(shown)
-        if r.width() < 3 or r.height() < 3:
-            return None
-        sx = self._full[0] / shown.width()
-        sy = self._full[1] / shown.height()
-        x, y = round((r.left() - shown.left()) * sx), round((r.top() - shown.top()) * sy)
-        w, h = round(r.width() * sx), round(r.height() * sy)
-        if w < MIN_REGION_PX or h < MIN_REGION_PX:
-            return None
-        return x, y, w, h
+        return drawn_to_region(rect, self._full, self._image_rect(), MIN_REGION_PX)
 
     def select_region(self, rect: QRect) -> None:
         """Search by the part of the query image under ``rect`` (widget coordinates)."""
@@ -206,16 +189,7 @@ class DropZone(QWidget):
             return
         shown = self._image_rect()
         p.drawPixmap(shown, self._pixmap)
-        if self._region and self._image is not None:
-            x, y, w, h = self._region
-            sx = shown.width() / self._full[0]
-            sy = shown.height() / self._full[1]
+        box = region_to_drawn(self._region, self._full, shown) if self._region else None
+        if box is not None:
             p.setPen(QPen(QColor(255, 170, 0), 2))
-            p.drawRect(
-                QRect(
-                    shown.left() + round(x * sx),
-                    shown.top() + round(y * sy),
-                    round(w * sx),
-                    round(h * sy),
-                )
-            )
+            p.drawRect(box)

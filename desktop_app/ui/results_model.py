@@ -1,4 +1,7 @@
-"""The results grid's model: a flat list of SearchResult with lazily loaded thumbnails."""
+"""The results grid's model: a flat list of SearchResult with lazily loaded thumbnails.
+
+GUI thread only: the controller sets results from the searcher's signals; thumbnails are
+decoded in the image pool and arrive through ThumbnailCache.ready, updating one row."""
 
 from __future__ import annotations
 

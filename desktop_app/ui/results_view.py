@@ -1,5 +1,6 @@
 """The results grid: icon-mode list view with zoom (slider or Ctrl+wheel), a context menu
-and drag-out of files."""
+and drag-out of files. GUI thread only; what a menu entry leads to is a signal the window
+passes to the controller."""
 
 from __future__ import annotations
 
@@ -13,10 +14,9 @@ from PySide6.QtGui import QAction, QDesktopServices, QKeyEvent, QWheelEvent
 from PySide6.QtWidgets import QAbstractItemView, QApplication, QListView, QMenu, QWidget
 
 from desktop_app.engine.search import SearchResult
+from desktop_app.engine.settings import MAX_THUMBNAIL_SIZE, MIN_THUMBNAIL_SIZE
 from desktop_app.ui.delegate import ResultDelegate
 from desktop_app.ui.results_model import ResultsModel
-
-MIN_THUMB, MAX_THUMB = 64, 320
 
 
 class ResultsView(QListView):
@@ -69,7 +69,7 @@ class ResultsView(QListView):
 
     # -- zoom ----------------------------------------------------------------------------
     def set_thumb_size(self, side: int) -> None:
-        side = max(MIN_THUMB, min(MAX_THUMB, side))
+        side = max(MIN_THUMBNAIL_SIZE, min(MAX_THUMBNAIL_SIZE, side))
         if side != self.delegate.thumb_side:
             self.delegate.thumb_side = side
             self.doItemsLayout()

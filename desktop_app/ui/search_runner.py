@@ -1,5 +1,9 @@
 """Searches run in their own thread pool, never behind indexing; a newer query
-supersedes an older one (its results are dropped, not shown late)."""
+supersedes an older one (its results are dropped, not shown late).
+
+``_SearchTask.run`` runs on a pool thread (the engine's search stages, a URL download);
+``SearchRunner`` lives on the GUI thread and re-emits only the current generation's
+results there."""
 
 from __future__ import annotations
 

@@ -1,4 +1,10 @@
-"""Run a function in a thread pool and get its result back on the GUI thread."""
+"""Run a function in a thread pool and get its result back on the GUI thread.
+
+``fn`` runs on a pool thread; ``callback`` and ``on_error`` run on the thread the
+``BackgroundCalls`` object lives on (the GUI thread), through a queued signal. A failure
+is logged with its traceback at the pool thread's boundary and reaches ``on_error`` as a
+one-line message for the user.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+from desktop_app.engine.errors import DesktopAppError
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +38,22 @@ class _Task(QRunnable):
     def run(self) -> None:
         try:
             result = self.fn()
-        except Exception as exc:
-            log.info("background task failed: %s", exc)
-            try:
-                self.relay.failed.emit(self.on_error, str(exc))
-            except RuntimeError:
-                pass
+        except DesktopAppError as exc:  # expected (an unreadable photo): the user is told
+            log.warning("background task %r failed: %s", self.fn, exc, exc_info=True)
+            self._report(str(exc))
+            return
+        except Exception as exc:  # the thread boundary: keep the traceback for the log
+            log.exception("background task %r failed", self.fn)
+            self._report(f"{type(exc).__name__}: {exc}")
             return
         try:
             self.relay.done.emit(self.callback, result)
+        except RuntimeError:
+            pass  # the window closed meanwhile
+
+    def _report(self, message: str) -> None:
+        try:
+            self.relay.failed.emit(self.on_error, message)
         except RuntimeError:
             pass  # the window closed meanwhile
 

@@ -43,8 +43,11 @@ class _LoadTask(QRunnable):
                 loaded = load_image(self.path, max_side=THUMB_SIDE)
                 image = pil_to_qimage(loaded.image)
                 save_thumbnail(loaded.image, self.cache_dir, self.key)
-            except ImageLoadError as exc:
+            except ImageLoadError as exc:  # the user's file: the cell shows no thumbnail
                 log.info("no thumbnail for %s: %s", self.path, exc.reason)
+            except Exception:  # the thread boundary: never leave the key pending for ever
+                log.exception("thumbnail for %s failed", self.path)
+                image = QImage()
         try:
             self.signals.loaded.emit(self.key, image)
         except RuntimeError:

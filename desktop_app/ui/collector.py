@@ -1,0 +1,60 @@
+"""Python's garbage collector, run on the GUI thread only.
+
+Left automatic, the collector runs on whichever thread happens to allocate when a
+threshold is crossed: the indexing worker in the middle of building an encoder, a search
+in the pool. A cycle that holds a Qt object (a dialog, a widget's Python wrapper) is then
+destroyed on that thread, which Qt forbids; the window crashed that way when the encoder
+was switched in Settings. So automatic collection is off while the window lives, and a
+timer on the GUI thread collects each generation when its threshold is crossed (the
+approach of qutebrowser and other long-lived PyQt applications).
+
+Threads: everything here runs on the GUI thread (the timer's); other threads only
+allocate.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+
+from PySide6.QtCore import QObject, QTimer
+
+log = logging.getLogger(__name__)
+
+INTERVAL_MS = 500
+
+
+class GuiThreadCollector(QObject):
+    """Owns garbage collection while it is started; ``stop`` gives it back to Python."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._timer = QTimer(self)
+        self._timer.setObjectName("gc-collector")
+        self._timer.setInterval(INTERVAL_MS)
+        self._timer.timeout.connect(self.check)
+        self._was_enabled = gc.isenabled()
+        self.collections = 0
+
+    def start(self) -> None:
+        gc.disable()
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._timer.stop()
+        if self._was_enabled:
+            gc.enable()
+
+    def check(self) -> None:
+        """Collect the oldest generation whose allocation count passed its threshold."""
+        counts = gc.get_count()
+        thresholds = gc.get_threshold()
+        generation = -1
+        for gen in range(3):
+            if thresholds[gen] and counts[gen] > thresholds[gen]:
+                generation = gen
+            else:
+                break
+        if generation >= 0:
+            gc.collect(generation)
+            self.collections += 1

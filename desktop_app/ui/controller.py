@@ -1,0 +1,374 @@
+"""The window's controller: the search and indexing flow and its state, with no widgets.
+
+It owns the query history, the current query and its stages (first full-image results,
+then partial matches merged in), the result count and threshold, the results model, the
+searcher, the indexing worker, the folder watcher and every settings change. Widgets
+call its slots and listen to its signals; it never touches a widget, so it can be driven
+and tested without a window, and flow logic (what a click, a drop or a finished job
+leads to) belongs here rather than in ``main_window.py``.
+
+Threads: the controller lives on the GUI thread, and so do its signals' receivers.
+Searches run in ``pool`` (SearchRunner), image decoding (query previews, copies,
+thumbnails, the preview dialog) in ``image_pool``, indexing and every store write in the
+worker's own thread; all of them report back through queued signals handled here, on the
+GUI thread.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import Callable
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal
+from PySide6.QtGui import QImage
+
+from desktop_app.engine.imageio import Source
+from desktop_app.engine.indexer import IndexSummary
+from desktop_app.engine.library import Library
+from desktop_app.engine.search import SearchResult
+from desktop_app.engine.settings import Settings
+from desktop_app.ui.collector import GuiThreadCollector
+from desktop_app.ui.geometry import Region
+from desktop_app.ui.history import QueryHistory
+from desktop_app.ui.images import LoadedQImage, load_qimage
+from desktop_app.ui.results_model import ResultsModel
+from desktop_app.ui.search_runner import Query, SearchRunner
+from desktop_app.ui.tasks import BackgroundCalls
+from desktop_app.ui.thumbnails import ThumbnailCache
+from desktop_app.ui.watcher import FolderWatcher
+from desktop_app.ui.worker import (
+    ForgetJob,
+    IndexJob,
+    IndexWorker,
+    LoadEncoderJob,
+    ReindexJob,
+    describe_summary,
+)
+
+log = logging.getLogger(__name__)
+
+QUERY_PREVIEW_SIDE = 1024
+RERUN_DELAY_MS = 250  # a dragged slider re-searches once it rests, not at every step
+
+
+class Page(IntEnum):
+    """What the middle of the window shows."""
+
+    EMPTY_LIBRARY = 0  # no folder yet: guide to add one
+    NO_QUERY = 1
+    RESULTS = 2
+    NO_RESULTS = 3
+
+
+class SearchController(QObject):
+    query_described = Signal(str)  # one line on the current query and its state
+    query_image = Signal(object, object, object)  # QImage | None, region | None, full size
+    query_hint = Signal(str)  # shown where the query image goes (text query, load error)
+    results_shown = Signal(object, object, float)  # query, results, seconds (every stage)
+    page_changed = Signal(int)  # Page
+    history_changed = Signal(bool, bool)  # can go back, can go forward
+    roots_changed = Signal(list)  # [{"path", "online"?, "files"?}] as in Library.status()
+    status_changed = Signal(dict)  # Library.status(), after every indexing job
+    encoder_ready = Signal(str, bool)  # description, can search by text
+    paused_changed = Signal(bool)
+    limits_changed = Signal(int, float)  # result count, threshold (from settings)
+    message = Signal(str, int)  # a transient status message and its timeout in ms
+    # the indexing worker's own signals, passed through
+    progress = Signal(object)  # Progress
+    busy = Signal(bool)
+    queue_length = Signal(int)
+
+    def __init__(self, library: Library, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.library = library
+        self.settings = library.settings
+        # Searches in their own pool, thumbnails and previews in another, both apart from
+        # the indexing thread: a long partial-match stage never holds up thumbnails.
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(2)
+        self.image_pool = QThreadPool(self)
+        self.image_pool.setMaxThreadCount(max(2, QThreadPool.globalInstance().maxThreadCount()))
+        self.calls = BackgroundCalls(self.image_pool, self)
+        self.thumbnails = ThumbnailCache(library.dirs.thumbnails, self.image_pool, self)
+        self.model = ResultsModel(self.thumbnails, self)
+        self.model.sort_order = self.settings.sort_order
+        self.searcher = SearchRunner(library, self.pool, self)
+        self.worker = IndexWorker(library)
+        self.watcher = FolderWatcher(self.settings.file_types, self)
+        # Python's collector runs on this thread only while the window lives (collector.py)
+        self.collector = GuiThreadCollector(self)
+        self.history: QueryHistory[Query] = QueryHistory()
+        self.current: Query | None = None
+        self.roots: list[dict[str, Any]] = []
+        self.last_status: dict[str, Any] = {}
+        self.last_summary: IndexSummary | None = None
+        self.search_seconds = 0.0
+        self.has_text = False
+        self.top_k = self.settings.top_k
+        # the toolbar's slider has whole hundredths from 0: the threshold a query gets
+        self.threshold = round(max(0.0, self.settings.threshold) * 100) / 100
+        self.thumb_size = self.settings.thumbnail_size
+        self._watch = False
+        self._shut = False
+        self._rerun = QTimer(self)
+        self._rerun.setSingleShot(True)
+        self._rerun.setInterval(RERUN_DELAY_MS)
+        self._rerun.timeout.connect(self.rerun)
+        self._connect()
+
+    def _connect(self) -> None:
+        self.searcher.finished.connect(self._show_results)
+        self.searcher.updated.connect(self._show_results)  # partial matches merged in
+        self.searcher.failed.connect(self._search_failed)
+        w = self.worker
+        w.progress.connect(self.progress)
+        w.busy.connect(self.busy)
+        w.queue_length.connect(self.queue_length)
+        w.finished.connect(self._index_finished)
+        w.failed.connect(lambda msg: self.message.emit(f"Indexing failed: {msg}", 0))
+        w.status.connect(self._on_status)
+        w.encoder_ready.connect(self._on_encoder_ready)
+        self.watcher.changed.connect(lambda paths: self.worker.submit(IndexJob(paths, add=False)))
+        self.watcher.root_returned.connect(lambda root: self.worker.submit(IndexJob([root])))
+
+    def start(self, *, watch: bool = True) -> None:
+        """Start the worker (the encoder loads first), catch up on what changed while the
+        app was closed, and watch the folders. Call once the receivers are connected."""
+        self.collector.start()
+        self.worker.start()
+        self.worker.submit(LoadEncoderJob())
+        roots = self.library.roots()
+        # reachability comes with the worker's first status: a hung share must not block here
+        self._set_roots([{"path": r} for r in roots])
+        if roots:  # catch what changed while the app was closed, in the background
+            self.worker.submit(IndexJob([], add=False))
+        self._watch = watch and self.settings.watch_folders
+        if self._watch:
+            self.watcher.start()
+            self.watcher.set_roots(roots)
+
+    # -- queries ---------------------------------------------------------------------
+    def _query(self, **kw: Any) -> Query:
+        return Query(top_k=self.top_k, threshold=self.threshold, **kw)
+
+    def search_file(self, path: Path | str) -> None:
+        q = self._query(kind="image", path=str(Path(path).resolve()), label=Path(path).name)
+        self._start(q)
+
+    def search_bytes(self, data: bytes, label: str = "pasted image") -> None:
+        self._start(self._query(kind="image", data=data, label=label))
+
+    def search_url(self, url: str) -> None:
+        self._start(self._query(kind="url", text=url, label=url.rsplit("/", 1)[-1] or url))
+
+    def search_text(self, text: str) -> None:
+        text = text.strip()
+        if text and self.has_text:
+            self._start(self._query(kind="text", text=text, label=f'"{text}"'))
+
+    def search_region(self, region: Region) -> None:
+        """Search by a part of the current query image (a rubber band on the drop zone)."""
+        if self.current is None or self.current.kind == "text":
+            return
+        base = self.current
+        q = self._query(
+            kind="image" if base.kind != "similar" else "similar",
+            path=base.path,
+            data=base.data,
+            label=base.label,
+            region=region,
+        )
+        if base.kind == "url":
+            q.kind, q.text = "url", base.text
+        self._start(q, reload_preview=False)
+
+    def find_similar(self, result: SearchResult) -> None:
+        region = result.region if result.match == "partial" else None
+        name = Path(result.path).name
+        self._start(self._query(kind="similar", path=result.path, label=name, region=region))
+
+    def back(self) -> None:
+        self._go(self.history.back())
+
+    def forward(self) -> None:
+        self._go(self.history.forward())
+
+    def set_limits(self, top_k: int, threshold: float) -> None:
+        """The result count or threshold moved: re-run the current query once it rests."""
+        if (top_k, threshold) != (self.top_k, self.threshold):
+            self.top_k, self.threshold = top_k, threshold
+            self._rerun.start()
+
+    def rerun(self) -> None:
+        if self.current is not None:
+            q = self.current
+            q.top_k, q.threshold = self.top_k, self.threshold
+            self._start(q, record=False, reload_preview=False)
+
+    def _start(self, q: Query, record: bool = True, reload_preview: bool = True) -> None:
+        self.current = q
+        if record:
+            self.history.push(q)
+            self._history_moved()
+        self.query_described.emit(f"Searching {q.describe()}…")
+        if reload_preview:
+            self._load_preview(q)
+        self.searcher.search(q)
+
+    def _go(self, q: Query | None) -> None:
+        if q is not None:
+            self._history_moved()
+            self._start(q, record=False)
+
+    def _history_moved(self) -> None:
+        self.history_changed.emit(self.history.can_back(), self.history.can_forward())
+
+    def _load_preview(self, q: Query) -> None:
+        """The query image for the drop zone, decoded in the image pool."""
+        if q.kind == "text":
+            self.query_image.emit(None, None, None)
+            self.query_hint.emit(f"Text search:\n{q.text}")
+            return
+        source: Source | None = q.data if q.data is not None else q.path
+        if source is None:
+            return
+
+        def shown(got: LoadedQImage) -> None:
+            if self.current is q:  # a newer query's image must not be replaced by this one
+                self.query_image.emit(got.image, q.region, got.full_size)
+
+        self.calls.call(
+            lambda: load_qimage(source, max_side=QUERY_PREVIEW_SIDE), shown, self.query_hint.emit
+        )
+
+    def _show_results(self, q: Query, results: list[SearchResult], seconds: float) -> None:
+        self.search_seconds = seconds
+        self.model.set_results(results)
+        self.query_described.emit(
+            f"{q.describe()}: {len(results)} results in {seconds * 1000:.0f} ms"
+        )
+        self.results_shown.emit(q, results, seconds)
+        self.page_changed.emit(self.page())
+
+    def _search_failed(self, q: Query, message: str) -> None:
+        self.query_described.emit(f"{q.describe()}: {message}")
+        self.message.emit(message, 8000)
+
+    def page(self) -> Page:
+        if not self.roots and self.model.rowCount() == 0:
+            return Page.EMPTY_LIBRARY
+        if self.current is None:
+            return Page.NO_QUERY
+        if self.model.rowCount() == 0:
+            return Page.NO_RESULTS
+        return Page.RESULTS
+
+    def copy_image(self, path: str, deliver: Callable[[QImage], None]) -> None:
+        """Decode ``path`` in the image pool and hand the QImage to ``deliver`` (on the
+        GUI thread, e.g. the clipboard's setImage); a failure becomes a message."""
+        self.calls.call(
+            lambda: load_qimage(path).image, deliver, lambda msg: self.message.emit(msg, 6000)
+        )
+
+    # -- folders and indexing --------------------------------------------------------
+    def add_folder(self, folder: str) -> None:
+        path = str(Path(folder).resolve())
+        self.worker.submit(IndexJob([path], add=True))
+        known = [str(r["path"]) for r in self.roots]
+        if path not in known:
+            self._set_roots([{"path": p, "online": True} for p in [*known, path]])
+
+    def remove_folder(self, folder: str) -> None:
+        self.worker.submit(ForgetJob(folder))
+
+    def toggle_pause(self) -> None:
+        if self.worker.paused:
+            self.worker.unpause()
+        else:
+            self.worker.pause()
+        self.paused_changed.emit(self.worker.paused)
+
+    def cancel_indexing(self) -> None:
+        self.worker.cancel_current()
+
+    def _set_roots(self, roots: list[dict[str, Any]]) -> None:
+        self.roots = roots
+        self.roots_changed.emit(roots)
+        self.page_changed.emit(self.page())
+
+    def _index_finished(self, summary: IndexSummary) -> None:
+        self.last_summary = summary
+        self.message.emit(describe_summary(summary), 10000)
+
+    def _on_status(self, st: dict[str, Any]) -> None:
+        self.last_status = st
+        self.model.set_offline_roots([r["path"] for r in st["roots"] if not r["online"]])
+        if self._watch:
+            self.watcher.set_roots([r["path"] for r in st["roots"]])
+        self.status_changed.emit(st)
+        self._set_roots(st["roots"])
+
+    def _on_encoder_ready(self, description: str, warning: str) -> None:
+        # torch, Chroma and Qt are loaded now: move their millions of long-lived objects
+        # out of the collector's sight, so a full collection (which stops every thread,
+        # this one too) scans only what the app allocates from here on.
+        gc.collect()
+        gc.freeze()
+        self.has_text = self.library.encoder.has_text
+        self.encoder_ready.emit(description, self.has_text)
+        if warning:
+            self.message.emit(warning, 15000)
+
+    # -- settings: every change goes through here ------------------------------------
+    def apply_settings(self, new: Settings) -> None:
+        """Settings from the dialog: saved at once; a new encoder re-indexes in the
+        background while the current index keeps answering."""
+        old_model = self.settings.model
+        for key, value in new.__dict__.items():
+            setattr(self.settings, key, value)
+        self.settings.save(self.library.dirs.settings_path)
+        self.limits_changed.emit(self.settings.top_k, self.threshold)
+        if new.model != old_model:
+            self.worker.submit(ReindexJob(new.model))
+            self.message.emit(
+                f"Re-indexing with {new.model}; the current index "
+                "keeps answering until it is done.",
+                10000,
+            )
+
+    def set_sort_order(self, order: str) -> None:
+        self.model.set_sort_order(order)
+
+    def set_thumb_size(self, side: int) -> None:
+        self.thumb_size = side
+
+    def _save_view_settings(self) -> None:
+        self.settings.thumbnail_size = self.thumb_size
+        self.settings.sort_order = self.model.sort_order
+        try:
+            self.settings.save(self.library.dirs.settings_path)
+        except OSError as exc:
+            log.warning("could not save settings: %s", exc)
+
+    # -- quitting --------------------------------------------------------------------
+    @property
+    def stopped(self) -> bool:
+        return self._shut
+
+    def shutdown(self) -> None:
+        """Quit cleanly even mid-index: cancel, wait for the worker, drain the pools."""
+        if self._shut:
+            return
+        self._shut = True
+        self._save_view_settings()
+        self._rerun.stop()
+        self.watcher.stop()
+        self.worker.stop()
+        for pool in (self.pool, self.image_pool):
+            pool.clear()
+            pool.waitForDone(10_000)
+        self.collector.stop()  # no other thread of ours runs now: Python collects again
