@@ -219,11 +219,16 @@ def _ensure(spec: ExportSpec, make: Callable[[Path], None], cache: Path) -> Path
         raise ExportFailed(f"{spec.part}: {type(exc).__name__}: {exc}") from exc
 
 
+CACHE_ENV = "DESKTOP_APP_ONNX_CACHE"
+
+
 def default_cache() -> Path:
-    """``AppDirs.cache / "onnx"`` (moves with ``DESKTOP_APP_HOME``, so tests stay in tmp)."""
+    """``AppDirs.cache / "onnx"`` (moves with ``DESKTOP_APP_HOME``), or
+    ``$DESKTOP_APP_ONNX_CACHE`` (the test suite shares one export across its tests)."""
     from desktop_app.engine.paths import resolve_dirs
 
-    return resolve_dirs().cache / "onnx"
+    override = os.environ.get(CACHE_ENV)
+    return Path(override) if override else resolve_dirs().cache / "onnx"
 
 
 def _sidecar(path: Path) -> Path:
