@@ -203,13 +203,16 @@ def index_side_by_side(
         data = work / f"data-{len(runs)}"
         runs[name] = timed([*app, str(lib), *model, "--data-dir", str(data), *extra_args], env)
     if not skip_rclip:
-        exe = subprocess.run(
+        setup = subprocess.run(
             ["bash", str(RCLIP_SCRIPT)],
             capture_output=True,
             text=True,
-            check=True,
+            check=False,
             env={**os.environ, "TORCHPY": sys.executable},
-        ).stdout.strip()
+        )
+        if setup.returncode != 0:
+            raise RuntimeError(f"{RCLIP_SCRIPT} failed:\n{setup.stderr[-2000:]}")
+        exe = setup.stdout.strip().splitlines()[-1]
         rdata = Path(os.environ.get("RCLIP_PEER_DATA", "/tmp/rclip-data"))
         (rdata / "db.sqlite3").unlink(missing_ok=True)
         runs["rclip 3.3.0"] = timed(
