@@ -202,9 +202,10 @@ def test_cached_start_imports_no_torch(onnx_cache: Path) -> None:
     from desktop_app.engine.encoders import load_encoder
 
     load_encoder("efficientnet-lite0", "cpu", runtime="onnx", cache_dir=onnx_cache)
-    load = f"load_encoder('efficientnet-lite0', 'cpu', runtime='onnx', cache_dir=r'{onnx_cache}')"
+    cache = f"Path(r'{onnx_cache}')"
+    load = f"load_encoder('efficientnet-lite0', 'cpu', runtime='onnx', cache_dir={cache})"
     script = (
-        "import sys; from PIL import Image\n"
+        "import sys; from pathlib import Path; from PIL import Image\n"
         "from desktop_app.engine.encoders import load_encoder\n"
         f"e = {load}\n"
         f"v = e.embed_images([Image.open(r'{PHOTOS[0]}')])\n"
