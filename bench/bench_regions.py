@@ -6,14 +6,13 @@
 
 Database: the Debian desktop wallpapers (high-res real photos and artworks; fetched with
 ``../shared/scripts/fetch-wallpapers.sh DIR`` when DIR has none) plus N clothing photos
-as distractors (``CLOTHING``, train split). The wallpapers are de-duplicated like the
-research report (/work/scratch/regions/REPORT.md): screenshots and portrait copies are
-dropped, and of several resolutions of one file name (``Elephants``, ``Elephants_3840x2160``)
-only the largest is kept. Colour variants of one design (gnome ``*-d``/``*-l``, plasma
-``*_dark``, ``MATE-Stripes-Dark/Light``, ``Ubuntu-Mate-Cold/Warm/…``) stay in the database
-as separate images. They are scored two ways: *strict* (only the exact parent is right,
-a variant ranked first is a miss; the main numbers) and *design* (any image of the same
-design is right; ``design_*`` keys in the JSON).
+as distractors (``CLOTHING``, train split). The wallpapers are de-duplicated: screenshots
+and portrait copies are dropped, and of several resolutions of one file name (Elephants,
+Elephants_3840x2160) only the largest is kept. Colour variants of one design (gnome
+``*-d``/``*-l``, plasma ``*_dark``, ``MATE-Stripes-Dark/Light``, ``Ubuntu-Mate-Cold/Warm/…``)
+stay in the database as separate images. They are scored two ways: *strict* (only the
+exact parent is right, a variant ranked first is a miss; the main numbers) and *design*
+(any image of the same design is right; ``design_*`` keys in the JSON).
 
 Queries (seeded, per parent, generated in 2 processes, saved as files outside the library):
   * crops of 50 %, 25 % and 10 % of the area (aspect jitter ±25 %, random position),
@@ -54,7 +53,9 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -200,20 +201,34 @@ def random_crop(W: int, H: int, area: float, rng: random.Random) -> tuple[int, i
 
 
 def make_queries(job: dict[str, Any]) -> list[dict[str, Any]]:
-    """All queries of one parent (runs in a worker process; its own seeded rng)."""
+    """All queries of one parent (runs in a worker process; its own seeded rng, drawn
+    from in a fixed order: crops, edits, scenes)."""
     pi, src, qdir = job["parent"], Path(job["path"]), Path(job["qdir"])
     rng = random.Random(f"{job['seed']}-{src.name}")
     with Image.open(src) as raw:
         im = to_rgb(ImageOps.exif_transpose(raw))  # as the engine sees it: alpha on white
-    W, H = im.size
-    out: list[dict[str, Any]] = []
 
     def save(img: Image.Image, name: str, quality: int) -> str:
         p = qdir / f"{pi:03d}-{name}.jpg"
         img.save(p, "JPEG", quality=quality)
         return str(p)
 
-    for area, reps in job["crops"]:
+    return (
+        crop_queries(im, pi, job["crops"], rng, save)
+        + edit_queries(im, pi, job["edits"], rng, save)
+        + scene_queries(im, pi, job["scenes"], job["backgrounds"], rng, save)
+    )
+
+
+Save = Callable[[Image.Image, str, int], str]  # (image, name, JPEG quality) -> path
+
+
+def crop_queries(
+    im: Image.Image, pi: int, crops: list[tuple[float, int]], rng: random.Random, save: Save
+) -> list[dict[str, Any]]:
+    W, H = im.size
+    out: list[dict[str, Any]] = []
+    for area, reps in crops:
         for r in range(reps):
             x, y, cw, ch = random_crop(W, H, area, rng)
             c = im.crop((x, y, x + cw, y + ch))
@@ -222,7 +237,15 @@ def make_queries(job: dict[str, Any]) -> list[dict[str, Any]]:
             out.append(
                 dict(path=save(c, f"{kind}-{r}", 85), kind=kind, parent=pi, box=[x, y, cw, ch])
             )
-    for kind in job["edits"]:
+    return out
+
+
+def edit_queries(
+    im: Image.Image, pi: int, edits: list[str], rng: random.Random, save: Save
+) -> list[dict[str, Any]]:
+    W, H = im.size
+    out: list[dict[str, Any]] = []
+    for kind in edits:
         e, quality, desc = apply_edit(im, kind, rng)
         out.append(
             dict(
@@ -234,10 +257,18 @@ def make_queries(job: dict[str, Any]) -> list[dict[str, Any]]:
                 box=[0, 0, W, H],
             )
         )
-    for r in range(job["scenes"]):
-        with Image.open(rng.choice(job["backgrounds"])) as b:
+    return out
+
+
+def scene_queries(
+    im: Image.Image, pi: int, n: int, backgrounds: list[str], rng: random.Random, save: Save
+) -> list[dict[str, Any]]:
+    W, H = im.size
+    SW, SH = SCENE_SIZE
+    out: list[dict[str, Any]] = []
+    for r in range(n):
+        with Image.open(rng.choice(backgrounds)) as b:
             bg = b.convert("RGB")
-        SW, SH = SCENE_SIZE
         s = max(SW / bg.width, SH / bg.height)
         bg = bg.resize((round(bg.width * s), round(bg.height * s)), Image.Resampling.BILINEAR)
         ox, oy = (bg.width - SW) // 2, (bg.height - SH) // 2
@@ -372,8 +403,30 @@ def stratified(queries: list[dict[str, Any]], n: int, seed: int) -> list[int]:
     return sorted(out)
 
 
-# -- main ------------------------------------------------------------------------------------
-def main() -> None:
+# -- the steps of a run --------------------------------------------------------------------
+@dataclass
+class Photos:
+    """The database: de-duplicated wallpapers (the parents) and clothing distractors."""
+
+    walls: list[Path]
+    dropped: list[str]  # wallpapers left out, and why
+    designs: list[str]  # design key per wallpaper
+    groups: dict[str, int]  # designs with colour variants -> how many
+    distract: list[Path]
+    backgrounds: list[str]  # scene canvases, never in the database
+
+
+@dataclass
+class Indexed:
+    """Both libraries over the same database, and what indexing them cost."""
+
+    libs: dict[str, Library]  # "regions", "baseline"
+    stats: dict[str, Any]
+    parent_npts: dict[int, int]  # keypoints per parent
+    untextured: list[int]  # parents with < 100 keypoints
+
+
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--wallpapers", type=Path, default=OUT / "wallpapers")
     ap.add_argument("--distractors", type=int, default=300)
@@ -395,10 +448,10 @@ def main() -> None:
         args.max_parents = args.max_parents or 12
         args.distractors = min(args.distractors, 60)
         args.stage_sample = min(args.stage_sample, 10)
-    crops = [(0.5, 1), (0.25, 1), (0.10, 2)] if not args.quick else [(0.5, 1), (0.25, 1), (0.10, 1)]
-    name = "bench_regions_quick" if args.quick else "bench_regions"
-    t_start = time.perf_counter()
+    return args
 
+
+def choose_photos(args: argparse.Namespace) -> Photos:
     ensure_wallpapers(args.wallpapers)
     walls, dropped = select_wallpapers(args.wallpapers)
     if args.max_parents and args.max_parents < len(walls):
@@ -417,19 +470,27 @@ def main() -> None:
         f"colour variants), {len(distract)} distractors",
         flush=True,
     )
+    return Photos(walls, dropped, designs, groups, distract, backgrounds)
 
-    work = Path(tempfile.mkdtemp(prefix="bench-regions-"))
-    db_walls, db_dis, qdir = work / "db" / "walls", work / "db" / "distractors", work / "queries"
-    qdir.mkdir(parents=True)
+
+def build_database(photos: Photos, db_walls: Path, db_dis: Path) -> dict[str, int]:
+    """Link the photos into the two database folders; wallpaper path -> parent index."""
     parent_of: dict[str, int] = {}
-    for i, p in enumerate(walls):
+    for i, p in enumerate(photos.walls):
         dst = db_walls / f"{i:03d}-{p.name}"
         link_or_copy(p, dst)
         parent_of[str(dst.resolve())] = i
-    for i, p in enumerate(distract):
+    for i, p in enumerate(photos.distract):
         link_or_copy(p, db_dis / f"{i:04d}-{p.parent.name}-{p.name}")
+    return parent_of
 
-    # queries (2 processes; each parent has its own seeded rng, so the order does not matter)
+
+def generate_queries(
+    args: argparse.Namespace, photos: Photos, qdir: Path, crops: list[tuple[float, int]]
+) -> tuple[list[dict[str, Any]], dict[str, int], float]:
+    """(the queries to search, how many of each kind were made, seconds it took).
+
+    2 processes; each parent has its own seeded rng, so the order does not matter."""
     t0 = time.perf_counter()
     jobs = [
         dict(
@@ -440,9 +501,9 @@ def main() -> None:
             crops=crops,
             edits=[EDITS[(2 * i) % 7], EDITS[(2 * i + 1) % 7]],
             scenes=1,
-            backgrounds=backgrounds,
+            backgrounds=photos.backgrounds,
         )
-        for i, p in enumerate(walls)
+        for i, p in enumerate(photos.walls)
     ]
     with ProcessPoolExecutor(2) as pool:
         queries = [q for qs in pool.map(make_queries, jobs) for q in qs]
@@ -454,8 +515,11 @@ def main() -> None:
     print(
         f"{sum(made.values())} queries made in {t_queries:.0f} s, searching {searched}", flush=True
     )
+    return queries, made, t_queries
 
-    # index twice
+
+def index_both(work: Path, db_walls: Path, db_dis: Path, parent_of: dict[str, int]) -> Indexed:
+    """Index the database twice, with and without region matching."""
     libs: dict[str, Library] = {}
     index_stats: dict[str, Any] = {}
     for label, regions in (("regions", True), ("baseline", False)):
@@ -481,16 +545,23 @@ def main() -> None:
             flush=True,
         )
     # keypoints per parent (zero or few: untextured wallpapers)
-    rlib = libs["regions"]
     npts = index_stats["regions"].pop("_npts")
     index_stats["baseline"].pop("_npts")
     parent_npts = {}
     for path, pi in parent_of.items():
-        frow = rlib.catalog.file(path)
+        frow = libs["regions"].catalog.file(path)
         parent_npts[pi] = npts.get(frow.fingerprint, 0) if frow and frow.fingerprint else 0
     untextured = sorted(pi for pi, n in parent_npts.items() if n < 100)
+    return Indexed(libs, index_stats, parent_npts, untextured)
 
-    # search every query on both indexes
+
+def search_all(
+    libs: dict[str, Library],
+    queries: list[dict[str, Any]],
+    parent_of: dict[str, int],
+    designs: list[str],
+) -> tuple[dict[str, list[dict[str, Any]]], float]:
+    """Every query on both libraries: (per library, a row per query; seconds)."""
     for lib in libs.values():  # warm-up (lazy imports, first-call costs)
         lib.search_image(queries[0]["path"], top_k=TOP_K)
     per: dict[str, list[dict[str, Any]]] = {label: [] for label in libs}
@@ -506,11 +577,14 @@ def main() -> None:
         if qi % 50 == 0 or qi == len(queries) - 1:
             el = time.perf_counter() - t0
             print(f"  query {qi + 1}/{len(queries)}  {el:.0f} s", flush=True)
-    t_search = time.perf_counter() - t0
+    return per, time.perf_counter() - t0
 
-    # the two stages separately, on a stratified sample
+
+def time_stages(
+    libs: dict[str, Library], queries: list[dict[str, Any]], sample: list[int]
+) -> dict[str, dict[str, list[float]]]:
+    """The two search stages timed separately, on a stratified sample of the queries."""
     stages: dict[str, dict[str, list[float]]] = {}
-    sample = stratified(queries, args.stage_sample, args.seed)
     for label, lib in libs.items():
         full_ms, merged_ms = [], []
         for qi in sample:
@@ -525,52 +599,64 @@ def main() -> None:
             full_ms.append(t_full * 1000)
             merged_ms.append(t_all * 1000)
         stages[label] = {"full": full_ms, "all": merged_ms}
+    return stages
 
-    # -- summaries ------------------------------------------------------------------------
-    summary: dict[str, dict[str, Any]] = {}
-    for label in libs:
-        summary[label] = {}
-        for k in KINDS + ["all"]:
-            ids = [i for i, q in enumerate(queries) if k in ("all", q["kind"])]
-            summary[label][k] = summarise([per[label][i] for i in ids])
-        textured = [i for i, q in enumerate(queries) if q["parent"] not in untextured]
-        summary[label]["textured_only"] = {
-            k: summarise([per[label][i] for i in textured if queries[i]["kind"] == k])["recall@1"]
-            for k in KINDS
-        }
-        summary[label]["edits_by_kind"] = {
-            e: summarise([per[label][i] for i, q in enumerate(queries) if q.get("edit") == e])
-            for e in EDITS
-        }
-        summary[label]["scenes_by_frac"] = {
-            f"{lo:.1f}-{lo + 0.1:.1f}": summarise(
-                [
-                    per[label][i]
-                    for i, q in enumerate(queries)
-                    if q["kind"] == "scene" and lo <= q["frac"] < lo + 0.1 + 1e-9
-                ]
-            )["recall@1"]
-            for lo in (0.3, 0.4, 0.5)
-        }
-        summary[label]["top1_when_missed"] = {
-            k: dict(
-                Counter(
-                    per[label][i]["top1"]
-                    for i, q in enumerate(queries)
-                    if q["kind"] == k and per[label][i]["rank"] != 0
-                )
+
+def summarise_library(
+    rows: list[dict[str, Any]],
+    queries: list[dict[str, Any]],
+    untextured: list[int],
+) -> dict[str, Any]:
+    """One library's figures: per query kind, and broken down the ways the README uses."""
+    out: dict[str, Any] = {}
+    for k in KINDS + ["all"]:
+        out[k] = summarise([rows[i] for i, q in enumerate(queries) if k in ("all", q["kind"])])
+    textured = [i for i, q in enumerate(queries) if q["parent"] not in untextured]
+    # A group can be empty in a small run (--max-queries): its recall is nan, not a crash.
+    out["textured_only"] = {
+        k: summarise([rows[i] for i in textured if queries[i]["kind"] == k]).get(
+            "recall@1", float("nan")
+        )
+        for k in KINDS
+    }
+    out["edits_by_kind"] = {
+        e: summarise([rows[i] for i, q in enumerate(queries) if q.get("edit") == e]) for e in EDITS
+    }
+    out["scenes_by_frac"] = {
+        f"{lo:.1f}-{lo + 0.1:.1f}": summarise(
+            [
+                rows[i]
+                for i, q in enumerate(queries)
+                if q["kind"] == "scene" and lo <= q["frac"] < lo + 0.1 + 1e-9
+            ]
+        ).get("recall@1", float("nan"))
+        for lo in (0.3, 0.4, 0.5)
+    }
+    out["top1_when_missed"] = {
+        k: dict(
+            Counter(
+                rows[i]["top1"]
+                for i, q in enumerate(queries)
+                if q["kind"] == k and rows[i]["rank"] != 0
             )
-            for k in KINDS
-        }
-        summary[label]["stages_ms"] = {
-            "n": len(sample),
-            "full_median": median(stages[label]["full"]),
-            "full_p90": percentile(stages[label]["full"], 90),
-            "all_median": median(stages[label]["all"]),
-            "all_p90": percentile(stages[label]["all"], 90),
-        }
+        )
+        for k in KINDS
+    }
+    return out
 
-    # readable matrix
+
+def stage_summary(stage_ms: dict[str, list[float]], n: int) -> dict[str, Any]:
+    return {
+        "n": n,
+        "full_median": median(stage_ms["full"]),
+        "full_p90": percentile(stage_ms["full"], 90),
+        "all_median": median(stage_ms["all"]),
+        "all_p90": percentile(stage_ms["all"], 90),
+    }
+
+
+def print_matrix(summary: dict[str, dict[str, Any]]) -> None:
+    """The readable table: per query kind, regions next to baseline."""
     print("\nper query kind: regions | baseline")
     head = f"{'kind':<8}{'n':>5}  " + "  ".join(
         f"{m:>15}" for m in ("recall@1", "recall@5", "mAP", "IoU>=.5", "label ok", "ms med/p90")
@@ -591,47 +677,50 @@ def main() -> None:
             + f"  {lat:>15}"
         )
 
+
+TARGETS = {
+    ("regions", "crop25", "recall@1"): ">= 0.97",
+    ("regions", "crop10", "recall@1"): ">= 0.90",
+    ("regions", "edit", "recall@1"): ">= 0.99",
+    ("regions", "scene", "recall@1"): ">= 0.90",
+    ("regions", "all", "iou>=0.5"): ">= 0.80",
+}
+ROW_METRICS = ("recall@1", "recall@5", "mAP", "iou>=0.5", "label_acc", "ms_median", "ms_p90")
+
+
+def quality_rows(summary: dict[str, dict[str, Any]]) -> list[tuple[str, Any, str]]:
     rows: list[tuple[str, Any, str]] = []
-    targets = {
-        ("regions", "crop25", "recall@1"): ">= 0.97",
-        ("regions", "crop10", "recall@1"): ">= 0.90",
-        ("regions", "edit", "recall@1"): ">= 0.99",
-        ("regions", "scene", "recall@1"): ">= 0.90",
-        ("regions", "all", "iou>=0.5"): ">= 0.80",
-    }
-    for label in libs:
+    for label in summary:
         for k in KINDS + ["all"]:
             s = summary[label][k]
-            for m in (
-                "recall@1",
-                "recall@5",
-                "mAP",
-                "iou>=0.5",
-                "label_acc",
-                "ms_median",
-                "ms_p90",
-            ):
+            for m in ROW_METRICS:
                 if label == "baseline" and m == "iou>=0.5":
                     continue
-                rows.append((f"{label} {k} {m}", s[m], targets.get((label, k, m), "")))
-    for label in libs:
+                rows.append((f"{label} {k} {m}", s[m], TARGETS.get((label, k, m), "")))
+    return rows
+
+
+def latency_rows(summary: dict[str, dict[str, Any]]) -> list[tuple[str, Any, str]]:
+    rows: list[tuple[str, Any, str]] = []
+    for label in summary:
         st = summary[label]["stages_ms"]
+        regions = label == "regions"
         rows += [
             (
                 f"{label} full-results ms median (n={st['n']})",
                 st["full_median"],
-                "<= 300" if label == "regions" else "",
+                "<= 300" if regions else "",
             ),
             (f"{label} full-results ms p90", st["full_p90"], ""),
-            (
-                f"{label} all-results ms median",
-                st["all_median"],
-                "<= 1000" if label == "regions" else "",
-            ),
+            (f"{label} all-results ms median", st["all_median"], "<= 1000" if regions else ""),
             (f"{label} all-results ms p90", st["all_p90"], ""),
         ]
-    for label in libs:
-        ix = index_stats[label]
+    return rows
+
+
+def index_rows(index_stats: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    rows: list[tuple[str, Any, str]] = []
+    for label, ix in index_stats.items():
         rows += [
             (f"{label} index s/image (all)", ix["per_image_s"], ""),
             (f"{label} index s/image (wallpapers)", ix["wallpapers"]["per_image_s"], ""),
@@ -651,9 +740,92 @@ def main() -> None:
     for part in ("wallpapers", "distractors"):
         ratio = reg[part]["per_image_s"] / base[part]["per_image_s"]
         rows.append((f"index time ratio ({part})", ratio, ""))
+    return rows
+
+
+def main() -> None:
+    args = parse_args()
+    crops = [(0.5, 1), (0.25, 1), (0.10, 2)] if not args.quick else [(0.5, 1), (0.25, 1), (0.10, 1)]
+    name = "bench_regions_quick" if args.quick else "bench_regions"
+    t_start = time.perf_counter()
+    photos = choose_photos(args)
+
+    work = Path(tempfile.mkdtemp(prefix="bench-regions-"))
+    db_walls, db_dis, qdir = work / "db" / "walls", work / "db" / "distractors", work / "queries"
+    qdir.mkdir(parents=True)
+    parent_of = build_database(photos, db_walls, db_dis)
+    queries, made, t_queries = generate_queries(args, photos, qdir, crops)
+    ix = index_both(work, db_walls, db_dis, parent_of)
+    per, t_search = search_all(ix.libs, queries, parent_of, photos.designs)
+    sample = stratified(queries, args.stage_sample, args.seed)
+    stages = time_stages(ix.libs, queries, sample)
+
+    summary: dict[str, dict[str, Any]] = {}
+    for label in ix.libs:
+        summary[label] = summarise_library(per[label], queries, ix.untextured)
+        summary[label]["stages_ms"] = stage_summary(stages[label], len(sample))
+    print_matrix(summary)
+
+    rows = quality_rows(summary) + latency_rows(summary) + index_rows(ix.stats)
     rows.append(("queries", len(queries), ""))
     rows.append(("total seconds", time.perf_counter() - t_start, "< 1500"))
+    seconds = {"queries_made": t_queries, "searching": t_search}
+    setup = setup_record(args, photos, crops, made, queries, seconds)
+    write_report(name, rows, setup, ix, photos, summary, queries, per)
+    for lib in ix.libs.values():
+        lib.close()
+    if args.keep:
+        print(f"kept {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
 
+
+def setup_record(
+    args: argparse.Namespace,
+    photos: Photos,
+    crops: list[tuple[float, int]],
+    made: dict[str, int],
+    queries: list[dict[str, Any]],
+    seconds: dict[str, float],
+) -> dict[str, Any]:
+    """How the run was set up, for the JSON: enough to repeat it."""
+    return {
+        "seed": args.seed,
+        "quick": args.quick,
+        "wallpapers_dir": str(args.wallpapers),
+        "wallpapers": [p.name for p in photos.walls],
+        "wallpapers_dropped": photos.dropped,
+        "design_groups": photos.groups,
+        "distractors": len(photos.distract),
+        "database_images": len(photos.walls) + len(photos.distract),
+        "queries_made": made,
+        "queries": dict(Counter(q["kind"] for q in queries)),
+        "edits": dict(Counter(q["edit"] for q in queries if q["kind"] == "edit")),
+        "crops_per_parent": {f"crop{round(a * 100)}": n for a, n in crops},
+        "top_k": TOP_K,
+        "torch_threads": _torch_threads(),
+        "seconds": seconds,
+    }
+
+
+def write_report(
+    name: str,
+    rows: list[tuple[str, Any, str]],
+    setup: dict[str, Any],
+    ix: Indexed,
+    photos: Photos,
+    summary: dict[str, dict[str, Any]],
+    queries: list[dict[str, Any]],
+    per: dict[str, list[dict[str, Any]]],
+) -> None:
+    """The table and JSON (``report``), and the per-query detail beside them."""
+    extra = {
+        "setup": setup,
+        "untextured_parents": {photos.walls[pi].name: ix.parent_npts[pi] for pi in ix.untextured},
+        "summary": summary,
+        "index": ix.stats,
+    }
+    report(name, rows, extra)
     detail = [
         {
             **{k: v for k, v in q.items() if k != "path"},
@@ -663,37 +835,8 @@ def main() -> None:
         }
         for i, q in enumerate(queries)
     ]
-    extra = {
-        "setup": {
-            "seed": args.seed,
-            "quick": args.quick,
-            "wallpapers_dir": str(args.wallpapers),
-            "wallpapers": [p.name for p in walls],
-            "wallpapers_dropped": dropped,
-            "design_groups": groups,
-            "distractors": len(distract),
-            "database_images": len(walls) + len(distract),
-            "queries_made": made,
-            "queries": dict(Counter(q["kind"] for q in queries)),
-            "edits": dict(Counter(q["edit"] for q in queries if q["kind"] == "edit")),
-            "crops_per_parent": {f"crop{round(a * 100)}": n for a, n in crops},
-            "top_k": TOP_K,
-            "torch_threads": _torch_threads(),
-            "seconds": {"queries_made": t_queries, "searching": t_search},
-        },
-        "untextured_parents": {walls[pi].name: parent_npts[pi] for pi in untextured},
-        "summary": summary,
-        "index": index_stats,
-    }
-    report(name, rows, extra)
     (OUT / f"{name}_queries.json").write_text(json.dumps(detail, indent=1))
     print(f"per-query detail: {OUT / f'{name}_queries.json'}")
-    for lib in libs.values():
-        lib.close()
-    if args.keep:
-        print(f"kept {work}")
-    else:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _torch_threads() -> int:

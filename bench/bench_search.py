@@ -55,7 +55,12 @@ def backfill(lib: object, regions: bool) -> None:
     from desktop_app.engine.thumbs import THUMB_SIDE, save_thumbnail, thumbnail_path
 
     catalog = lib.catalog  # type: ignore[attr-defined]
-    rows = catalog.db.execute("SELECT path, fingerprint FROM files WHERE status='ok'").fetchall()
+    from desktop_app.engine.catalog import decode_path  # paths are stored as bytes
+
+    rows = [
+        (decode_path(p), fp)
+        for p, fp in catalog.db.execute("SELECT path, fingerprint FROM files WHERE status='ok'")
+    ]
     if not rows:
         return
     cache = lib.dirs.thumbnails  # type: ignore[attr-defined]
@@ -125,8 +130,12 @@ def main() -> None:
 
     pump_until(lambda: win.status_bar.encoder_label.text().startswith("efficientnet"))
     busy = [True]
+
+    def indexed_files() -> int:
+        return win.last_status.files if win.last_status else 0
+
     win.worker.busy.connect(lambda b: busy.__setitem__(0, b))
-    pump_until(lambda: not busy[0] and win.last_status.get("files", 0) >= args.n, 600)
+    pump_until(lambda: not busy[0] and indexed_files() >= args.n, 600)
 
     def visible_rows() -> list[int]:
         rows = []
@@ -169,8 +178,8 @@ def main() -> None:
         n_results.append(win.model.rowCount())
         n_partial.append(sum(r.match == "partial" for r in win.model.results()))
     rows = [
-        ("indexed images", win.last_status.get("files"), f">= {args.n}"),
-        ("vectors", str(win.last_status.get("vectors")), ""),
+        ("indexed images", indexed_files(), f">= {args.n}"),
+        ("vectors", str(dict(win.last_status.vectors) if win.last_status else {}), ""),
         ("regions", regions, ""),
         ("queries", len(results_ms), ""),
         ("drop->full results median ms", median(results_ms), ""),

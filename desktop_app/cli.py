@@ -6,12 +6,17 @@ other tools and the tests depend on them.
     desktop-app search IMAGE...      search by image, --text, or --similar-to
     desktop-app status               counts, encoder, failures
     desktop-app forget PATH          remove a folder from the library
+    desktop-app duplicates           groups of duplicate photos
+    desktop-app eval FOLDER          retrieval metrics on a folder whose sub-folders are labels
+    desktop-app models               the encoders, which is active, what each has indexed
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -19,10 +24,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from desktop_app import __version__
+from desktop_app.engine.catalog import damage_error
+from desktop_app.engine.duplicates import PRESETS
 from desktop_app.engine.errors import DesktopAppError
 from desktop_app.engine.indexer import IndexSummary, Progress
 from desktop_app.engine.paths import resolve_dirs
 from desktop_app.logs import setup_logging
+
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,25 +105,61 @@ def build_parser() -> argparse.ArgumentParser:
     fg = sub.add_parser("forget", parents=[common], help="remove a folder from the library")
     fg.add_argument("path", type=Path, metavar="PATH")
     sub.add_parser("gui", parents=[common], help="open the window (the default)")
+
+    du = sub.add_parser(
+        "duplicates", parents=[common, model, as_json], help="find groups of duplicate photos"
+    )
+    du.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        default="near",
+        help="; ".join(f"{p.name}: {p.help} (threshold {p.threshold})" for p in PRESETS.values()),
+    )
+    du.add_argument(
+        "--threshold", type=float, default=None, help="minimum similarity (default: the preset's)"
+    )
+
+    ev = sub.add_parser(  # no --data-dir: it indexes into a temporary library of its own
+        "eval",
+        parents=[model, as_json],
+        help="retrieval metrics on a folder whose sub-folders are labels",
+    )
+    ev.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+    ev.add_argument("folder", type=Path, metavar="FOLDER")
+    ev.add_argument("--k", type=int, default=10, help="cut-off rank for the @k metrics")
+
+    mo = sub.add_parser(
+        "models",
+        parents=[common, as_json],
+        help="the encoders, which is active, what each has indexed (never uses the network)",
+    )
+    mo.add_argument(
+        "--all", action="store_true", help="list every CLIP model, not only those on this machine"
+    )
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     data_dir = getattr(args, "data_dir", None)
-    dirs = resolve_dirs(data_dir)
     command = args.command or "gui"
+    _tolerate_any_file_name()
     if command == "gui":
         from desktop_app.ui.app import run_gui
 
         return run_gui(data_dir=data_dir)
+    dirs = resolve_dirs(data_dir)
     setup_logging(dirs.logs, verbose=getattr(args, "verbose", False))
     try:
+        dirs.ensure()
         handler = {
             "index": cmd_index,
             "search": cmd_search,
             "status": cmd_status,
             "forget": cmd_forget,
+            "duplicates": cmd_duplicates,
+            "eval": cmd_eval,
+            "models": cmd_models,
         }[command]
         return handler(args)
     except DesktopAppError as exc:
@@ -123,6 +168,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("desktop-app: interrupted", file=sys.stderr)
         return 130
+    except sqlite3.DatabaseError as exc:  # damage found past the check at open
+        log.exception("catalog error in %s", command)
+        print(f"desktop-app: error: {damage_error(dirs.catalog_path, str(exc))}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug or an OS fault: one line here, the details in the log
+        log.exception("unexpected error in %s", command)
+        print(f"desktop-app: error: {_unexpected(exc, dirs.logs)}", file=sys.stderr)
+        return 1
+
+
+def _unexpected(exc: BaseException, logs: Path) -> str:
+    return (
+        f"unexpected {type(exc).__name__}: {str(exc)[:200] or 'no details'} "
+        f"(the details are in {logs / 'desktop-app.log'})"
+    )
+
+
+def _tolerate_any_file_name() -> None:
+    """Print a file name that is not valid UTF-8 as its bytes, as ls does, instead of
+    dying with UnicodeEncodeError halfway through the results."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="surrogateescape")
+            except (ValueError, OSError):
+                pass
 
 
 def _open_library(args: argparse.Namespace, **kwargs: Any) -> Any:
@@ -139,20 +211,32 @@ def _open_library(args: argparse.Namespace, **kwargs: Any) -> Any:
 def cmd_index(args: argparse.Namespace) -> int:
     import threading
 
-    for p in args.paths:
-        if not p.exists():
-            print(
-                f"desktop-app: warning: {p} does not exist (kept if already in the library)",
-                file=sys.stderr,
-            )
+    from desktop_app.engine.library import check_indexable
+    from desktop_app.engine.scanner import is_within
+
     cancel = threading.Event()
     with _open_library(args) as lib:
+        roots = lib.roots()
+        paths = []
+        for p in args.paths:
+            known = str(p.expanduser().resolve())
+            if any(is_within(known, r) for r in roots):
+                paths.append(p)  # a library folder, perhaps offline: its entries are kept
+                continue
+            try:
+                check_indexable(p)
+            except DesktopAppError as exc:
+                print(f"desktop-app: error: {exc}; not added", file=sys.stderr)
+                continue
+            paths.append(p)
+        if args.paths and not paths:
+            return 1
         if args.no_regions:
             lib.settings.regions_enabled = False
         bar = ProgressBar(sys.stderr)
         summary: IndexSummary | None = None
         try:
-            for progress in lib.index(args.paths, cancel=cancel):
+            for progress in lib.index(paths, cancel=cancel):
                 bar.update(progress)
                 summary = progress.summary or summary
         except KeyboardInterrupt:
@@ -207,10 +291,15 @@ def cmd_search(args: argparse.Namespace) -> int:
         for label, run in queries:
             try:
                 results = run()
-            except DesktopAppError as exc:
-                print(f"desktop-app: error: {exc}", file=sys.stderr)
+            except Exception as exc:  # one bad query must not end the others
+                if isinstance(exc, DesktopAppError):
+                    message = str(exc)
+                else:
+                    log.exception("unexpected error searching for %s", label)
+                    message = _unexpected(exc, lib.dirs.logs)
+                print(f"desktop-app: error: {label}: {message}", file=sys.stderr)
                 if args.json:
-                    print(json.dumps({"query": label, "error": str(exc), "results": []}))
+                    print(json.dumps({"query": label, "error": message, "results": []}))
                 status = 1
                 continue
             if args.json:
@@ -241,20 +330,22 @@ def cmd_status(args: argparse.Namespace) -> int:
     with _open_library(args) as lib:
         st = lib.status()
     if args.json:
-        print(json.dumps(st))
+        print(json.dumps(st.to_json()))
         return 0
-    print(f"Data dir:   {st['data_dir']} ({st['store_bytes'] / 1e6:.1f} MB)")
-    print(f"Encoder:    {st['encoder']} ({st['encoder_label']})")
-    if st["model_warning"]:
-        print(f"            {st['model_warning']}")
-    print(f"Files:      {st['files']} indexed, {st['distinct']} distinct, {st['failed']} failed")
-    print("Vectors:    " + (", ".join(f"{n} {k}" for k, n in st["vectors"].items()) or "none"))
-    for root in st["roots"]:
-        print(f"Folder:     {root['path']}" + ("" if root["online"] else "  (offline)"))
-    if st["failures"]:
+    print(f"Data dir:   {st.data_dir} ({st.store_bytes / 1e6:.1f} MB)")
+    print(f"Encoder:    {st.encoder} ({st.encoder_label})")
+    if st.model_warning:
+        print(f"            {st.model_warning}")
+    print(f"Files:      {st.files} indexed, {st.distinct} distinct, {st.failed} failed")
+    print("Vectors:    " + (", ".join(f"{n} {k}" for k, n in st.vectors.items()) or "none"))
+    for root in st.roots:
+        print(f"Folder:     {root.path}" + ("" if root.online else "  (offline)"))
+    print(f"Index:      {st.store_health}")
+    print(f"Backup:     {st.catalog_backup or 'none yet'}")
+    if st.failures:
         print("Failures:")
-        for f in st["failures"]:
-            print(f"  {f['path']}: {f['reason']}")
+        for f in st.failures:
+            print(f"  {f.path}: {f.reason}")
     return 0
 
 
@@ -262,6 +353,121 @@ def cmd_forget(args: argparse.Namespace) -> int:
     with _open_library(args) as lib:
         removed = lib.forget(args.path)
     print(f"Forgot {args.path}: {removed} files removed from the index")
+    return 0
+
+
+def cmd_duplicates(args: argparse.Namespace) -> int:
+    import threading
+
+    from desktop_app.engine.duplicates import DuplicateReport
+
+    cancel = threading.Event()
+    report: DuplicateReport | None = None
+    with _open_library(args) as lib:
+        try:
+            for p in lib.duplicates(args.preset, args.threshold, cancel):
+                report = p.report or report
+                if sys.stderr.isatty():
+                    sys.stderr.write(f"\r{p.phase:<10} {p.done}/{p.total}   ")
+        except KeyboardInterrupt:
+            cancel.set()
+            raise
+        finally:
+            if sys.stderr.isatty():
+                sys.stderr.write("\n")
+    assert report is not None
+    if args.json:
+        print(json.dumps({"groups": [g.to_json() for g in report.groups]}))
+        return 0
+    files = sum(len(g.files) for g in report.groups)
+    print(
+        f"{len(report.groups)} groups ({files} files) among {report.images} images, "
+        f"preset {report.preset}, threshold {report.threshold}"
+    )
+    for g in report.groups:
+        print(f"{g.kind} {g.score:.4f}")
+        for path in g.paths:
+            print(f"  {path}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import threading
+
+    from desktop_app.engine.evaluation import EvalReport, evaluate
+    from desktop_app.engine.settings import Settings
+
+    spec = args.model or Settings.load(resolve_dirs(None).settings_path).model
+    cancel = threading.Event()
+    report: EvalReport | None = None
+    try:
+        for p in evaluate(args.folder, spec, args.k, cancel):
+            report = p.report or report
+            if sys.stderr.isatty():
+                sys.stderr.write(f"\r{p.phase:<9} {p.done}/{p.total}   ")
+    except KeyboardInterrupt:
+        cancel.set()
+        raise
+    finally:
+        if sys.stderr.isatty():
+            sys.stderr.write("\n")
+    assert report is not None
+    if args.json:
+        print(json.dumps(report.to_json()))
+        return 0
+    print(
+        f"{report.model}: {report.images} images indexed in {report.index_seconds:.0f} s, "
+        f"{report.queries} queries in {report.query_seconds:.1f} s"
+        + (f", {report.skipped} skipped (alone in their label)" if report.skipped else "")
+        + (f", {len(report.failed)} failed to load" if report.failed else "")
+    )
+    k = report.k
+    print(f"{'label':<16} {'queries':>7}  {'MRR':>6} {f'NDCG@{k}':>8} {f'P@{k}':>6} "
+          f"{f'R@{k}':>6} {f'F1@{k}':>6}")  # fmt: skip
+    rows = [("all", {**report.overall, "queries": report.queries})]
+    rows += sorted(report.per_label.items())
+    for label, m in rows:
+        print(
+            f"{label:<16} {int(m['queries']):>7}  {m['mrr']:>6.3f} {m['ndcg']:>8.3f} "
+            f"{m['precision']:>6.3f} {m['recall']:>6.3f} {m['f1']:>6.3f}"
+        )
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from desktop_app.engine import model_figures
+    from desktop_app.engine.catalog import Catalog
+    from desktop_app.engine.models import list_models
+    from desktop_app.engine.settings import Settings
+
+    dirs = resolve_dirs(getattr(args, "data_dir", None))
+    settings = Settings.load(dirs.settings_path)
+    counts: dict[tuple[str, str], int] = {}
+    active = settings.model
+    if dirs.catalog_path.exists():  # read only: no lock, so it works beside the window
+        catalog = Catalog(dirs.catalog_path)
+        try:
+            counts = catalog.vector_counts()
+            active = catalog.get_meta("active_model") or active
+        finally:
+            catalog.close()
+    rows = list_models(counts, active, [settings.model])
+    if args.json:
+        print(json.dumps({"machine": model_figures.MACHINE, "models": [r.to_json() for r in rows]}))
+        return 0
+    shown = [r for r in rows if args.all or r.cached or r.active or r.indexed or r.kind != "clip"]
+    print(f"{'':2}{'model':<44} {'size':>9} {'img/s':>6} {'indexed':>8}  here  note")
+    for r in shown:
+        size = "?" if r.size_bytes is None else f"{r.size_bytes / 1e6:.0f} MB"
+        size = ("≈" if r.size_is_estimate else "") + size
+        speed = "" if r.images_per_s is None else f"{r.images_per_s:.0f}"
+        mark = "* " if r.active else "  "
+        here = "yes" if r.cached else "no"
+        print(f"{mark}{r.name:<44} {size:>9} {speed:>6} {r.indexed:>8}  {here:<4}  {r.note}")
+    hidden = len(rows) - len(shown)
+    if hidden:
+        print(f"  ... and {hidden} more CLIP models open_clip can download (--all lists them)")
+    print(f"* active. img/s: per CPU core, on {model_figures.MACHINE} (bench/bench_models.py)")
     return 0
 
 

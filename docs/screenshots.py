@@ -72,7 +72,7 @@ def main() -> None:
     win.add_folder(str(folder))
     pump(2.0)
     shot("indexing.png")
-    wait(lambda: win.last_status.get("files") == args.n)
+    wait(lambda: win.last_status is not None and win.last_status.files == args.n)
     query = photos[17]
     win.search_file(query)
     wait(lambda: win.model.rowCount() > 0)

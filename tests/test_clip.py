@@ -66,7 +66,7 @@ def test_library_with_clip_indexes_and_searches_by_text(
         first = sorted(photos.iterdir())[0]
         assert lib.search_image(first, top_k=1)[0].path == str(first)
         assert len(lib.search_text("a red dress", top_k=5)) == 5
-        assert lib.status()["encoder"].startswith(f"{ARCH}:file-")
+        assert lib.status().encoder.startswith(f"{ARCH}:file-")
 
 
 def test_missing_weights_file_is_a_plain_error(tmp_path: Path) -> None:
@@ -112,3 +112,33 @@ def test_clip_library_takes_region_vectors_from_the_region_encoder(
         im.crop((w // 4, h // 4, w // 4 + w // 2, h // 4 + h // 2)).save(tmp_path / "crop.jpg")
         assert lib.search_image(tmp_path / "crop.jpg", top_k=3)[0].path == str(source)
         assert lib.search_similar(source, top_k=1)[0].path == str(source)
+
+
+class _NotATensor:
+    """A pickled object that is not a tensor: what a checkpoint saved with a training
+    script's own classes, or a booby-trapped one, holds."""
+
+
+def test_checkpoint_with_python_objects_is_refused_without_unsafe_advice(
+    tmp_path: Path,
+) -> None:
+    import torch
+
+    path = tmp_path / "objects.pt"
+    torch.save({"state": _NotATensor()}, path)
+    with pytest.raises(EncoderUnavailable) as info:
+        load_encoder(f"{ARCH}:{path}", device="cpu")
+    message = str(info.value)
+    assert "could run code" in message and str(path) in message
+    assert "weights_only" not in message and "trust" not in message
+
+
+def test_damaged_checkpoints_say_what_is_wrong(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(EncoderUnavailable, match="empty or cut short"):
+        load_encoder(f"{ARCH}:{empty}", device="cpu")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint " * 20)
+    with pytest.raises(EncoderUnavailable, match=r"cannot load .* as ViT-S-32 weights: \w+"):
+        load_encoder(f"{ARCH}:{garbage}", device="cpu")

@@ -112,7 +112,7 @@ def test_broken_inputs_are_listed_and_good_files_searchable(
     for ok in ("cmyk.jpg", "sixteen.png", "anim.gif"):
         assert str(bad / ok) not in reasons
     status = library.status(load_encoder=False)
-    assert {f["path"] for f in status["failures"]} == set(reasons)
+    assert {f.path for f in status.failures} == set(reasons)
     for g in good:
         assert library.search_image(bad / g.name, top_k=1)[0].path == str(bad / g.name)
     for ok in ("cmyk.jpg", "sixteen.png", "anim.gif"):

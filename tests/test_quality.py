@@ -1,4 +1,4 @@
-"""Lint and types are part of the test command: ruff on everything, mypy on the engine."""
+"""Lint and types are part of the test command: ruff on everything, mypy on the whole package."""
 
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ def test_ruff_lint_is_clean() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_mypy_on_the_engine_is_clean() -> None:
-    proc = subprocess.run(
-        [tool("mypy"), "desktop_app/engine"], cwd=ROOT, capture_output=True, text=True
-    )
+def test_mypy_on_the_package_is_clean() -> None:
+    # The strictness (untyped defs, unreachable code, bare generics in the engine) is
+    # declared in pyproject.toml, so a plain `mypy desktop_app` checks the same thing.
+    proc = subprocess.run([tool("mypy"), "desktop_app"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -51,8 +51,13 @@ def window(qtbot, settings: Settings, app_home: Path) -> Iterator[MainWindow]:  
 @pytest.fixture
 def indexed(window: MainWindow, photos: Path, qtbot) -> Path:  # type: ignore[no-untyped-def]
     window.add_folder(str(photos))
-    qtbot.waitUntil(lambda: window.last_status.get("files") == 40, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: files_indexed(window) == 40, timeout=TIMEOUT)
     return photos
+
+
+def files_indexed(window: MainWindow) -> int | None:
+    """The image count of the worker's latest status; None before the first one."""
+    return window.last_status.files if window.last_status else None
 
 
 def wait_results(qtbot, window: MainWindow, before: int | None = None) -> None:  # type: ignore[no-untyped-def]
@@ -167,14 +172,14 @@ def test_watched_folder_picks_up_new_and_deleted_images(
 
     Image.open(PHOTOS[0]).rotate(90, expand=True).save(newcomer, quality=92)
     shutil.copy2(newcomer, indexed / "newcomer.jpg")
-    qtbot.waitUntil(lambda: window.last_status.get("files") == 41, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: files_indexed(window) == 41, timeout=TIMEOUT)
     with qtbot.waitSignal(window.searcher.finished, timeout=TIMEOUT):
         window.search_file(newcomer)
     assert window.model.result(0).path == str(indexed / "newcomer.jpg")
 
     victim = sorted(indexed.glob("*.jpg"))[2]
     victim.unlink()
-    qtbot.waitUntil(lambda: window.last_status.get("files") == 40, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: files_indexed(window) == 40, timeout=TIMEOUT)
     with qtbot.waitSignal(window.searcher.finished, timeout=TIMEOUT):
         window.search_file(sorted(indexed.glob("*.jpg"))[0])
     assert str(victim) not in {r.path for r in window.model.results()}
@@ -184,7 +189,7 @@ def test_removing_a_folder_takes_its_images_out(window: MainWindow, indexed: Pat
     window.folders.confirm_removal = False
     window.folders.list.item(0).setSelected(True)
     window.folders.remove_button.click()
-    qtbot.waitUntil(lambda: window.last_status.get("files") == 0, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: files_indexed(window) == 0, timeout=TIMEOUT)
     assert window.folders.folders() == []
     assert window.stack.currentIndex() == PAGE_EMPTY_LIBRARY
 
@@ -251,7 +256,7 @@ def mosaic_indexed(window: MainWindow, tmp_path: Path, qtbot) -> Path:  # type: 
     for p in LARGE[4:]:
         shutil.copy2(p, folder / p.name)
     window.add_folder(str(folder))
-    qtbot.waitUntil(lambda: window.last_status.get("files") == 5, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: files_indexed(window) == 5, timeout=TIMEOUT)
     return path
 
 

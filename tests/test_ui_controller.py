@@ -59,8 +59,13 @@ def controller(qtbot: QtBot, library: Library) -> Iterator[SearchController]:
 @pytest.fixture
 def indexed(controller: SearchController, photos: Path, qtbot: QtBot) -> Path:
     controller.add_folder(str(photos))
-    qtbot.waitUntil(lambda: controller.last_status.get("files") == 40, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: files_indexed(controller) == 40, timeout=TIMEOUT)
     return photos
+
+
+def files_indexed(c: SearchController) -> int | None:
+    """The image count of the worker's latest status; None before the first one."""
+    return c.last_status.files if c.last_status else None
 
 
 def search(qtbot: QtBot, c: SearchController, start: object) -> None:
@@ -77,7 +82,7 @@ def test_pages_follow_library_and_query(
     # the folder counts at once, before indexing finishes
     assert seen.pages[-1] == Page.NO_QUERY
     assert [r["path"] for r in controller.roots] == [str(photos.resolve())]
-    qtbot.waitUntil(lambda: controller.last_status.get("files") == 40, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: files_indexed(controller) == 40, timeout=TIMEOUT)
     search(qtbot, controller, lambda: controller.search_file(sorted(photos.glob("*.jpg"))[0]))
     assert seen.pages[-1] == Page.RESULTS
     assert controller.model.rowCount() == 40

@@ -12,8 +12,9 @@ from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 from desktop_app.engine.errors import ImageLoadError
-from desktop_app.engine.indexer import Progress
+from desktop_app.engine.indexer import Phase, Progress
 from desktop_app.engine.settings import MAX_THUMBNAIL_SIZE, MIN_THUMBNAIL_SIZE, Settings
+from desktop_app.engine.status import LibraryStatus
 from desktop_app.ui.geometry import drawn_to_region, fit_rect, region_to_drawn
 from desktop_app.ui.images import load_qimage
 from desktop_app.ui.side_panel import SidePanel
@@ -95,19 +96,38 @@ def test_toolbar_reports_limits_and_shows_values_silently(qtbot: QtBot) -> None:
 # -- the status bar -----------------------------------------------------------------------
 
 
+def status(files: int, failed: int) -> LibraryStatus:
+    return LibraryStatus(
+        files,
+        files,
+        failed,
+        "histogram",
+        "histogram on CPU",
+        "cpu",
+        None,
+        {},
+        "/d",
+        0,
+        (),
+        (),
+        "ok",
+        None,
+    )
+
+
 def test_status_bar_shows_counts_progress_and_pause(qtbot: QtBot) -> None:
     sb = IndexStatusBar()
     qtbot.addWidget(sb)
     sb.show()
-    sb.show_status({"files": 1234, "failed": 0})
+    sb.show_status(status(files=1234, failed=0))
     assert sb.files_label.text() == "1,234 images indexed"
     assert not sb.failures_button.isVisible()
-    sb.show_status({"files": 0, "failed": 3})
+    sb.show_status(status(files=0, failed=3))
     assert sb.files_label.text() == "No images yet"
     assert sb.failures_button.isVisible() and sb.failures_button.text() == "3 failed — show"
     sb.set_busy(True)
     assert sb.progress.isVisible() and sb.pause_button.isVisible()
-    sb.show_progress(Progress("indexing", 3, 10, "/x/cat.jpg", embedded=3, reused=0, failed=0))
+    sb.show_progress(Progress(Phase.INDEXING, 3, 10, "/x/cat.jpg", embedded=3, reused=0, failed=0))
     assert (sb.progress.value(), sb.progress.maximum()) == (3, 10)
     assert sb.currentMessage() == "Indexing cat.jpg"
     sb.set_paused(True)
@@ -143,6 +163,9 @@ def test_side_panel_text_search_and_paste(qtbot: QtBot) -> None:
     with qtbot.waitSignal(panel.drop_zone.rejected) as got:
         panel.paste()
     assert got.args == ["The clipboard holds no image"]
+    # The clipboard owns the QMimeData now; left there, Qt and Python both free it at
+    # exit and the test process ends in a segmentation fault after every test passed.
+    QApplication.clipboard().clear()
 
 
 def test_side_panel_pastes_an_image_file(qtbot: QtBot) -> None:
@@ -154,6 +177,7 @@ def test_side_panel_pastes_an_image_file(qtbot: QtBot) -> None:
     with qtbot.waitSignal(panel.drop_zone.images_dropped) as got:
         panel.paste()
     assert got.args == [[Path(PHOTOS[0])]]
+    QApplication.clipboard().clear()  # as above
 
 
 # -- background calls ---------------------------------------------------------------------

@@ -36,3 +36,31 @@ class DataDirLocked(DesktopAppError):
 
 class NotIndexed(DesktopAppError):
     """A path asked about is not in the index."""
+
+
+class CatalogDamaged(DesktopAppError):
+    """The catalog fails SQLite's integrity check; the message names the last backup."""
+
+    def __init__(self, message: str, backup: Path | None = None) -> None:
+        self.backup = backup
+        super().__init__(message)
+
+
+class CatalogTooNew(DesktopAppError):
+    """The catalog was written by a newer version of the app, in a format it cannot read."""
+
+
+class SettingsTooNew(DesktopAppError):
+    """settings.json was written by a newer version of the app."""
+
+
+class DiskFull(DesktopAppError):
+    """A write failed for lack of space; what was written before it stays."""
+
+
+class StoreDamaged(DesktopAppError):
+    """The vector index failed and could not be rebuilt here and now."""
+
+
+class NotFound(DesktopAppError):
+    """A path given to index is neither an existing folder or file nor a library folder."""

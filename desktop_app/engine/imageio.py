@@ -3,13 +3,19 @@
 EXIF orientation is applied, JPEGs are decoded at reduced size when the caller needs
 less than the full resolution (``draft``), every pixel mode ends as RGB, animated images
 give their first frame, and a megapixel cap guards against decompression bombs. Any
-failure is an :class:`ImageLoadError` with a reason a user can act on.
+failure is an :class:`ImageLoadError` with a reason a user can act on, whatever the
+bytes (the path is fuzzed: ``bench/fuzz_loading.py``). Files are opened without blocking
+and only if regular (``fingerprint.open_regular``) and closed when loading ends.
+
+Threads: any; the indexer's loader threads and the search pool call it concurrently
+(no shared state).
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from desktop_app.engine.errors import ImageLoadError
+from desktop_app.engine.fingerprint import open_regular
 
 log = logging.getLogger(__name__)
 
@@ -60,32 +67,55 @@ def load_image(
 ) -> LoadedImage:
     """Load ``source`` as RGB; with ``max_side`` the result fits in max_side×max_side."""
     path = Path(source) if isinstance(source, str | Path) else None
-    im = source if isinstance(source, Image.Image) else _open(source, path)
+    opened = source if isinstance(source, Image.Image) else _open(source, path)
+    result: LoadedImage | None = None
     try:
-        _check_size(im, path, max_megapixels)
-        if getattr(im, "is_animated", False):
-            im.seek(0)
-        width, height = _oriented_size(im)  # before draft() shrinks im.size
-        if max_side and im.format == "JPEG":
-            im.draft("RGB", _fit(im.size, max_side))
-        try:
-            im.load()
-            im = ImageOps.exif_transpose(im) or im
-            rgb = to_rgb(im)
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise ImageLoadError(path, _describe_decode_error(exc)) from exc
-        if max_side and max(rgb.size) > max_side:
-            rgb = rgb.resize(_fit(rgb.size, max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
-        return LoadedImage(rgb, width, height)
+        result = _decode(opened, path, max_side, max_megapixels)
+        return result
+    except ImageLoadError:
+        raise
     except MemoryError as exc:
         raise ImageLoadError(path, "not enough memory to decode this image") from exc
+    except Exception as exc:  # hostile bytes reach Pillow's odder corners (fuzzed)
+        raise ImageLoadError(path, _describe_decode_error(exc)) from exc
+    finally:
+        if opened is not source:  # release the file now, not at garbage collection
+            if result is not None and result.image is opened:
+                fp = getattr(opened, "fp", None)
+                if fp is not None:
+                    fp.close()
+            else:
+                opened.close()
+
+
+def _decode(
+    im: Image.Image, path: Path | None, max_side: int | None, max_megapixels: float
+) -> LoadedImage:
+    _check_size(im, path, max_megapixels)
+    if getattr(im, "is_animated", False):
+        im.seek(0)
+    width, height = _oriented_size(im)  # before draft() shrinks im.size
+    if max_side and im.format == "JPEG":
+        im.draft("RGB", _fit(im.size, max_side))
+    try:
+        im.load()
+        im = _exif_transpose(im)
+        rgb = to_rgb(im)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageLoadError(path, _describe_decode_error(exc)) from exc
+    if max_side and max(rgb.size) > max_side:
+        rgb = rgb.resize(_fit(rgb.size, max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return LoadedImage(rgb, width, height)
 
 
 def read_size(source: Path | str) -> tuple[int, int]:
     """The oriented width and height from the header alone, without decoding pixels."""
     path = Path(source)
-    with _open(path, path) as im:
+    im = _open(path, path)
+    try:
         return _oriented_size(im)
+    finally:
+        im.close()
 
 
 def _open(source: Path | str | bytes, path: Path | None) -> Image.Image:
@@ -95,16 +125,27 @@ def _open(source: Path | str | bytes, path: Path | None) -> Image.Image:
         assert path is not None
         if path.is_dir():
             raise ImageLoadError(path, "is a folder, not an image")
-        if path.stat().st_size == 0:
-            raise ImageLoadError(path, "empty file (0 bytes)")
-        return Image.open(path)
+        fh = open_regular(path)  # never blocks on a FIFO named like a photo
+        try:
+            if os.fstat(fh.fileno()).st_size == 0:
+                raise ImageLoadError(path, "empty file (0 bytes)")
+            im = Image.open(fh)
+        except BaseException:
+            fh.close()
+            raise
+        # Pillow closes a file it opened itself when done with it; it did not open this
+        # one, so say it may (otherwise the descriptor lives until garbage collection).
+        im._exclusive_fp = True
+        return im
     except FileNotFoundError as exc:
         raise ImageLoadError(path, "file not found") from exc
     except PermissionError as exc:
         raise ImageLoadError(path, "permission denied: the file cannot be read") from exc
     except UnidentifiedImageError as exc:
         raise ImageLoadError(path, "not an image, or a format this app cannot read") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
+    except ImageLoadError:
+        raise
+    except Exception as exc:  # OSError, SyntaxError, ValueError and, on fuzzed bytes, more
         raise ImageLoadError(path, _describe_decode_error(exc)) from exc
 
 
@@ -119,6 +160,16 @@ def _check_size(im: Image.Image, path: Path | None, max_megapixels: float) -> No
             f"image is {w}×{h} ({mp:.0f} MP), above the {max_megapixels:g} MP limit "
             "(raise max_megapixels in the settings to index it)",
         )
+
+
+def _exif_transpose(im: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation; a broken EXIF block leaves the pixels as stored (the
+    image is fine, only its metadata is not)."""
+    try:
+        return ImageOps.exif_transpose(im) or im
+    except Exception as exc:  # Pillow raises several kinds on corrupt EXIF
+        log.info("ignoring a broken EXIF block (%s)", exc)
+        return im
 
 
 def _oriented_size(im: Image.Image) -> tuple[int, int]:

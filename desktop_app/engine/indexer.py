@@ -7,30 +7,38 @@ the previous batch (a pipeline), and each batch is written in one catalog transa
 followed by one vector-store upsert, so a crash loses at most the batch in flight.
 
 It is a generator of :class:`Progress` values; the caller (CLI or UI worker thread) owns
-the thread it runs on, which is the only writer. Setting ``cancel`` stops it between
-files and batches; what was written stays.
+the thread it runs on, which is the only writer (the loader threads only read files and
+decode). Setting ``cancel`` stops it between files and batches; what was written stays.
+
+Nothing is removed from the catalog on the strength of an absence the scan cannot vouch
+for: a library folder that is missing, or an empty folder where the catalog had files
+(the mount point of an unplugged drive), is offline; a subfolder that cannot be listed
+keeps its entries. A full disk stops the run with :class:`DiskFull`; the batches written
+before it stay.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from desktop_app.engine.analysis import Analyser, Analysis, Prepared
-from desktop_app.engine.catalog import Catalog, FileRow
+from desktop_app.engine.catalog import Catalog, FileRow, VectorRow
 from desktop_app.engine.errors import ImageLoadError
 from desktop_app.engine.fingerprint import fingerprint_file
 from desktop_app.engine.imageio import load_image, read_size
-from desktop_app.engine.scanner import FoundFile, scan
+from desktop_app.engine.scanner import FoundFile, is_within, scan
 from desktop_app.engine.store import VectorStore
 
 log = logging.getLogger(__name__)
@@ -48,6 +56,7 @@ class IndexSummary:
     removed: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     offline: list[str] = field(default_factory=list)
+    unlisted: list[str] = field(default_factory=list)  # folders that could not be listed
     cancelled: bool = False
     seconds: float = 0.0
 
@@ -60,14 +69,24 @@ class IndexSummary:
             "removed": self.removed,
             "failed": [{"path": p, "reason": r} for p, r in self.failed],
             "offline": self.offline,
+            "unlisted": self.unlisted,
             "cancelled": self.cancelled,
             "seconds": round(self.seconds, 3),
         }
 
 
+class Phase(StrEnum):
+    """Where an indexing pass is; a ``StrEnum`` so it prints as the word shown to users."""
+
+    SCANNING = "scanning"  # walking the folders
+    INDEXING = "indexing"  # hashing, decoding and embedding new or changed files
+    CLEANING = "cleaning"  # dropping entries of files that are gone
+    DONE = "done"  # the last value of a pass; it carries the summary
+
+
 @dataclass(frozen=True)
 class Progress:
-    phase: str  # scanning | indexing | cleaning | done
+    phase: Phase
     done: int
     total: int
     current: str | None
@@ -140,34 +159,53 @@ class Indexer:
         started = time.monotonic()
         s = IndexSummary()
         self._summary = s
-        yield Progress("scanning", 0, 0, None, 0, 0, 0)
+        yield Progress(Phase.SCANNING, 0, 0, None, 0, 0, 0)
         known = self.catalog.fingerprints_with_vectors(self.encoder_id)
         for kind in self.required_features:
             known &= self.catalog.fingerprints_with_feature(kind)
         found: dict[str, tuple[FoundFile, str]] = {}
         scanned: list[IndexTarget] = []
+        self._unlisted: list[str] = []
         for target in targets:
-            if not Path(target.root).exists():
+            if self._offline(target.root):
                 # an unplugged drive or unmounted share: keep its entries for its return
                 if target.root not in s.offline:
                     s.offline.append(target.root)
                 log.warning("%s is not reachable; its entries are kept", target.root)
                 continue
             scanned.append(target)  # a missing sub-path under a live root was deleted
-            if target.folder.exists():
-                for f in scan(target.folder, self.extensions, self.skip_dirs):
+            if os.path.lexists(target.folder):
+                for f in scan(target.folder, self.extensions, self.skip_dirs, self._unlisted):
                     found[f.path] = (f, target.root)
+        s.unlisted = list(self._unlisted)
         s.seen = len(found)
         todo = self._changed(found, known, s)
         yield from self._process(todo, known, s)
         if not self.cancel.is_set():
             yield Progress(
-                "cleaning", len(todo), len(todo), None, s.embedded, s.reused, len(s.failed)
+                Phase.CLEANING, len(todo), len(todo), None, s.embedded, s.reused, len(s.failed)
             )
             s.removed = self._remove_missing(scanned, found)
         s.cancelled = self.cancel.is_set()
         s.seconds = time.monotonic() - started
-        yield Progress("done", len(todo), len(todo), None, s.embedded, s.reused, len(s.failed), s)
+        yield Progress(
+            Phase.DONE, len(todo), len(todo), None, s.embedded, s.reused, len(s.failed), s
+        )
+
+    def _offline(self, root: str) -> bool:
+        """A root that is missing, or an empty folder where the catalog has files: an
+        unplugged drive leaves its mount point behind, empty."""
+        path = Path(root)
+        if not path.exists():
+            return True
+        if not path.is_dir():
+            return False
+        try:
+            with os.scandir(path) as it:
+                empty = next(it, None) is None
+        except OSError:
+            return False  # unlistable: the scan reports it and keeps its entries
+        return empty and bool(self.catalog.files_in(root))
 
     def _changed(
         self, found: dict[str, tuple[FoundFile, str]], known: set[str], s: IndexSummary
@@ -222,18 +260,22 @@ class Indexer:
                 done += len(batch)
                 self._flush(batch, pending_rows, s)
                 batch, pending_rows = [], []
-            yield Progress("indexing", done, total, f.path, s.embedded, s.reused, len(s.failed))
+            yield Progress(Phase.INDEXING, done, total, f.path, s.embedded, s.reused, len(s.failed))
         if batch or pending_rows:
             done += len(batch)
             self._flush(batch, pending_rows, s)
-            yield Progress("indexing", done, total, None, s.embedded, s.reused, len(s.failed))
+            yield Progress(Phase.INDEXING, done, total, None, s.embedded, s.reused, len(s.failed))
 
     def _prepare(
         self, f: FoundFile, known: set[str], claimed: set[str]
     ) -> Prepared | _Hashed | _Failed:
         """Runs in a loader thread: fingerprint, then decode only if the content is new."""
+        if f.error is not None:
+            return _Failed(None, f.error)
         try:
             fp = fingerprint_file(f.path)
+        except ImageLoadError as exc:  # not a regular file any more (swapped since the scan)
+            return _Failed(None, exc.reason)
         except OSError as exc:
             reason = (
                 "permission denied: the file cannot be read"
@@ -289,7 +331,11 @@ class Indexer:
     ) -> int:
         gone: list[str] = []
         for target in scanned:
-            gone += [p for p in self.catalog.files_in(str(target.folder)) if p not in found]
+            gone += [
+                p
+                for p in self.catalog.files_in(str(target.folder))
+                if p not in found and not any(is_within(p, u) for u in self._unlisted)
+            ]
         removed = self.catalog.delete_files(gone) if gone else 0
         collect_garbage(self.catalog, self.store)
         return removed
@@ -310,7 +356,7 @@ def file_row(
 
 def write_to_store(store: VectorStore, encoder_id: str, analyses: Sequence[Analysis]) -> None:
     """Upsert every vector of these contents, one call per vector kind."""
-    by_kind: dict[str, list] = {}
+    by_kind: dict[str, list[VectorRow]] = {}
     for a in analyses:
         for v in a.vectors:
             by_kind.setdefault(v.kind, []).append(v)

@@ -1,9 +1,13 @@
 """The library: one data dir's catalog, vector index and encoder, behind one facade
 used by the command line, the desktop window and the tests.
 
-Threads: the thread that calls :meth:`Library.index` is the only writer. Searches may
-run on other threads at the same time (the catalog gives each thread its own SQLite
-connection; Chroma reads are thread-safe).
+Threads: the thread that opens the library and the thread that calls
+:meth:`Library.index` write (the catalog and the store); the UI runs both on its one
+worker thread. Searches may run on other threads at the same time: the catalog lends
+pooled connections per call, Chroma reads are thread-safe. A store that fails is set
+aside and rebuilt from the catalog on the writer's side only (on open, and at the start
+of an index run); a search that meets a failing store raises :class:`StoreDamaged` and
+marks it for that repair.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,8 +29,15 @@ from desktop_app.engine.analysis import (
     RegionScheme,
 )
 from desktop_app.engine.catalog import Catalog
+from desktop_app.engine.duplicate_review import TrashReport, trash_files
+from desktop_app.engine.duplicates import DuplicateGroup, DuplicateProgress, find_duplicates
 from desktop_app.engine.encoders import DownloadProgress, Encoder, load_with_fallback
-from desktop_app.engine.errors import DesktopAppError, NotIndexed
+from desktop_app.engine.errors import (
+    DesktopAppError,
+    NotFound,
+    NotIndexed,
+    StoreDamaged,
+)
 from desktop_app.engine.indexer import (
     Indexer,
     IndexTarget,
@@ -40,22 +52,31 @@ from desktop_app.engine.paths import AppDirs, resolve_dirs
 from desktop_app.engine.queries import ImageSource, image_query, stored_query
 from desktop_app.engine.scanner import is_within
 from desktop_app.engine.search import Box, SearchResult
-from desktop_app.engine.settings import FIXED_ID_MODELS, Settings
-from desktop_app.engine.store import VectorStore
+from desktop_app.engine.settings import FIXED_ID_MODELS, Settings, model_chosen
+from desktop_app.engine.status import Failure, LibraryStatus, RootStatus
+from desktop_app.engine.store import VectorStore, hnsw_files_problem
 
 log = logging.getLogger(__name__)
 
 Stage = Callable[[], list[SearchResult]]
+PROBE_K = 200  # neighbours asked of each collection when the store is checked
 
 
 class EncoderSlot:
     """The library's encoder for one model name: its id is known cheaply where possible,
     the weights load on first use, once, whichever thread asks first."""
 
-    def __init__(self, spec: str, settings: Settings, progress: DownloadProgress | None = None):
+    def __init__(
+        self,
+        spec: str,
+        settings: Settings,
+        progress: DownloadProgress | None = None,
+        allow_download: bool = True,
+    ):
         self.spec = spec
         self._settings = settings
         self._progress = progress
+        self.allow_download = allow_download
         self._encoder: Encoder | None = None
         self.warning: str | None = None
         self._lock = threading.Lock()
@@ -74,7 +95,11 @@ class EncoderSlot:
         with self._lock:
             if self._encoder is None:
                 got = load_with_fallback(
-                    self.spec, self._settings.device, self._settings.batch_size, self._progress
+                    self.spec,
+                    self._settings.device,
+                    self._settings.batch_size,
+                    self._progress,
+                    self.allow_download,
                 )
                 self._encoder, self.warning = got.encoder, got.warning
             return self._encoder
@@ -94,15 +119,122 @@ class Library:
         self.settings = settings or Settings.load(dirs.settings_path)
         self._lock = DataDirLock(dirs.data)
         self._lock.acquire()
+        catalog: Catalog | None = None
         try:
-            self.catalog = Catalog(dirs.catalog_path)
-            self.store = store or VectorStore.persistent(dirs.chroma_path)
+            self.catalog = catalog = Catalog(dirs.catalog_path)
+            spec = model or self.catalog.get_meta("active_model") or self.settings.model
+            # a download only when the user named the model: never for the default
+            chosen = model is not None or model_chosen(dirs.settings_path)
+            self.slot = EncoderSlot(spec, self.settings, progress, allow_download=chosen)
+            self._synced: set[str] = set()
+            # "ok", or what was found wrong and done about it (``status`` reports it)
+            self.store_health = "ok"
+            self._store_suspect = False
+            self._own_store = store is None
+            self.store = store or self._open_store()
         except BaseException:
+            if catalog is not None:
+                catalog.close()
             self._lock.release()
             raise
-        spec = model or self.catalog.get_meta("active_model") or self.settings.model
-        self.slot = EncoderSlot(spec, self.settings, progress)
-        self._synced: set[str] = set()
+
+    # -- the vector store's health (writer side) -----------------------------------------
+    def _open_store(self) -> VectorStore:
+        """Open the store; one that fails to open or answers wrongly is set aside and
+        rebuilt from the catalog, with nothing re-embedded."""
+        path = self.dirs.chroma_path
+        if not path.exists() and self.catalog.vector_counts():
+            return self._rebuild_store("its folder is missing")
+        problem = hnsw_files_problem(path)  # before Chroma loads what could crash it
+        if problem is not None:
+            return self._rebuild_store(problem)
+        store: VectorStore | None = None
+        try:
+            store = VectorStore.persistent(path)
+        except Exception as exc:  # Chroma raises many kinds on damaged files
+            problem = f"it cannot be opened ({type(exc).__name__}: {exc})"
+        if store is not None:
+            problem = self._store_problem(store)
+            if problem is None:
+                return store
+            store.close()
+        assert problem is not None
+        return self._rebuild_store(problem)
+
+    def _store_problem(self, store: VectorStore) -> str | None:
+        """What is wrong with the store for the active encoder, or None: each of its
+        collections must count and answer a query for one of its own vectors."""
+        encoder_id = self._active_encoder_id()
+        for enc, kind in self.catalog.vector_counts():
+            if encoder_id is not None and enc != encoder_id:
+                continue
+            try:
+                count = store.count(enc, kind)
+                probe = next(iter(self.catalog.vectors(enc, kind)), None)
+                if probe is not None and count > 0:
+                    # as deep as searches go: a damaged graph can answer k=1 and fail k=100
+                    store.query(enc, probe.vector[None, :], min(count, PROBE_K), kind=kind)
+            except StoreDamaged as exc:
+                return str(exc)
+        return None
+
+    def _active_encoder_id(self) -> str | None:
+        """The active encoder's id without loading it, when it can be known; None
+        means "any of them"."""
+        if self.slot.loaded or self.slot.spec in FIXED_ID_MODELS:
+            return self.slot.id
+        return self.slot.spec if self.slot.spec in self.catalog.encoders() else None
+
+    def _rebuild_store(self, problem: str) -> VectorStore:
+        """Rename the damaged store to ``chroma.damaged-<time>`` (never deleted: it may
+        hold what someone wants to look at) and rebuild the active encoder's vectors from
+        the catalog; other encoders' follow when next used (``sync_store``)."""
+        path = self.dirs.chroma_path
+        aside: Path | None = None
+        if path.exists():
+            aside = path.with_name(f"chroma.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+            n = 1
+            while aside.exists():
+                n += 1
+                aside = path.with_name(f"chroma.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
+            os.replace(path, aside)
+        where = f"; the damaged files are kept in {aside}" if aside else ""
+        log.warning(
+            "the vector index was damaged (%s)%s; rebuilding it from the catalog", problem, where
+        )
+        try:
+            store = VectorStore.persistent(path)
+        except Exception as exc:
+            raise StoreDamaged(
+                f"the vector index at {path} was damaged ({problem}) and a new one cannot be "
+                f"created ({type(exc).__name__}: {exc}). Check the disk and its free space."
+            ) from exc
+        self.store = store
+        self._synced.clear()
+        self._store_suspect = False
+        active = self._active_encoder_id()
+        added = 0
+        for enc in [active] if active is not None else self.catalog.encoders():
+            added += self.sync_store(enc)
+        self.store_health = (
+            f"rebuilt from the catalog ({added} vectors, 0 images re-embedded) after it was "
+            f"found damaged: {problem}{where}"
+        )
+        log.warning("vector index rebuilt: %d vectors re-added, 0 images re-embedded", added)
+        return store
+
+    def heal_store(self) -> bool:
+        """Writer side: check a store a search found failing and rebuild it if it is
+        damaged. Returns whether it was rebuilt."""
+        if not self._own_store:
+            return False
+        problem = self._store_problem(self.store)
+        if problem is None:
+            self._store_suspect = False
+            return False
+        self.store.close()
+        self._rebuild_store(problem)
+        return True
 
     @classmethod
     def open(cls, data_dir: Path | str | None = None, **kwargs: Any) -> Library:
@@ -148,10 +280,11 @@ class Library:
         roots = self.catalog.roots()
         for root in roots:
             if is_within(str(folder), root):
-                return IndexTarget(folder, root)
-        for root in roots:
-            if is_within(root, str(folder)):
-                self.catalog.db.execute("DELETE FROM roots WHERE path=?", (root,))
+                return IndexTarget(folder, root)  # a library folder, perhaps offline
+        check_indexable(folder)
+        inner = [root for root in roots if is_within(root, str(folder))]
+        if inner:
+            self.catalog.remove_roots(inner)
         self.catalog.add_root(str(folder))
         return IndexTarget(folder, str(folder))
 
@@ -187,7 +320,15 @@ class Library:
             targets = [IndexTarget(Path(r), r) for r in self.catalog.roots()]
         slot = slot or self.slot
         encoder_id = slot.id
-        self.sync_store(encoder_id)
+        if self._store_suspect:
+            self.heal_store()
+        try:
+            self.sync_store(encoder_id)
+        except StoreDamaged as exc:
+            if not self._own_store:
+                raise
+            self.store.close()
+            self._rebuild_store(str(exc))
 
         regions = self.settings.regions_enabled
 
@@ -206,9 +347,12 @@ class Library:
             required_features=REGION_FEATURES if regions else (),
         )
         for progress in indexer.run(targets):
-            if progress.summary is not None and not progress.summary.cancelled:
+            s = progress.summary
+            if s is not None and not s.cancelled:
                 self.catalog.set_meta("active_model", slot.spec)
                 self.slot = slot
+                if s.embedded or s.reused or s.removed:
+                    self.catalog.backup()  # rotating, at most hourly
             yield progress
 
     def sync_store(self, encoder_id: str | None = None) -> int:
@@ -249,12 +393,8 @@ class Library:
         if folder not in roots and not any(is_within(folder, r) for r in roots):
             raise NotIndexed(f"{folder} is not a library folder")
         others = [r for r in roots if r != folder and not is_within(r, folder)]
-        with self.catalog.transaction() as db:
-            db.execute("DELETE FROM roots WHERE path=?", (folder,))
-            # folders inside the forgotten one go too
-            for r in roots:
-                if r != folder and is_within(r, folder):
-                    db.execute("DELETE FROM roots WHERE path=?", (r,))
+        # folders inside the forgotten one go too
+        self.catalog.remove_roots([r for r in roots if is_within(r, folder)])
         doomed = [
             p for p in self.catalog.files_in(folder) if not any(is_within(p, r) for r in others)
         ]
@@ -311,13 +451,24 @@ class Library:
     def _stages(self, encoder_id: str, full: Stage, merged: Stage) -> list[Stage]:
         """Both stages, or the full one alone for a library indexed with --no-regions:
         there is nothing to match regions against."""
-        return [full, merged] if self.has_region_data(encoder_id) else [full]
+        stages = [full, merged] if self.has_region_data(encoder_id) else [full]
+        return [self._watch_store(stage) for stage in stages]
+
+    def _watch_store(self, stage: Stage) -> Stage:
+        """A store failure during a search marks the store for repair by the writer
+        (the next index run, or the next start) and reaches the caller as StoreDamaged."""
+
+        def run() -> list[SearchResult]:
+            try:
+                return stage()
+            except StoreDamaged:
+                self._store_suspect = True
+                raise
+
+        return run
 
     def has_region_data(self, encoder_id: str) -> bool:
-        row = self.catalog.db.execute(
-            "SELECT 1 FROM vectors WHERE encoder=? AND kind='region' LIMIT 1", (encoder_id,)
-        ).fetchone()
-        return row is not None
+        return self.catalog.has_vectors(encoder_id, "region")
 
     def search_image(
         self,
@@ -342,8 +493,23 @@ class Library:
         q = QueryFeatures(self.encoder.embed_text([text]))
         return PartialSearch(self.catalog, self.store, encoder_id).full(q, k, t)
 
+    # -- duplicates -------------------------------------------------------------------
+    def duplicates(
+        self,
+        preset: str = "near",
+        threshold: float | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[DuplicateProgress]:
+        """Groups of duplicates (``duplicates.py``); read-only, any thread may run it."""
+        encoder_id = self._ready()
+        return find_duplicates(self.catalog, self.store, encoder_id, preset, threshold, cancel)
+
+    def trash_duplicates(self, group: DuplicateGroup, keep: Sequence[str]) -> TrashReport:
+        """Move the group's other files to the system trash; call it on the writer thread."""
+        return trash_files(self.catalog, self.store, group, keep)
+
     # -- status -----------------------------------------------------------------------
-    def status(self, load_encoder: bool = True) -> dict[str, Any]:
+    def status(self, load_encoder: bool = True) -> LibraryStatus:
         counts = self.catalog.counts()
         vectors: dict[str, int] = {}
         encoder_id = self.encoder_id if load_encoder else self.slot.spec
@@ -352,21 +518,44 @@ class Library:
                 vectors[kind] = n
         encoder = self.encoder if load_encoder else None
         per_root = self.catalog.counts_by_root()
-        return {
-            **counts,
-            "encoder": encoder_id,
-            "encoder_label": encoder.describe() if encoder else self.slot.spec,
-            "device": encoder.device if encoder else self.settings.device,
-            "model_warning": self.slot.warning,
-            "vectors": vectors,
-            "data_dir": str(self.dirs.data),
-            "store_bytes": _folder_size(self.dirs.data),
-            "roots": [
-                {"path": r, "online": os.path.exists(r), "files": per_root.get(r, 0)}
-                for r in self.catalog.roots()
-            ],
-            "failures": [{"path": p, "reason": r} for p, r in self.catalog.failures()],
-        }
+        return LibraryStatus(
+            files=counts["files"],
+            distinct=counts["distinct"],
+            failed=counts["failed"],
+            encoder=encoder_id,
+            encoder_label=encoder.describe() if encoder else self.slot.spec,
+            device=encoder.device if encoder else self.settings.device,
+            model_warning=self.slot.warning,
+            vectors=vectors,
+            data_dir=str(self.dirs.data),
+            store_bytes=_folder_size(self.dirs.data),
+            roots=tuple(
+                RootStatus(r, os.path.exists(r), per_root.get(r, 0)) for r in self.catalog.roots()
+            ),
+            failures=tuple(Failure(p, r) for p, r in self.catalog.failures()),
+            store_health=(
+                "damaged: a search failed on it; it is rebuilt from the catalog at the next "
+                "index run or start"
+                if self._store_suspect
+                else self.store_health
+            ),
+            catalog_backup=str(backup) if (backup := self.catalog.last_backup()) else None,
+        )
+
+
+def check_indexable(path: Path) -> None:
+    """A path that can become a library folder: an existing folder or regular file. A
+    missing path or a FIFO named like a photo must not add a phantom folder."""
+    import stat
+
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise NotFound(f"{path} does not exist (and is not a library folder)") from None
+    except OSError as exc:
+        raise NotFound(f"{path} cannot be read ({exc.strerror or exc})") from None
+    if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+        raise NotFound(f"{path} is neither a folder nor a regular file")
 
 
 def _last_stage(stages: Sequence[Stage]) -> list[SearchResult]:

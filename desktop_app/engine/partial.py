@@ -40,9 +40,16 @@ Scoring, per stored image (similarities are cosine):
   neither, tier 0:
       score = max(sim_full, sim_part − 0.05)
       match = "partial" (box: the best region's window) when sim_part − 0.05 > sim_full
+  near-duplicate (sim_full ≥ ``NEAR_DUPLICATE``: the same picture, e.g. a flat image
+  with no keypoints to verify), tier 2:
+      score = max(sim_full, the verified score if any), match = "full"
   Results rank by tier, then score: a geometrically verified image always comes first,
   then colour-confirmed ones; a tier-0 score is a plain similarity and may be higher than
   a confirmed one's.
+
+Threads: a search runs on the caller's thread (the window's search pool) and reads the
+catalog and the store; the colour check runs beside it on a thread of its own, which
+touches no database.
 """
 
 from __future__ import annotations
@@ -58,7 +65,7 @@ from desktop_app.engine.analysis import KEYPOINTS, REGION_FULL, TINY
 from desktop_app.engine.catalog import Catalog
 from desktop_app.engine.colour import ColourMatch, ColourMatcher, Tiny, tiny_from_bytes
 from desktop_app.engine.regions import Keypoints, Verification, keypoints_from_bytes, verify
-from desktop_app.engine.search import Box, SearchResult, expand_to_files
+from desktop_app.engine.search import Box, Match, SearchResult, expand_to_files
 from desktop_app.engine.store import VectorStore
 
 log = logging.getLogger(__name__)
@@ -66,6 +73,7 @@ log = logging.getLogger(__name__)
 PART_MARGIN = 0.05
 INLIER_SATURATION = 25
 FULL_COVERAGE = 0.8
+NEAR_DUPLICATE = 0.985  # full-image similarity of the same picture re-encoded or resized
 
 
 @dataclass
@@ -123,7 +131,7 @@ class PartialSearch:
         scored = sorted(self._query_full(q, top_k).items(), key=lambda kv: -kv[1])
         return expand_to_files(
             self.catalog,
-            [(fp, s, "full", None) for fp, s in scored],
+            [(fp, s, Match.FULL, None) for fp, s in scored],
             top_k,
             threshold,
             q.prefer_path,
@@ -315,18 +323,25 @@ def score(
     region: Box | None,
     v: Verification | None,
     colour: ColourMatch | None = None,
-) -> tuple[float, str, Box | None, int]:
+) -> tuple[float, Match, Box | None, int]:
     """(score, match, region, tier) for one stored image; see the module docstring."""
     sim = max(sim_full, sim_part, 0.0)
+    if sim_full >= NEAR_DUPLICATE and (v is None or v.cand_coverage >= FULL_COVERAGE):
+        verified = (
+            0.8 + 0.2 * (0.75 * min(v.inliers, INLIER_SATURATION) / INLIER_SATURATION + 0.25 * sim)
+            if v is not None
+            else 0.0
+        )
+        return max(sim_full, verified), Match.FULL, None, 2
     if v is not None:
         strength = 0.75 * min(v.inliers, INLIER_SATURATION) / INLIER_SATURATION
         s = 0.8 + 0.2 * (strength + 0.25 * sim)
         full = v.cand_coverage >= FULL_COVERAGE and v.query_coverage >= FULL_COVERAGE
-        return s, "full" if full else "partial", None if full else v.box, 2
+        return s, Match.FULL if full else Match.PARTIAL, None if full else v.box, 2
     if colour is not None:
         s = 0.6 + 0.1 * (1.0 - colour.rmse / colour.limit) + 0.1 * sim
         full = not colour.contains and colour.coverage >= FULL_COVERAGE
-        return s, "full" if full else "partial", None if full else colour.box, 1
+        return s, Match.FULL if full else Match.PARTIAL, None if full else colour.box, 1
     if sim_part - PART_MARGIN > sim_full:
-        return sim_part - PART_MARGIN, "partial", region, 0
-    return sim_full, "full", None, 0
+        return sim_part - PART_MARGIN, Match.PARTIAL, region, 0
+    return sim_full, Match.FULL, None, 0

@@ -2,6 +2,7 @@
 
 Every directory is overridable: ``DESKTOP_APP_HOME`` moves all of them under one folder
 (tests use it so they never touch a user's data); ``--data-dir`` moves the data alone.
+A path that names a file where a folder must be gets a clear message. Threads: any.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
+
+from desktop_app.engine.errors import DesktopAppError
 
 APP_DIR_NAME = "desktop-app"
 HOME_ENV = "DESKTOP_APP_HOME"
@@ -41,7 +44,16 @@ class AppDirs:
 
     def ensure(self) -> AppDirs:
         for d in (self.data, self.config, self.cache, self.logs):
-            d.mkdir(parents=True, exist_ok=True)
+            if d.exists() and not d.is_dir():
+                raise DesktopAppError(
+                    f"{d} is a file, not a folder: give --data-dir (or {HOME_ENV}) a folder"
+                )
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DesktopAppError(
+                    f"cannot create the folder {d}: {exc.strerror or exc}"
+                ) from exc
         return self
 
 

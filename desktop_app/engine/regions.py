@@ -1,22 +1,24 @@
 """Partial-region matching for image-similarity search (numpy / OpenCV / PIL only).
 
-Design (chosen by measurement, see REPORT.md):
+Design (chosen by measurement: ``bench/bench_regions.py``, figures in the README):
 
 * Vector retrieval only has to put the parent image into a *shortlist*; the
   decision "this query is (a part of) that image" and the region box come from
   local features + geometric verification, as in copy-detection systems.
-* Index time, per image: the existing global descriptor (GeM of a 224x224
-  efficientnet-lite0 pass) + a few region vectors (``index_region_boxes``,
-  pooled from one feature map by ``region_pooling.py``) + a compact ORB blob
+* Index time, per image: the global descriptor (GeM of a 224x224 encoder pass)
+  + a few region vectors (boxes from ``index_region_boxes``, pooled by the encoder's
+  ``embed_regions`` from one feature map) + a compact ORB blob
   (``extract_keypoints`` -> ``keypoints_to_bytes``, ~18 KB).
 * Query time: embed the query (and its mirror); optionally embed a few query
-  windows (``query_windows``) so a database photo pasted into a larger scene
-  can be found; shortlist the top-N images by vector similarity; ``verify``
-  the query keypoints against each candidate's blob (ratio test + RANSAC
-  similarity transform); ``merge_hits`` turns everything into one ranked list
-  with match "full" / "partial" and a box in the candidate's pixel coordinates.
+  windows (``query_windows`` and the rectangles ``find_frames`` sees) so a database
+  photo pasted into a larger scene can be found; shortlist the top-N images by vector
+  similarity; ``verify`` the query keypoints against each candidate's blob (ratio test
+  + RANSAC similarity transform), which gives the box in the candidate's pixel
+  coordinates. Ranking and the "full" / "partial" label are ``partial.py``'s.
 
-Nothing here imports torch: the caller owns the encoder.
+Nothing here imports torch: the caller owns the encoder. Threads: pure functions, any
+thread (loader threads at index time, the search pool at query time). Any image size is
+taken, 1×1 and 65535×1 included: ORB uses only the pyramid levels an image can hold.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import cv2
 import numpy as np
@@ -128,9 +131,11 @@ def find_frames(image: Image.Image, side: int = 512, max_frames: int = 6) -> lis
     window hits from 83 % to 95 %. About 20-70 ms.
     """
     g = _to_gray(image)
+    if min(g.shape[:2]) < 16:  # a sliver (65535×1) frames nothing; OpenCV would refuse it
+        return []
     s = min(1.0, side / max(g.shape))
     if s < 1.0:
-        size = (round(g.shape[1] * s), round(g.shape[0] * s))
+        size = (max(1, round(g.shape[1] * s)), max(1, round(g.shape[0] * s)))
         g = cv2.resize(g, size, interpolation=cv2.INTER_AREA)
     H, W = g.shape[:2]
     gf = g.astype(np.float32)
@@ -265,6 +270,9 @@ def _spread(xy: np.ndarray, response: np.ndarray, w: int, h: int, grid: int, n: 
     return final[:n]
 
 
+ORB_MIN_SIDE = 2 * 15 + 2  # 2 × edgeThreshold + 2: smaller images hold no keypoint
+
+
 def extract_keypoints(
     image: Image.Image | np.ndarray,
     settings: KeypointSettings = INDEX_KEYPOINTS,
@@ -284,10 +292,18 @@ def extract_keypoints(
         g = cv2.resize(
             g, (max(1, round(w0 * s)), max(1, round(h0 * s))), interpolation=cv2.INTER_AREA
         )
+    # ORB builds a pyramid and refuses (cv2.error) a level that rounds to 0 pixels:
+    # use only levels that keep a patch's worth of pixels, none for a 1×1 or 65535×1.
+    levels = settings.n_levels
+    short = min(g.shape[:2])
+    while levels > 1 and short / settings.scale_factor ** (levels - 1) < ORB_MIN_SIDE:
+        levels -= 1
+    if short < ORB_MIN_SIDE:
+        return Keypoints(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8), ow, oh)
     orb = cv2.ORB.create(
         nfeatures=settings.n_detect,
         scaleFactor=settings.scale_factor,
-        nlevels=settings.n_levels,
+        nlevels=levels,
         fastThreshold=settings.fast_threshold,
         edgeThreshold=15,
         patchSize=31,
@@ -414,8 +430,17 @@ def verify(
         src, dst = _match(kq, cand, ratio)
         if len(src) < min_inliers:
             continue
-        M, inl = cv2.estimateAffinePartial2D(
-            src, dst, method=cv2.RANSAC, ransacReprojThreshold=thr, maxIters=2000, confidence=0.995
+        # cv2's stubs promise arrays, but RANSAC that finds no model returns (None, None).
+        M, inl = cast(
+            tuple[np.ndarray | None, np.ndarray | None],
+            cv2.estimateAffinePartial2D(
+                src,
+                dst,
+                method=cv2.RANSAC,
+                ransacReprojThreshold=thr,
+                maxIters=2000,
+                confidence=0.995,
+            ),
         )
         if M is None or inl is None:
             continue

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from desktop_app.engine.catalog import Catalog, FileRow
@@ -16,11 +17,19 @@ from desktop_app.engine.catalog import Catalog, FileRow
 Box = tuple[int, int, int, int]
 
 
+class Match(StrEnum):
+    """How a result matches the query. A ``StrEnum`` so it compares equal to, prints as
+    and serialises to JSON as the plain word (``"full"``) the CLI has always written."""
+
+    FULL = "full"  # the whole image, give or take an edit
+    PARTIAL = "partial"  # a region of one image is the other (see ``region``)
+
+
 @dataclass(frozen=True)
 class SearchResult:
     path: str
     score: float
-    match: str = "full"  # "full" or "partial"
+    match: Match = Match.FULL
     region: Box | None = None  # for partial matches: [x, y, w, h] in the file's pixels
     fingerprint: str = ""
     width: int | None = None
@@ -32,13 +41,13 @@ class SearchResult:
         return {
             "path": self.path,
             "score": round(float(self.score), 6),
-            "match": self.match,
+            "match": str(self.match),
             "region": list(self.region) if self.region else None,
         }
 
 
 def result_for(
-    row: FileRow, score: float, match: str = "full", region: Box | None = None
+    row: FileRow, score: float, match: Match = Match.FULL, region: Box | None = None
 ) -> SearchResult:
     return SearchResult(
         row.path,
@@ -55,7 +64,7 @@ def result_for(
 
 def expand_to_files(
     catalog: Catalog,
-    scored: Sequence[tuple[str, float, str, Box | None]],
+    scored: Sequence[tuple[str, float, Match, Box | None]],
     top_k: int,
     threshold: float,
     prefer_path: str | None = None,

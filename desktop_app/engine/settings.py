@@ -1,4 +1,10 @@
-"""Typed user settings, every default declared once, saved as JSON in the config dir."""
+"""Typed user settings, every default declared once, saved as JSON in the config dir.
+
+The file carries a format ``version``: an older file (or one without it) is read and
+upgraded when next saved; a newer one is refused with a clear message rather than
+misread or overwritten. Threads: a Settings object belongs to the thread that loaded it;
+other threads get a copy.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,8 @@ import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from desktop_app.engine.errors import SettingsTooNew
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +29,7 @@ DEFAULT_CLIP_MODEL = "ViT-B-32:laion2b_s34b_b79k"
 DEFAULT_FILE_TYPES = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff", "heic", "heif")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 SORT_ORDERS = ("score", "name", "date", "size")
+SETTINGS_VERSION = 1  # 0: files written before settings had a version
 # The grid's thumbnail side in pixels: the zoom slider's range and what a saved setting is
 # clamped to. The top is the cached thumbnail's side (engine/thumbs.py THUMB_SIDE), so a
 # cell never shows an enlarged thumbnail.
@@ -63,6 +72,13 @@ class Settings:
             return settings
         if not isinstance(raw, dict):
             return settings
+        version = raw.get("version", 0)
+        if isinstance(version, int) and version > SETTINGS_VERSION:
+            raise SettingsTooNew(
+                f"the settings file {path} was written by a newer version of desktop-app "
+                f"(format {version}, this version reads up to {SETTINGS_VERSION}). Update "
+                "desktop-app, or move the file aside to start from the defaults."
+            )
         for f in fields(cls):
             if f.name not in raw:
                 continue
@@ -98,7 +114,7 @@ class Settings:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".settings-", suffix=".json")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(asdict(self), fh, indent=2, sort_keys=True)
+            json.dump({**asdict(self), "version": SETTINGS_VERSION}, fh, indent=2, sort_keys=True)
         os.replace(tmp, path)
 
 
@@ -112,3 +128,13 @@ def _same_kind(value: Any, default: Any) -> bool:
     if isinstance(default, list):
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
     return isinstance(value, type(default))
+
+
+def model_chosen(path: Path) -> bool:
+    """Whether the settings file names a model: the user chose one (in Settings), as
+    opposed to the built-in default, which must never trigger a download on its own."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(raw, dict) and isinstance(raw.get("model"), str)

@@ -1,22 +1,32 @@
 """The vector index: Chroma, one collection per encoder and vector kind.
 
 It is derived data. The catalog holds every vector, so this index can be deleted and
-rebuilt (``sync``) at any time without re-embedding. The default is an embedded
-``PersistentClient`` in the data dir; a team can point the app at a Chroma server.
+rebuilt (``Library.sync_store``) at any time without re-embedding. It is an embedded
+``PersistentClient`` in the data dir.
+
+Every Chroma failure leaves this module as a typed error: :class:`DiskFull` when a write
+found no space, :class:`StoreDamaged` otherwise (the library then sets the store aside
+and rebuilds it from the catalog). Threads: the indexing thread is the only writer;
+searches query from any thread.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import re
+import struct
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from desktop_app.engine.errors import DesktopAppError, DiskFull, StoreDamaged
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +48,98 @@ def collection_name(encoder_id: str, kind: str) -> str:
     return f"{kind}-{slug}-{digest}"
 
 
+def _forget_system(path: Path) -> None:
+    """Chroma caches one system per path in the process and registers it before it
+    starts: a store that failed to open would stay cached, broken, and the rebuilt one
+    at the same path would get it back. Drop it (private API, guarded)."""
+    try:
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        system = SharedSystemClient._identifier_to_system.pop(str(path), None)
+        SharedSystemClient._identifier_to_refcount.pop(str(path), None)
+        if system is not None:
+            system.stop()
+    except Exception:  # a newer Chroma laid out differently: nothing more to do
+        log.debug("could not drop Chroma's cached system for %s", path, exc_info=True)
+
+
+# Chroma's HNSW segment header (header.bin, hnswlib's fields after an int32 format
+# version): offsetLevel0, max_elements, cur_element_count, size_data_per_element,
+# label_offset, offsetData, maxlevel, enterpoint_node, maxM, maxM0, M, mult, ef_construction.
+_HNSW_HEADER = struct.Struct("<iQQQQQQiIQQQdQ")
+
+
+def hnsw_files_problem(chroma_dir: Path) -> str | None:
+    """What is wrong with the HNSW files under ``chroma_dir``, checked without loading
+    them, or None. hnswlib trusts these files: a truncated ``data_level0.bin`` can crash
+    the whole process (a segfault, nothing to catch) when Chroma loads it, so the sizes
+    the header promises are checked first. A header of a layout we do not know (another
+    Chroma version) is left to Chroma."""
+    for header in sorted(chroma_dir.glob("*/header.bin")):
+        folder = header.parent
+        try:
+            raw = header.read_bytes()
+            if len(raw) != _HNSW_HEADER.size:
+                continue
+            (
+                version,
+                _off0,
+                max_el,
+                cur,
+                per_el,
+                label_off,
+                off_data,
+                _lvl,
+                _ep,
+                max_m,
+                max_m0,
+                m,
+                _mult,
+                _efc,
+            ) = _HNSW_HEADER.unpack(raw)
+            if not 1 <= version <= 16:
+                return f"{header} is damaged (format {version})"
+            if version != 1:
+                continue
+            sane = (
+                0 <= cur <= max_el < 1 << 40
+                and 0 < per_el < 1 << 24
+                and off_data < label_off
+                and label_off + 8 <= per_el
+                and 1 <= m <= 4096
+                and max_m0 >= max_m
+            )
+            if not sane:
+                return f"{header} is damaged (impossible values)"
+            data = (folder / "data_level0.bin").stat().st_size
+            if data < cur * per_el:
+                return f"{folder / 'data_level0.bin'} is truncated ({data} of {cur * per_el} bytes)"
+            length = folder / "length.bin"
+            if length.exists() and length.stat().st_size < cur * 4:
+                return f"{length} is truncated"
+        except OSError as exc:
+            return f"{folder} cannot be read ({exc.strerror or exc})"
+    return None
+
+
+@contextmanager
+def _guard(what: str) -> Iterator[None]:
+    """Chroma's many exception kinds (sqlite, HNSW, Rust bindings) as our two."""
+    try:
+        yield
+    except DesktopAppError:
+        raise
+    except Exception as exc:
+        text = f"{type(exc).__name__}: {exc}"
+        full = ("disk is full", "No space left", "os error 28")
+        if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or any(f in text for f in full):
+            raise DiskFull(
+                "the disk holding the vector index is full: the catalog kept everything "
+                "indexed so far. Free some space and index again; it resumes where it stopped."
+            ) from exc
+        raise StoreDamaged(f"the vector index failed to {what} ({text[:300]})") from exc
+
+
 class VectorStore:
     def __init__(self, client: Any) -> None:
         self.client = client
@@ -50,20 +152,13 @@ class VectorStore:
         from chromadb.config import Settings as ChromaSettings
 
         path.mkdir(parents=True, exist_ok=True)
-        client = chromadb.PersistentClient(
-            path=str(path), settings=ChromaSettings(anonymized_telemetry=False)
-        )
-        return cls(client)
-
-    @classmethod
-    def server(cls, host: str, port: int = 8000) -> VectorStore:
-        """A shared Chroma server, for teams that outgrow one machine."""
-        import chromadb
-        from chromadb.config import Settings as ChromaSettings
-
-        client = chromadb.HttpClient(
-            host=host, port=port, settings=ChromaSettings(anonymized_telemetry=False)
-        )
+        try:
+            client = chromadb.PersistentClient(
+                path=str(path), settings=ChromaSettings(anonymized_telemetry=False)
+            )
+        except Exception:
+            _forget_system(path)
+            raise
         return cls(client)
 
     def close(self) -> None:
@@ -73,7 +168,10 @@ class VectorStore:
         self._collections.clear()
         close = getattr(self.client, "close", None)
         if close is not None:
-            close()
+            try:
+                close()
+            except Exception:  # a damaged store may fail even to close; it is set aside
+                log.warning("closing the vector index failed", exc_info=True)
 
     def collection(self, encoder_id: str, kind: str = "full") -> Any:
         name = collection_name(encoder_id, kind)
@@ -103,53 +201,58 @@ class VectorStore:
         """Write in small chunks with a pause between them: Chroma holds the GIL while it
         writes, and a 150-vector upsert into a large collection blocks every other
         Python thread (the window's among them) for a few hundred milliseconds."""
-        col = self.collection(encoder_id, kind)
-        step = min(self.max_batch, WRITE_CHUNK)
-        for i in range(0, len(ids), step):
-            if i:
-                time.sleep(WRITE_PAUSE_S)  # let the GUI thread take the GIL
-            col.upsert(
-                ids=list(ids[i : i + step]),
-                embeddings=np.asarray(vectors[i : i + step], np.float32),
-                metadatas=list(metadatas[i : i + step]) if metadatas else None,
-            )
+        with _guard("write"):
+            col = self.collection(encoder_id, kind)
+            step = min(self.max_batch, WRITE_CHUNK)
+            for i in range(0, len(ids), step):
+                if i:
+                    time.sleep(WRITE_PAUSE_S)  # let the GUI thread take the GIL
+                col.upsert(
+                    ids=list(ids[i : i + step]),
+                    embeddings=np.asarray(vectors[i : i + step], np.float32),
+                    metadatas=list(metadatas[i : i + step]) if metadatas else None,
+                )
 
     def delete(self, encoder_id: str, ids: Iterable[str], kind: str = "full") -> None:
         ids = list(ids)
-        col = self.collection(encoder_id, kind)
-        for i in range(0, len(ids), self.max_batch):
-            col.delete(ids=ids[i : i + self.max_batch])
+        with _guard("delete"):
+            col = self.collection(encoder_id, kind)
+            for i in range(0, len(ids), self.max_batch):
+                col.delete(ids=ids[i : i + self.max_batch])
 
     def ids(self, encoder_id: str, kind: str = "full") -> set[str]:
-        col = self.collection(encoder_id, kind)
         out: set[str] = set()
         offset = 0
-        while True:
-            got = col.get(include=[], limit=self.max_batch, offset=offset)["ids"]
-            out.update(got)
-            if len(got) < self.max_batch:
-                return out
-            offset += len(got)
+        with _guard("list its vectors"):
+            col = self.collection(encoder_id, kind)
+            while True:
+                got = col.get(include=[], limit=self.max_batch, offset=offset)["ids"]
+                out.update(got)
+                if len(got) < self.max_batch:
+                    return out
+                offset += len(got)
 
     def count(self, encoder_id: str, kind: str = "full") -> int:
-        return int(self.collection(encoder_id, kind).count())
+        with _guard("count its vectors"):
+            return int(self.collection(encoder_id, kind).count())
 
     def query(
         self, encoder_id: str, vectors: np.ndarray, k: int, kind: str = "full"
     ) -> list[list[Hit]]:
         """The k nearest vectors for each query vector (fewer when the collection holds
         fewer; none when it is empty)."""
-        col = self.collection(encoder_id, kind)
-        try:
-            res = col.query(
-                query_embeddings=np.asarray(vectors, np.float32),
-                n_results=max(1, k),
-                include=["distances", "metadatas"],
-            )
-        except Exception as exc:  # an empty collection, in some Chroma versions
-            if col.count() == 0:
-                return [[] for _ in range(len(vectors))]
-            raise exc
+        with _guard("answer a query"):
+            col = self.collection(encoder_id, kind)
+            try:
+                res = col.query(
+                    query_embeddings=np.asarray(vectors, np.float32),
+                    n_results=max(1, k),
+                    include=["distances", "metadatas"],
+                )
+            except Exception as exc:  # an empty collection, in some Chroma versions
+                if col.count() == 0:
+                    return [[] for _ in range(len(vectors))]
+                raise exc
         out: list[list[Hit]] = []
         for ids, dists, metas in zip(res["ids"], res["distances"], res["metadatas"], strict=True):
             out.append(

@@ -31,12 +31,13 @@ from desktop_app.engine.indexer import IndexSummary
 from desktop_app.engine.library import Library
 from desktop_app.engine.search import SearchResult
 from desktop_app.engine.settings import Settings
+from desktop_app.engine.status import LibraryStatus
 from desktop_app.ui.collector import GuiThreadCollector
 from desktop_app.ui.geometry import Region
 from desktop_app.ui.history import QueryHistory
 from desktop_app.ui.images import LoadedQImage, load_qimage
 from desktop_app.ui.results_model import ResultsModel
-from desktop_app.ui.search_runner import Query, SearchRunner
+from desktop_app.ui.search_runner import Query, QueryKind, SearchRunner
 from desktop_app.ui.tasks import BackgroundCalls
 from desktop_app.ui.thumbnails import ThumbnailCache
 from desktop_app.ui.watcher import FolderWatcher
@@ -71,8 +72,8 @@ class SearchController(QObject):
     results_shown = Signal(object, object, float)  # query, results, seconds (every stage)
     page_changed = Signal(int)  # Page
     history_changed = Signal(bool, bool)  # can go back, can go forward
-    roots_changed = Signal(list)  # [{"path", "online"?, "files"?}] as in Library.status()
-    status_changed = Signal(dict)  # Library.status(), after every indexing job
+    roots_changed = Signal(list)  # [{"path", "online"?, "files"?}] as RootStatus.to_json()
+    status_changed = Signal(object)  # LibraryStatus, after every indexing job
     encoder_ready = Signal(str, bool)  # description, can search by text
     paused_changed = Signal(bool)
     limits_changed = Signal(int, float)  # result count, threshold (from settings)
@@ -104,7 +105,7 @@ class SearchController(QObject):
         self.history: QueryHistory[Query] = QueryHistory()
         self.current: Query | None = None
         self.roots: list[dict[str, Any]] = []
-        self.last_status: dict[str, Any] = {}
+        self.last_status: LibraryStatus | None = None
         self.last_summary: IndexSummary | None = None
         self.search_seconds = 0.0
         self.has_text = False
@@ -183,7 +184,7 @@ class SearchController(QObject):
             region=region,
         )
         if base.kind == "url":
-            q.kind, q.text = "url", base.text
+            q.kind, q.text = QueryKind.URL, base.text
         self._start(q, reload_preview=False)
 
     def find_similar(self, result: SearchResult) -> None:
@@ -304,13 +305,13 @@ class SearchController(QObject):
         self.last_summary = summary
         self.message.emit(describe_summary(summary), 10000)
 
-    def _on_status(self, st: dict[str, Any]) -> None:
+    def _on_status(self, st: LibraryStatus) -> None:
         self.last_status = st
-        self.model.set_offline_roots([r["path"] for r in st["roots"] if not r["online"]])
+        self.model.set_offline_roots([r.path for r in st.roots if not r.online])
         if self._watch:
-            self.watcher.set_roots([r["path"] for r in st["roots"]])
+            self.watcher.set_roots([r.path for r in st.roots])
         self.status_changed.emit(st)
-        self._set_roots(st["roots"])
+        self._set_roots([r.to_json() for r in st.roots])
 
     def _on_encoder_ready(self, description: str, warning: str) -> None:
         # torch, Chroma and Qt are loaded now: move their millions of long-lived objects

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 
 from PySide6.QtWidgets import (
@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.engine.settings import DEFAULT_CLIP_MODEL, DEVICES, OFFLINE_MODEL, Settings
+from desktop_app.engine.status import Failure
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ class SettingsDialog(QDialog):
 
 
 class FailuresDialog(QDialog):
-    def __init__(self, failures: list[dict[str, str]], parent: QWidget | None = None) -> None:
+    def __init__(self, failures: Sequence[Failure], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"{len(failures)} files could not be indexed")
         self.resize(820, 420)
@@ -134,8 +135,8 @@ class FailuresDialog(QDialog):
         table.setHorizontalHeaderLabels(["File", "Reason"])
         table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         for row, f in enumerate(failures):
-            table.setItem(row, 0, QTableWidgetItem(f["path"]))
-            table.setItem(row, 1, QTableWidgetItem(f["reason"]))
+            table.setItem(row, 0, QTableWidgetItem(f.path))
+            table.setItem(row, 1, QTableWidgetItem(f.reason))
         table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
         table.horizontalHeader().setStretchLastSection(True)
         table.setColumnWidth(0, 380)

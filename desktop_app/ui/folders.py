@@ -49,7 +49,8 @@ class FolderPanel(QWidget):
         self.confirm_removal = True  # tests switch the modal confirmation off
 
     def set_folders(self, roots: list[dict[str, object]]) -> None:
-        """``roots`` as in Library.status(): [{"path": ..., "online": bool, "files": n}]."""
+        """``roots`` as ``RootStatus.to_json()`` gives them: [{"path": ..., "online": bool,
+        "files": n}]; before the first status only "path" is known."""
         selected = self.selected()
         self.list.clear()
         for root in roots:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import QSettings, Qt, SignalInstance
 from PySide6.QtGui import QCloseEvent
@@ -31,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from desktop_app.engine.library import Library
 from desktop_app.engine.search import SearchResult
+from desktop_app.engine.status import LibraryStatus
 from desktop_app.ui.controller import Page, SearchController
 from desktop_app.ui.dialogs import FailuresDialog, SettingsDialog
 from desktop_app.ui.preview import PreviewDialog
@@ -162,7 +162,7 @@ class MainWindow(QMainWindow):
         return self.controller.current
 
     @property
-    def last_status(self) -> dict[str, Any]:
+    def last_status(self) -> LibraryStatus | None:
         return self.controller.last_status
 
     def search_file(self, path: Path | str) -> None:
@@ -197,7 +197,7 @@ class MainWindow(QMainWindow):
                 self.controller.add_folder(str(folder))
 
     def show_failures(self) -> FailuresDialog:
-        dialog = FailuresDialog(self.controller.last_status.get("failures", []), self)
+        dialog = FailuresDialog(self.last_status.failures if self.last_status else (), self)
         dialog.show()
         return dialog
 

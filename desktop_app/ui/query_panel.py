@@ -1,10 +1,11 @@
 """The query panel: a drop zone that shows the query image and lets the user draw a
 rectangle (rubber band) to search by a region of it.
 
-Every way an image arrives (drop, paste, open dialog) goes through ``handle_mime`` or
-``set_query_file``, which emit one signal each: tests build a QMimeData and call the
-handler instead of simulating a native drag. GUI thread only: the query image arrives
-already decoded (the controller loads it in the image pool).
+Drops and pastes go through ``handle_mime``, which emits one signal per kind of input
+(image files, folders, image bytes, a URL): tests build a QMimeData and call the handler
+instead of simulating a native drag. (The open dialog is the window's: it searches the
+chosen file directly.) GUI thread only: the query image arrives already decoded (the
+controller loads it in the image pool).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
@@ -26,12 +27,21 @@ URL_TIMEOUT_S = 10
 URL_MAX_BYTES = 50 * 2**20
 
 
+class QueryKind(StrEnum):
+    """What a query searches by; a ``StrEnum`` so it still equals the plain word."""
+
+    IMAGE = "image"  # a file or image bytes (dropped, pasted, opened)
+    SIMILAR = "similar"  # an indexed file's stored vectors (Find similar)
+    TEXT = "text"  # a phrase, for CLIP encoders
+    URL = "url"  # an image link, downloaded when the query runs
+
+
 @dataclass
 class Query:
     """What the user asked: an image (file, bytes or URL), an indexed file's stored
     vector (Find similar), or a text phrase; optionally a region of the image."""
 
-    kind: str  # "image" | "similar" | "text" | "url"
+    kind: QueryKind
     path: str | None = None
     data: bytes | None = None
     text: str | None = None
@@ -39,6 +49,10 @@ class Query:
     label: str = ""
     top_k: int = 50
     threshold: float = 0.0
+
+    def __post_init__(self) -> None:
+        # Callers may pass the plain word; an unknown one fails here, not mid-search.
+        self.kind = QueryKind(self.kind)
 
     def describe(self) -> str:
         base = self.label or self.text or (Path(self.path).name if self.path else "image")
@@ -91,12 +105,12 @@ Stage = Callable[[], list[SearchResult]]
 
 def run_query(library: Library, q: Query) -> list[Stage]:
     """The query as a list of stages, each computing the whole result list so far."""
-    if q.kind == "text":
+    if q.kind == QueryKind.TEXT:
         return [lambda: library.search_text(q.text or "", q.top_k, q.threshold)]
-    if q.kind == "similar" and not q.region:
+    if q.kind == QueryKind.SIMILAR and not q.region:
         assert q.path
         return library.similar_stages(q.path, q.top_k, q.threshold)
-    if q.kind == "url" and q.data is None:
+    if q.kind == QueryKind.URL and q.data is None:
         q.data = fetch_url(q.text or "")
     source: Path | bytes = q.data if q.data is not None else Path(q.path or "")
     return library.image_stages(source, q.top_k, q.threshold, region=q.region)

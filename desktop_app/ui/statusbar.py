@@ -9,12 +9,12 @@ counts. GUI thread only.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QStatusBar, QWidget
 
 from desktop_app.engine.indexer import Progress
+from desktop_app.engine.status import LibraryStatus
 
 
 class IndexStatusBar(QStatusBar):
@@ -75,10 +75,10 @@ class IndexStatusBar(QStatusBar):
     def set_encoder(self, description: str) -> None:
         self.encoder_label.setText(description)
 
-    def show_status(self, st: dict[str, Any]) -> None:
+    def show_status(self, st: LibraryStatus) -> None:
         """The counts from Library.status()."""
-        files = st["files"]
+        files = st.files
         self.files_label.setText(f"{files:,} images indexed" if files else "No images yet")
-        failed = st["failed"]
+        failed = st.failed
         self.failures_button.setVisible(bool(failed))
         self.failures_button.setText(f"{failed} failed — show")

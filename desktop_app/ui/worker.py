@@ -64,7 +64,7 @@ class IndexWorker(QObject):
     progress = Signal(object)  # Progress
     finished = Signal(object)  # IndexSummary
     failed = Signal(str)
-    status = Signal(dict)  # Library.status(), after every job
+    status = Signal(object)  # LibraryStatus, after every job
     encoder_ready = Signal(str, str)  # description, warning ('' when none)
     busy = Signal(bool)
     queue_length = Signal(int)

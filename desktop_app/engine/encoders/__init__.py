@@ -3,7 +3,9 @@
 
 torch and open_clip are imported only when an encoder needs them: never for commands
 without inference (``status``, a re-index with nothing new), and on a machine without a
-GPU not even for inference once the ONNX exports are cached.
+GPU not even for inference once the ONNX exports are cached. Weights are downloaded
+only with ``allow_download`` (a model the user named); never for the built-in default.
+Threads: build on a worker thread (it is slow), never on the GUI thread.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ def load_encoder(
     device: str = "auto",
     batch_size: int = 0,
     progress: DownloadProgress | None = None,
+    allow_download: bool = True,
     *,
     runtime: str | None = None,
     cache_dir: Path | None = None,
@@ -59,7 +62,13 @@ def load_encoder(
     from desktop_app.engine.encoders.clip import ClipEncoder
 
     return ClipEncoder(
-        spec, torch_device, batch_size, progress, runtime=runtime, cache_dir=cache_dir
+        spec,
+        torch_device,
+        batch_size,
+        progress,
+        allow_download,
+        runtime=runtime,
+        cache_dir=cache_dir,
     )
 
 
@@ -75,13 +84,16 @@ def load_with_fallback(
     device: str = "auto",
     batch_size: int = 0,
     progress: DownloadProgress | None = None,
+    allow_download: bool = True,
 ) -> LoadedEncoder:
-    """``spec`` when it can be loaded, else the offline encoder with a plain warning."""
+    """``spec`` when it can be loaded, else the offline encoder with a plain warning.
+    Without ``allow_download`` only weights already on this machine are used."""
     try:
-        return LoadedEncoder(load_encoder(spec, device, batch_size, progress), spec, None)
+        encoder = load_encoder(spec, device, batch_size, progress, allow_download)
+        return LoadedEncoder(encoder, spec, None)
     except EncoderUnavailable as exc:
         if spec == OFFLINE_MODEL:
             raise
         warning = f"{exc} — using the offline encoder {OFFLINE_MODEL} instead."
-        log.warning("%s", warning)
+        log.warning("%s", warning, exc_info=exc)  # the log keeps the cause's traceback
         return LoadedEncoder(load_encoder(OFFLINE_MODEL, device, batch_size), spec, warning)

@@ -47,10 +47,7 @@ class Encoder(ABC):
         out = []
         for im, image_boxes in zip(images, boxes, strict=True):
             w, h = im.size
-            crops = [
-                im.crop((round(x * w), round(y * h), round((x + bw) * w), round((y + bh) * h)))
-                for x, y, bw, bh in image_boxes
-            ]
+            crops = [im.crop(_pixel_box(box, w, h)) for box in image_boxes]
             out.append(self.embed_in_batches(crops))
         return out
 
@@ -75,7 +72,22 @@ class Encoder(ABC):
         return f"{self.label} on {self.device.upper() if self.device != 'cpu' else 'CPU'}"
 
 
+def _pixel_box(box: NormBox, w: int, h: int) -> tuple[int, int, int, int]:
+    """A normalised box in pixels, at least 1×1 inside the image (a 1×1 or 65535×1
+    image would otherwise give empty crops the encoders cannot take)."""
+    x, y, bw, bh = box
+    x0 = min(max(0, round(x * w)), w - 1)
+    y0 = min(max(0, round(y * h)), h - 1)
+    return (
+        x0,
+        y0,
+        max(x0 + 1, min(w, round((x + bw) * w))),
+        max(y0 + 1, min(h, round((y + bh) * h))),
+    )
+
+
 def l2_normalise(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
+    out: np.ndarray = x / np.maximum(norms, 1e-12)
+    return out

@@ -2,8 +2,10 @@
 
 Weights are looked for, in order: an explicit local file; open_clip's Hugging Face
 cache; a download (with progress and timeouts, so an offline machine fails fast rather
-than hanging). When none works, :class:`EncoderUnavailable` says so plainly and the
-caller falls back to the offline encoder.
+than hanging) — only when the user asked for this model (``allow_download``): the
+built-in default on a fresh data dir makes no network call, not even a DNS lookup.
+When none works, :class:`EncoderUnavailable` says so plainly and the caller falls back
+to the offline encoder (``clip_weights``).
 
 On the CPU both towers run as ONNX Runtime sessions (``onnx_cache``). Once the exports
 are cached, a start imports neither torch nor open_clip: the weights' location, the
@@ -31,6 +33,8 @@ from PIL import Image
 from desktop_app.engine.encoders.base import Encoder, l2_normalise
 from desktop_app.engine.encoders.clip_weights import (
     DownloadProgress,
+    cached_weights,
+    describe_load_error,
     is_local_weights,
     parse_clip_spec,
     resolve_weights,
@@ -50,6 +54,17 @@ from desktop_app.engine.errors import EncoderUnavailable, UnknownModel
 
 log = logging.getLogger(__name__)
 
+# models.py and tests find the weights helpers here, where they always were
+__all__ = [
+    "ClipEncoder",
+    "cached_weights",
+    "file_identity",
+    "is_local_weights",
+    "numpy_preprocess",
+    "parse_clip_spec",
+    "resolve_weights",
+]
+
 
 def _towers(model: Any) -> tuple[Any, Any]:
     """The image and text towers as separate modules, as exported to ONNX."""
@@ -61,7 +76,8 @@ def _towers(model: Any) -> tuple[Any, Any]:
             self.visual = model.visual
 
         def forward(self, image: torch.Tensor) -> torch.Tensor:
-            return self.visual(image)
+            out: torch.Tensor = self.visual(image)
+            return out
 
     class Text(torch.nn.Module):
         def __init__(self) -> None:
@@ -69,7 +85,8 @@ def _towers(model: Any) -> tuple[Any, Any]:
             self.model = model
 
         def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-            return self.model.encode_text(tokens)
+            out: torch.Tensor = self.model.encode_text(tokens)
+            return out
 
     return Visual(), Text()
 
@@ -118,6 +135,7 @@ class ClipEncoder(Encoder):
         device: Any,  # a torch.device, or "cpu" (then torch is not imported unless needed)
         batch_size: int = 0,
         progress: DownloadProgress | None = None,
+        allow_download: bool = True,
         *,
         runtime: str | None = None,
         cache_dir: Path | None = None,
@@ -126,7 +144,7 @@ class ClipEncoder(Encoder):
         self.device = str(getattr(device, "type", device))
         self.runtime = pick_runtime(self.device, ONNX_INT8, runtime)
         cache = cache_dir or default_cache()
-        weights = self._weights_for(spec, arch, pretrained, progress, cache)
+        weights = self._weights_for(spec, arch, pretrained, progress, cache, allow_download)
         weights_hash = file_identity(weights)
         tag = f"file-{weights_hash}" if is_local_weights(pretrained) else pretrained
         self.id = f"{arch}:{tag}"
@@ -147,6 +165,8 @@ class ClipEncoder(Encoder):
             try:
                 self._load_onnx(f"{arch}:{weights_hash}", cache)
             except ExportFailed as exc:
+                if isinstance(exc.__cause__, EncoderUnavailable):
+                    raise exc.__cause__ from None  # the weights themselves do not load
                 log.warning("ONNX Runtime path unavailable for %s; using PyTorch: %s", spec, exc)
                 self.runtime = TORCH
         if self.runtime == TORCH:
@@ -155,12 +175,17 @@ class ClipEncoder(Encoder):
     # -- loading ---------------------------------------------------------------------
     @staticmethod
     def _weights_for(
-        spec: str, arch: str, pretrained: str, progress: DownloadProgress | None, cache: Path
+        spec: str,
+        arch: str,
+        pretrained: str,
+        progress: DownloadProgress | None,
+        cache: Path,
+        allow_download: bool,
     ) -> Path:
         """The weights file; a named download resolved before is remembered in the cache,
         so a cached start does not import open_clip to look it up again."""
         if is_local_weights(pretrained):
-            return resolve_weights(arch, pretrained, progress)
+            return resolve_weights(arch, pretrained, progress, allow_download)
         note = cache / f"weights-{hashlib.blake2b(spec.encode(), digest_size=8).hexdigest()}.json"
         try:
             remembered = Path(json.loads(note.read_text())["path"])
@@ -169,7 +194,7 @@ class ClipEncoder(Encoder):
         except (OSError, ValueError, KeyError, TypeError):
             pass
         _check_arch(arch)
-        weights = resolve_weights(arch, pretrained, progress)
+        weights = resolve_weights(arch, pretrained, progress, allow_download)
         try:
             cache.mkdir(parents=True, exist_ok=True)
             note.write_text(json.dumps({"spec": spec, "path": str(weights)}))
@@ -185,8 +210,11 @@ class ClipEncoder(Encoder):
             model, _, preprocess = open_clip.create_model_and_transforms(
                 self._arch, pretrained=str(self._weights), device=device
             )
-        except Exception as exc:  # a damaged or mismatched checkpoint
-            raise EncoderUnavailable(f"cannot load {self._weights} as {self._arch}: {exc}") from exc
+        except Exception as exc:  # a damaged, mismatched or unsafe checkpoint
+            log.warning("loading %s as %s failed", self._weights, self._arch, exc_info=True)
+            raise EncoderUnavailable(
+                f"cannot load {self._weights} as {self._arch} weights: {describe_load_error(exc)}"
+            ) from exc
         return model.eval(), preprocess
 
     def _load_torch(self, batch_size: int) -> None:

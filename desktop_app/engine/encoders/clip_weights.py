@@ -1,19 +1,37 @@
 """Where CLIP weights come from: an explicit local file; open_clip's Hugging Face cache;
 a download (with progress and timeouts, so an offline machine fails fast rather than
-hanging). When none works, :class:`EncoderUnavailable` says so plainly.
+hanging) — only when the user asked for this model (``allow_download``): the built-in
+default on a fresh data dir makes no network call, not even a DNS lookup. When none
+works, :class:`EncoderUnavailable` says so plainly.
 
 Runs on whichever thread loads the encoder (never the GUI thread: a download blocks).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import pickle
 import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from desktop_app.engine.encoders.onnx_cache import file_identity
 from desktop_app.engine.errors import EncoderUnavailable, UnknownModel
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DownloadProgress",
+    "cached_weights",
+    "describe_load_error",
+    "file_identity",
+    "hub_files",
+    "is_local_weights",
+    "parse_clip_spec",
+    "resolve_weights",
+]
 
 DOWNLOAD_TIMEOUT_S = 10.0  # per network request, not for the whole file
 DownloadProgress = Callable[[int, int, str], None]  # (done_bytes, total_bytes, description)
@@ -38,13 +56,34 @@ def is_local_weights(pretrained: str) -> bool:
     )
 
 
-def resolve_weights(arch: str, pretrained: str, progress: DownloadProgress | None = None) -> Path:
+def resolve_weights(
+    arch: str,
+    pretrained: str,
+    progress: DownloadProgress | None = None,
+    allow_download: bool = True,
+) -> Path:
     """The local path of the weights, downloading them when allowed and possible."""
     if is_local_weights(pretrained):
         path = Path(pretrained).expanduser()
         if not path.is_file():
             raise EncoderUnavailable(f"CLIP weights file not found: {path}")
         return path
+    repo_id, candidates = hub_files(arch, pretrained)
+    cached = _from_cache(repo_id, candidates)
+    if cached is not None:
+        return cached
+    if not allow_download:
+        raise EncoderUnavailable(
+            f"CLIP weights for {arch}:{pretrained} are not on this machine (nothing was "
+            "downloaded: you did not ask for this model). Choose it in Settings or pass "
+            f"--model {arch}:{pretrained} to download it"
+        )
+    return _download(repo_id, candidates, progress)
+
+
+def hub_files(arch: str, pretrained: str) -> tuple[str, list[str]]:
+    """The Hugging Face repository of open_clip's ``arch:pretrained`` weights and the file
+    names they may have there (safetensors first)."""
     from open_clip import pretrained as oc_pretrained
 
     cfg = oc_pretrained.get_pretrained_cfg(arch, pretrained)
@@ -60,11 +99,20 @@ def resolve_weights(arch: str, pretrained: str, progress: DownloadProgress | Non
     # 'org/name/' means open_clip's default file name; 'org/name/file.pt' names one.
     repo_id, filename = os.path.split(hub)
     filename = filename or "open_clip_pytorch_model.bin"
-    candidates = [*oc_pretrained._get_safe_alternatives(filename), filename]
-    cached = _from_cache(repo_id, candidates)
-    if cached is not None:
-        return cached
-    return _download(repo_id, candidates, progress)
+    return repo_id, [*oc_pretrained._get_safe_alternatives(filename), filename]
+
+
+def cached_weights(arch: str, pretrained: str) -> Path | None:
+    """The weights' local path when they are on this machine (a local file, or open_clip's
+    Hugging Face cache), else None. Never touches the network."""
+    if is_local_weights(pretrained):
+        path = Path(pretrained).expanduser()
+        return path if path.is_file() else None
+    try:
+        repo_id, candidates = hub_files(arch, pretrained)
+    except EncoderUnavailable:
+        return None
+    return _from_cache(repo_id, candidates)
 
 
 def _from_cache(repo_id: str, filenames: Sequence[str]) -> Path | None:
@@ -114,7 +162,8 @@ def _download(repo_id: str, filenames: Sequence[str], progress: DownloadProgress
             )
             return Path(got)
         except Exception as exc:  # network, 404, auth: try the next name, report all
-            errors.append(f"{name}: {type(exc).__name__}")
+            log.warning("downloading %s from %s failed", name, repo_id, exc_info=True)
+            errors.append(f"{name}: {_first_line(exc)}")
     raise EncoderUnavailable(
         f"CLIP weights for {repo_id} are not on this machine and could not be downloaded "
         f"({'; '.join(errors)}). Connect to the internet once, or pass a local weights "
@@ -122,12 +171,39 @@ def _download(repo_id: str, filenames: Sequence[str], progress: DownloadProgress
     )
 
 
+def describe_load_error(exc: BaseException) -> str:
+    """Why a weights file did not load, in words that suggest only safe fixes.
+
+    PyTorch refuses a checkpoint that holds Python objects besides tensors (loading them
+    can run any code) with advice to switch that protection off; this app never does,
+    so the advice is replaced, not passed on."""
+    if isinstance(exc, pickle.UnpicklingError) and "weights_only" in str(exc):
+        return (
+            "the file holds Python objects besides the weights, and loading those could "
+            "run code, so it is refused. Use the model's published weights file "
+            "(.safetensors, or open_clip's .bin / .pt)"
+        )
+    if isinstance(exc, EOFError):
+        return "the file is empty or cut short"
+    return _first_line(exc)
+
+
+def _first_line(exc: BaseException, limit: int = 300) -> str:
+    """The exception's type and the first line of its message, shortened: hub and
+    PyTorch messages run to pages (every missing key of a mismatched checkpoint)."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def _progress_tqdm(progress: DownloadProgress) -> Any:
     from tqdm.auto import tqdm
 
     class ProgressTqdm(tqdm):
         def update(self, n: float | None = 1) -> bool | None:
-            out = super().update(n)
+            out: bool | None = super().update(n)
             progress(int(self.n), int(self.total or 0), str(self.desc or "download"))
             return out
 

@@ -109,7 +109,8 @@ def _features_module(net: Any) -> Any:
             self.net = net
 
         def forward(self, image: torch.Tensor) -> torch.Tensor:
-            return self.net.extract_features(image)
+            out: torch.Tensor = self.net.extract_features(image)
+            return out
 
     return Features()
 

@@ -93,26 +93,30 @@ class GuardedInt8:
         if not self._pending:
             return self._model.run(*inputs)
         with self._lock:
-            if not self._pending:
-                return self._model.run(*inputs)
-            reference = OnnxModel(self._fp32_path, self._threads)
-            want = reference.run(*inputs)
-            got = self._model.run(*inputs)
-            worst = float(cosines(want[0], got[0]).min()) if len(want[0]) else 1.0
-            self._worst = min(self._worst, worst)
-            self._checked += len(want[0])
-            if self._worst < INT8_MIN_COSINE:
-                log.warning(
-                    "int8 embeddings reach only cosine %.4f to fp32 on real images; "
-                    "using the fp32 model",
-                    self._worst,
-                )
-                self._model = reference
-                self._settle(False)
-            elif self._checked >= INT8_CHECK_IMAGES:
-                log.info("int8 model kept: worst cosine to fp32 %.4f", self._worst)
-                self._settle(True)
-            return want
+            return self._check(inputs)
+
+    def _check(self, inputs: tuple[np.ndarray, ...]) -> list[np.ndarray]:
+        """Runs under the lock: another thread may have settled the verdict meanwhile."""
+        if not self._pending:
+            return self._model.run(*inputs)
+        reference = OnnxModel(self._fp32_path, self._threads)
+        want = reference.run(*inputs)
+        got = self._model.run(*inputs)
+        worst = float(cosines(want[0], got[0]).min()) if len(want[0]) else 1.0
+        self._worst = min(self._worst, worst)
+        self._checked += len(want[0])
+        if self._worst < INT8_MIN_COSINE:
+            log.warning(
+                "int8 embeddings reach only cosine %.4f to fp32 on real images; "
+                "using the fp32 model",
+                self._worst,
+            )
+            self._model = reference
+            self._settle(False)
+        elif self._checked >= INT8_CHECK_IMAGES:
+            log.info("int8 model kept: worst cosine to fp32 %.4f", self._worst)
+            self._settle(True)
+        return want
 
     def _settle(self, accepted: bool) -> None:
         self._pending = False
