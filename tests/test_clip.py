@@ -102,7 +102,7 @@ def test_clip_library_takes_region_vectors_from_the_region_encoder(
         run_index(lib, [photos])
         enc = lib.encoder
         assert enc.region_encoder is not enc and enc.region_encoder.id == "efficientnet-lite0"
-        counts = lib.status()["vectors"]
+        counts = lib.status().vectors
         assert counts["full"] == 40 and counts[REGION_FULL] == 40 and counts["region"] == 360
         region_rows = lib.catalog.vectors(enc.id, "region")
         assert {len(r.vector) for r in region_rows} == {enc.region_encoder.dim}
