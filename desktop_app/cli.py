@@ -2,6 +2,7 @@
 other tools and the tests depend on them.
 
     desktop-app                      open the window
+    desktop-app gui [IMAGE]          the same, searching by IMAGE
     desktop-app index PATH...        add folders and index them
     desktop-app search IMAGE...      search by image, --text, or --similar-to
     desktop-app status               counts, encoder, failures
@@ -104,7 +105,29 @@ def build_parser() -> argparse.ArgumentParser:
     del st
     fg = sub.add_parser("forget", parents=[common], help="remove a folder from the library")
     fg.add_argument("path", type=Path, metavar="PATH")
-    sub.add_parser("gui", parents=[common], help="open the window (the default)")
+    gui = sub.add_parser("gui", parents=[common], help="open the window (the default)")
+    gui.add_argument(
+        "image",
+        nargs="?",
+        type=Path,
+        metavar="IMAGE",
+        help="search by this image once the window is open (what a file manager's "
+        '"Open with" passes)',
+    )
+    gui.add_argument(
+        "--quit-after",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="close the window after this many seconds (smoke tests, screenshots)",
+    )
+    gui.add_argument(
+        "--screenshot",
+        type=Path,
+        default=None,
+        metavar="PNG",
+        help="save the window to this file just before it closes (default: after 5 s)",
+    )
 
     du = sub.add_parser(
         "duplicates", parents=[common, model, as_json], help="find groups of duplicate photos"
@@ -147,7 +170,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "gui":
         from desktop_app.ui.app import run_gui
 
-        return run_gui(data_dir=data_dir)
+        return run_gui(
+            data_dir=data_dir,
+            image=getattr(args, "image", None),
+            quit_after=getattr(args, "quit_after", None),
+            screenshot=getattr(args, "screenshot", None),
+        )
     dirs = resolve_dirs(data_dir)
     setup_logging(dirs.logs, verbose=getattr(args, "verbose", False))
     try:
@@ -273,6 +301,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 2
     region = parse_region(args.region) if args.region else None
     with _open_library(args) as lib:
+        # this process holds the data dir's lock and is its writer: searches only read,
+        # so a store that lags the catalog (a crash between the two writes) is caught up here
+        lib.catch_up_store(lib.encoder_id)
         queries: list[tuple[str, Any]] = []
         for image in args.images:
             queries.append(
@@ -364,6 +395,7 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
     cancel = threading.Event()
     report: DuplicateReport | None = None
     with _open_library(args) as lib:
+        lib.catch_up_store(lib.encoder_id)  # this process is the writer; the scan only reads
         try:
             for p in lib.duplicates(args.preset, args.threshold, cancel):
                 report = p.report or report

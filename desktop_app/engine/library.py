@@ -1,13 +1,31 @@
 """The library: one data dir's catalog, vector index and encoder, behind one facade
 used by the command line, the desktop window and the tests.
 
-Threads: the thread that opens the library and the thread that calls
-:meth:`Library.index` write (the catalog and the store); the UI runs both on its one
-worker thread. Searches may run on other threads at the same time: the catalog lends
-pooled connections per call, Chroma reads are thread-safe. A store that fails is set
-aside and rebuilt from the catalog on the writer's side only (on open, and at the start
-of an index run); a search that meets a failing store raises :class:`StoreDamaged` and
-marks it for that repair.
+Ownership (who may call what, from which thread):
+
+- **One writer.** The thread that calls :meth:`Library.index`, :meth:`forget`,
+  :meth:`sync_store` or :meth:`heal_store` is the only writer of the catalog and the
+  vector store; in the window that is the indexing worker (``ui/worker.py``), in the
+  CLI the main thread. It also replaces :attr:`slot` when a re-index for another
+  encoder completes. Opening the library writes too (a damaged store is set aside and
+  rebuilt), before any other thread can use it.
+- **Searches only read.** ``image_stages``/``similar_stages``/``search_*`` may run on
+  any thread at the same time as the writer. They never write: they do not sync the
+  store (the writer does that when the encoder loads and after each run), and a store
+  that lags the catalog answers with what it has until then.
+- **One encoder per search.** A search reads :attr:`slot` once, at its start, and
+  embeds and compares with that slot's encoder and id only: the writer's swap to a new
+  encoder is one reference assignment, so a search sees the old pair or the new one,
+  never a mix (a query embedded by one model and compared in the other's collection).
+- **Settings.** The writer gets its own copy of the settings per job (``settings=`` of
+  :meth:`index`); an :class:`EncoderSlot` copies what it needs when it is made. The
+  object in :attr:`settings` belongs to the thread that owns the library (the GUI
+  thread in the window), which replaces it rather than changing it in place.
+
+The catalog lends pooled connections per call (any thread); Chroma reads are thread-safe.
+A store that fails is set aside and rebuilt from the catalog on the writer's side only
+(on open, and at the start of an index run); a search that meets a failing store raises
+:class:`StoreDamaged` and marks it for that repair.
 """
 
 from __future__ import annotations
@@ -74,7 +92,8 @@ class EncoderSlot:
         allow_download: bool = True,
     ):
         self.spec = spec
-        self._settings = settings
+        # copied now: the settings object may change on another thread before the load
+        self._device, self._batch_size = settings.device, settings.batch_size
         self._progress = progress
         self.allow_download = allow_download
         self._encoder: Encoder | None = None
@@ -96,8 +115,8 @@ class EncoderSlot:
             if self._encoder is None:
                 got = load_with_fallback(
                     self.spec,
-                    self._settings.device,
-                    self._settings.batch_size,
+                    self._device,
+                    self._batch_size,
                     self._progress,
                     self.allow_download,
                 )
@@ -126,7 +145,6 @@ class Library:
             # a download only when the user named the model: never for the default
             chosen = model is not None or model_chosen(dirs.settings_path)
             self.slot = EncoderSlot(spec, self.settings, progress, allow_download=chosen)
-            self._synced: set[str] = set()
             # "ok", or what was found wrong and done about it (``status`` reports it)
             self.store_health = "ok"
             self._store_suspect = False
@@ -210,7 +228,6 @@ class Library:
                 f"created ({type(exc).__name__}: {exc}). Check the disk and its free space."
             ) from exc
         self.store = store
-        self._synced.clear()
         self._store_suspect = False
         active = self._active_encoder_id()
         added = 0
@@ -260,12 +277,17 @@ class Library:
     def encoder_id(self) -> str:
         return self.slot.id
 
-    def make_analyser(self, encoder: Encoder | None = None, regions: bool = False) -> Analyser:
+    def make_analyser(
+        self,
+        encoder: Encoder | None = None,
+        regions: bool = False,
+        settings: Settings | None = None,
+    ) -> Analyser:
         encoder = encoder or self.encoder
         thumbnails = self.dirs.thumbnails
         if not regions:
             return Analyser(encoder, thumbnails)
-        s = self.settings
+        s = settings or self.settings
         scheme = RegionScheme(s.region_scale, s.region_grid, s.region_keypoints)
         return RegionAnalyser(encoder, scheme, thumbnails)
 
@@ -307,19 +329,54 @@ class Library:
         *,
         add: bool = True,
         slot: EncoderSlot | None = None,
+        settings: Settings | None = None,
     ) -> Iterator[Progress]:
         """Bring ``paths`` up to date (none: every library folder). With ``add`` they
         become library folders; without, only paths inside library folders count.
 
         With ``slot`` the library is indexed for another encoder while the current one
-        keeps serving searches; it takes over when the run completes.
+        keeps serving searches; it takes over when the run completes. ``settings`` is
+        the run's own copy (the window's worker passes a snapshot per job); without it
+        the library's settings are read as the run goes.
         """
+        run_settings = settings or self.settings
         if paths:
             targets = [self.add_folder(p) for p in paths] if add else self.targets_for(paths)
         else:
             targets = [IndexTarget(Path(r), r) for r in self.catalog.roots()]
         slot = slot or self.slot
         encoder_id = slot.id
+        self.catch_up_store(encoder_id)
+
+        regions = run_settings.regions_enabled
+
+        def analyser() -> Analyser:
+            return self.make_analyser(slot.get(), regions, run_settings)
+
+        indexer = Indexer(
+            self.catalog,
+            self.store,
+            analyser,
+            encoder_id,
+            extensions=run_settings.file_types,
+            max_megapixels=run_settings.max_megapixels,
+            skip_dirs=[self.dirs.data, self.dirs.cache],
+            cancel=cancel,
+            required_features=REGION_FEATURES if regions else (),
+        )
+        for progress in indexer.run(targets):
+            s = progress.summary
+            if s is not None and not s.cancelled:
+                self.catalog.set_meta("active_model", slot.spec)
+                self.slot = slot  # one assignment: searches see the old pair or the new
+                if s.embedded or s.reused or s.removed:
+                    self.catalog.backup()  # rotating, at most hourly
+            yield progress
+
+    def catch_up_store(self, encoder_id: str) -> None:
+        """Writer side: repair a store a search found failing, then make it match the
+        catalog for ``encoder_id`` (rebuilding it if that fails). The window's worker
+        calls it when the encoder loads; every index run starts with it."""
         if self._store_suspect:
             self.heal_store()
         try:
@@ -330,35 +387,11 @@ class Library:
             self.store.close()
             self._rebuild_store(str(exc))
 
-        regions = self.settings.regions_enabled
-
-        def analyser() -> Analyser:
-            return self.make_analyser(slot.get(), regions)
-
-        indexer = Indexer(
-            self.catalog,
-            self.store,
-            analyser,
-            encoder_id,
-            extensions=self.settings.file_types,
-            max_megapixels=self.settings.max_megapixels,
-            skip_dirs=[self.dirs.data, self.dirs.cache],
-            cancel=cancel,
-            required_features=REGION_FEATURES if regions else (),
-        )
-        for progress in indexer.run(targets):
-            s = progress.summary
-            if s is not None and not s.cancelled:
-                self.catalog.set_meta("active_model", slot.spec)
-                self.slot = slot
-                if s.embedded or s.reused or s.removed:
-                    self.catalog.backup()  # rotating, at most hourly
-            yield progress
-
     def sync_store(self, encoder_id: str | None = None) -> int:
         """Make the vector index match the catalog (after a crash between the two writes,
         or when the index folder was deleted); returns how many vectors were re-added.
-        Nothing is re-embedded: the catalog holds every vector."""
+        Nothing is re-embedded: the catalog holds every vector. It writes: the writer
+        calls it (the window's worker when the encoder loads, the CLI before a search)."""
         encoder_id = encoder_id or self.encoder_id
         added = 0
         for (enc, kind), n in self.catalog.vector_counts().items():
@@ -383,7 +416,6 @@ class Library:
                     kind=kind,
                 )
             added += len(missing)
-        self._synced.add(encoder_id)
         return added
 
     def forget(self, path: Path | str) -> int:
@@ -403,11 +435,11 @@ class Library:
         return removed
 
     # -- searching --------------------------------------------------------------------
-    def _ready(self) -> str:
-        encoder_id = self.encoder_id
-        if encoder_id not in self._synced:
-            self.sync_store(encoder_id)
-        return encoder_id
+    def _search_slot(self) -> tuple[EncoderSlot, str]:
+        """The (slot, encoder id) pair a search uses from start to end, read once.
+        Nothing is written here: a search may run on any thread (see the module doc)."""
+        slot = self.slot
+        return slot, slot.id
 
     def _limits(self, top_k: int | None, threshold: float | None) -> tuple[int, float]:
         return (
@@ -425,12 +457,13 @@ class Library:
         """Search by an image (path, encoded bytes or Pillow image), or a region of it, in
         two stages: full-image matches (fast), then with partial matches merged in."""
         k, t = self._limits(top_k, threshold)
-        encoder_id = self._ready()
+        slot, encoder_id = self._search_slot()
         search = PartialSearch(self.catalog, self.store, encoder_id)
         state: dict[str, QueryFeatures] = {}
+        max_megapixels = self.settings.max_megapixels
 
         def full() -> list[SearchResult]:
-            q = image_query(self.encoder, source, region, self.settings.max_megapixels)
+            q = image_query(slot.get(), source, region, max_megapixels)
             state["q"] = q
             return search.full(q, k, t)
 
@@ -441,7 +474,7 @@ class Library:
     ) -> list[Stage]:
         """ "Find similar" for an indexed file, from its stored vectors and keypoints."""
         k, t = self._limits(top_k, threshold)
-        encoder_id = self._ready()
+        _slot, encoder_id = self._search_slot()
         q = stored_query(self.catalog, encoder_id, path)
         search = PartialSearch(self.catalog, self.store, encoder_id)
         return self._stages(
@@ -489,8 +522,8 @@ class Library:
         self, text: str, top_k: int | None = None, threshold: float | None = None
     ) -> list[SearchResult]:
         k, t = self._limits(top_k, threshold)
-        encoder_id = self._ready()
-        q = QueryFeatures(self.encoder.embed_text([text]))
+        slot, encoder_id = self._search_slot()
+        q = QueryFeatures(slot.get().embed_text([text]))
         return PartialSearch(self.catalog, self.store, encoder_id).full(q, k, t)
 
     # -- duplicates -------------------------------------------------------------------
@@ -501,7 +534,7 @@ class Library:
         cancel: threading.Event | None = None,
     ) -> Iterator[DuplicateProgress]:
         """Groups of duplicates (``duplicates.py``); read-only, any thread may run it."""
-        encoder_id = self._ready()
+        _slot, encoder_id = self._search_slot()
         return find_duplicates(self.catalog, self.store, encoder_id, preset, threshold, cancel)
 
     def trash_duplicates(self, group: DuplicateGroup, keep: Sequence[str]) -> TrashReport:

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,11 @@ class Settings:
                 log.warning("setting %s=%r ignored: expected %s", f.name, value, type(default))
         settings.validate()
         return settings
+
+    def snapshot(self) -> Settings:
+        """A copy that shares nothing mutable with this one: what a job on another thread
+        reads while the owner of this object goes on changing it."""
+        return replace(self, file_types=list(self.file_types))
 
     def validate(self) -> None:
         """Clamp values that would break the app to their nearest sane value."""

@@ -40,9 +40,11 @@ class GuiThreadCollector(QObject):
         gc.disable()
         self._timer.start()
 
-    def stop(self) -> None:
+    def stop(self, restore: bool = True) -> None:
+        """Stop collecting; with ``restore`` give automatic collection back to Python
+        (not while a thread of ours may still run: it would collect there again)."""
         self._timer.stop()
-        if self._was_enabled:
+        if restore and self._was_enabled:
             gc.enable()
 
     def check(self) -> None:

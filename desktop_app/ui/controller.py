@@ -7,11 +7,17 @@ call its slots and listen to its signals; it never touches a widget, so it can b
 and tested without a window, and flow logic (what a click, a drop or a finished job
 leads to) belongs here rather than in ``main_window.py``.
 
-Threads: the controller lives on the GUI thread, and so do its signals' receivers.
-Searches run in ``pool`` (SearchRunner), image decoding (query previews, copies,
-thumbnails, the preview dialog) in ``image_pool``, indexing and every store write in the
-worker's own thread; all of them report back through queued signals handled here, on the
-GUI thread.
+Ownership and threads: the controller lives on the GUI thread, and so do its signals'
+receivers. Searches run in ``pool`` (SearchRunner) and only read; image decoding (query
+previews, copies, thumbnails, the preview dialog) runs in ``image_pool``; indexing, every
+store write and the encoder swap run on the worker's own thread, the one writer. All of
+them report back through queued signals handled here. The settings object
+(``library.settings``) belongs to this thread: a change replaces it (never edits it in
+place), and each worker job gets its own snapshot. The model setting is written only
+when a switch completes (``model_switched``), so ``settings.json`` and the catalog's
+``active_model`` agree even if the app dies mid-switch; ``start`` reconciles them if an
+older version left them apart. ``shutdown`` closes nothing under a running thread: it
+reports whether the worker and the pools stopped in time (``safe_to_close``).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
@@ -54,6 +61,8 @@ log = logging.getLogger(__name__)
 
 QUERY_PREVIEW_SIDE = 1024
 RERUN_DELAY_MS = 250  # a dragged slider re-searches once it rests, not at every step
+WORKER_STOP_MS = 30_000  # a batch in flight finishes well within this on a CPU
+POOL_STOP_MS = 10_000
 
 
 class Page(IntEnum):
@@ -75,6 +84,8 @@ class SearchController(QObject):
     roots_changed = Signal(list)  # [{"path", "online"?, "files"?}] as RootStatus.to_json()
     status_changed = Signal(object)  # LibraryStatus, after every indexing job
     encoder_ready = Signal(str, bool)  # description, can search by text
+    encoder_failed = Signal(str)  # the encoder could not be loaded: why
+    counts_changed = Signal(int, int)  # images indexed, files that failed
     paused_changed = Signal(bool)
     limits_changed = Signal(int, float)  # result count, threshold (from settings)
     message = Signal(str, int)  # a transient status message and its timeout in ms
@@ -115,6 +126,9 @@ class SearchController(QObject):
         self.thumb_size = self.settings.thumbnail_size
         self._watch = False
         self._shut = False
+        self._clean = False  # the worker and the pools stopped in time
+        self.pending_model: str | None = None  # a switch submitted, not completed yet
+        self._frozen = False  # gc.freeze() done (after the first encoder load)
         self._rerun = QTimer(self)
         self._rerun.setSingleShot(True)
         self._rerun.setInterval(RERUN_DELAY_MS)
@@ -130,9 +144,12 @@ class SearchController(QObject):
         w.busy.connect(self.busy)
         w.queue_length.connect(self.queue_length)
         w.finished.connect(self._index_finished)
-        w.failed.connect(lambda msg: self.message.emit(f"Indexing failed: {msg}", 0))
+        w.failed.connect(lambda msg: self.message.emit(msg, 0))  # it says what failed
         w.status.connect(self._on_status)
         w.encoder_ready.connect(self._on_encoder_ready)
+        w.encoder_failed.connect(self.encoder_failed)
+        w.model_switched.connect(self._model_switched)
+        w.switch_abandoned.connect(self._switch_abandoned)
         self.watcher.changed.connect(lambda paths: self.worker.submit(IndexJob(paths, add=False)))
         self.watcher.root_returned.connect(lambda root: self.worker.submit(IndexJob([root])))
 
@@ -140,6 +157,10 @@ class SearchController(QObject):
         """Start the worker (the encoder loads first), catch up on what changed while the
         app was closed, and watch the folders. Call once the receivers are connected."""
         self.collector.start()
+        self._reconcile_model()
+        # the counts now, from the catalog alone: the encoder loads later, in the worker
+        counts = self.library.catalog.counts()
+        self.counts_changed.emit(counts["files"], counts["failed"])
         self.worker.start()
         self.worker.submit(LoadEncoderJob())
         roots = self.library.roots()
@@ -307,6 +328,7 @@ class SearchController(QObject):
 
     def _on_status(self, st: LibraryStatus) -> None:
         self.last_status = st
+        self.counts_changed.emit(st.files, st.failed)
         self.model.set_offline_roots([r.path for r in st.roots if not r.online])
         if self._watch:
             self.watcher.set_roots([r.path for r in st.roots])
@@ -316,30 +338,75 @@ class SearchController(QObject):
     def _on_encoder_ready(self, description: str, warning: str) -> None:
         # torch, Chroma and Qt are loaded now: move their millions of long-lived objects
         # out of the collector's sight, so a full collection (which stops every thread,
-        # this one too) scans only what the app allocates from here on.
-        gc.collect()
-        gc.freeze()
+        # this one too) scans only what the app allocates from here on. Once only: a
+        # frozen object is never collected, and each encoder switch leaves the previous
+        # encoder to be freed.
+        if not self._frozen:
+            self._frozen = True
+            gc.collect()
+            gc.freeze()
         self.has_text = self.library.encoder.has_text
         self.encoder_ready.emit(description, self.has_text)
         if warning:
             self.message.emit(warning, 15000)
 
     # -- settings: every change goes through here ------------------------------------
+    def settings_for_dialog(self) -> Settings:
+        """A copy for the Settings dialog, showing a switch in progress as chosen."""
+        return replace(self.settings.snapshot(), model=self.pending_model or self.settings.model)
+
     def apply_settings(self, new: Settings) -> None:
-        """Settings from the dialog: saved at once; a new encoder re-indexes in the
-        background while the current index keeps answering."""
-        old_model = self.settings.model
-        for key, value in new.__dict__.items():
-            setattr(self.settings, key, value)
-        self.settings.save(self.library.dirs.settings_path)
+        """Settings from the dialog: saved at once, except the model, which is saved when
+        the re-index for it completes (the current index keeps answering until then)."""
+        wanted = new.model
+        self._replace_settings(replace(new.snapshot(), model=self.settings.model))
         self.limits_changed.emit(self.settings.top_k, self.threshold)
-        if new.model != old_model:
-            self.worker.submit(ReindexJob(new.model))
+        if wanted != (self.pending_model or self.settings.model):
+            self.pending_model = wanted
+            self.worker.submit(ReindexJob(wanted))
             self.message.emit(
-                f"Re-indexing with {new.model}; the current index "
-                "keeps answering until it is done.",
+                f"Re-indexing with {wanted}; the current index keeps answering until it is done.",
                 10000,
             )
+
+    def _replace_settings(self, new: Settings) -> None:
+        # a new object, never an edit in place: a search on a pool thread may be reading
+        # the old one, and the worker reads only its own snapshots
+        self.settings = self.library.settings = new
+        self._save_settings()
+
+    def _save_settings(self) -> None:
+        try:
+            self.settings.save(self.library.dirs.settings_path)
+        except OSError as exc:
+            log.warning("could not save settings: %s", exc)
+            self.message.emit(f"Could not save the settings: {exc}", 10000)
+
+    def _model_switched(self, model: str) -> None:
+        """The worker completed a switch: the catalog says ``model`` now; so do the
+        settings."""
+        if self.pending_model == model:
+            self.pending_model = None
+        self._replace_settings(replace(self.settings, model=model))
+
+    def _switch_abandoned(self, model: str) -> None:
+        """A switch failed (its message says why) or was cancelled: the dialog shows the
+        encoder that answers, not one that will never come."""
+        if self.pending_model == model:
+            self.pending_model = None
+
+    def _reconcile_model(self) -> None:
+        """The catalog's active model is the truth (it names the vectors on disk): a
+        settings file that says otherwise (an app that died mid-switch) follows it."""
+        active = self.library.slot.spec
+        if self.settings.model != active:
+            log.warning(
+                "settings name the encoder %s, the library is indexed with %s: using %s",
+                self.settings.model,
+                active,
+                active,
+            )
+            self._replace_settings(replace(self.settings, model=active))
 
     def set_sort_order(self, order: str) -> None:
         self.model.set_sort_order(order)
@@ -348,28 +415,42 @@ class SearchController(QObject):
         self.thumb_size = side
 
     def _save_view_settings(self) -> None:
-        self.settings.thumbnail_size = self.thumb_size
-        self.settings.sort_order = self.model.sort_order
-        try:
-            self.settings.save(self.library.dirs.settings_path)
-        except OSError as exc:
-            log.warning("could not save settings: %s", exc)
+        size, order = self.thumb_size, self.model.sort_order
+        if (self.settings.thumbnail_size, self.settings.sort_order) != (size, order):
+            self._replace_settings(replace(self.settings, thumbnail_size=size, sort_order=order))
 
     # -- quitting --------------------------------------------------------------------
     @property
     def stopped(self) -> bool:
         return self._shut
 
-    def shutdown(self) -> None:
-        """Quit cleanly even mid-index: cancel, wait for the worker, drain the pools."""
+    @property
+    def safe_to_close(self) -> bool:
+        """True once shutdown saw the worker and both pools stop: only then may the
+        library (SQLite, Chroma) be closed. Otherwise leave it to the process exit."""
+        return self._clean
+
+    def shutdown(
+        self, worker_timeout_ms: int = WORKER_STOP_MS, pool_timeout_ms: int = POOL_STOP_MS
+    ) -> bool:
+        """Quit cleanly even mid-index: cancel, wait for the worker, drain the pools.
+        Returns ``safe_to_close``; a thread that did not stop in time is logged."""
         if self._shut:
-            return
+            return self._clean
         self._shut = True
         self._save_view_settings()
         self._rerun.stop()
         self.watcher.stop()
-        self.worker.stop()
+        self.searcher.cancel_all()  # running searches stop at their next stage
+        clean = self.worker.stop(worker_timeout_ms)
+        if not clean:
+            log.error("the indexing worker did not stop within %d ms", worker_timeout_ms)
         for pool in (self.pool, self.image_pool):
             pool.clear()
-            pool.waitForDone(10_000)
-        self.collector.stop()  # no other thread of ours runs now: Python collects again
+            if not pool.waitForDone(pool_timeout_ms):
+                log.error("background tasks still running after %d ms", pool_timeout_ms)
+                clean = False
+        self._clean = clean
+        # with a thread still running, the collector must not come back on its own there
+        self.collector.stop(restore=clean)
+        return clean

@@ -1,15 +1,11 @@
-"""Dialogs: settings, the failure list, and unexpected errors with copyable details.
+"""Dialogs: settings and the failure list (unexpected errors: ``errors.py``).
 
-GUI thread only. The excepthook runs for exceptions that reach the GUI thread's event loop
-(a slot that raised); pool and worker threads catch their own at their boundary and report
-through signals, so no dialog is ever built off the GUI thread."""
+GUI thread only."""
 
 from __future__ import annotations
 
 import logging
-import traceback
-from collections.abc import Callable, Sequence
-from types import TracebackType
+from collections.abc import Sequence
 
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -23,7 +19,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLineEdit,
-    QMessageBox,
     QPushButton,
     QSpinBox,
     QTableWidget,
@@ -146,30 +141,3 @@ class FailuresDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(table)
         layout.addWidget(buttons)
-
-
-def show_error(parent: QWidget | None, title: str, message: str, details: str = "") -> None:
-    box = QMessageBox(QMessageBox.Icon.Warning, title, message, parent=parent)
-    if details:
-        box.setDetailedText(details)  # selectable and copyable
-    box.exec()
-
-
-def install_excepthook(parent_getter: Callable[[], QWidget | None]) -> None:
-    """An unexpected exception opens a dialog with copyable details and is logged."""
-    import sys
-
-    def hook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
-        details = "".join(traceback.format_exception(exc_type, exc, tb))
-        log.error("unexpected error\n%s", details)
-        try:
-            show_error(
-                parent_getter(),
-                "Unexpected error",
-                f"Something went wrong: {exc}",
-                details,
-            )
-        except Exception:
-            sys.__excepthook__(exc_type, exc, tb)
-
-    sys.excepthook = hook

@@ -130,6 +130,7 @@ class MainWindow(QMainWindow):
             (view.find_similar, c.find_similar),
             (view.preview_requested, self.preview),
             (view.copy_image_requested, self.copy_image),
+            (view.message, lambda text: sb.showMessage(text, 8000)),
             (sb.pause_clicked, c.toggle_pause),
             (sb.cancel_clicked, c.cancel_indexing),
             (sb.failures_clicked, self.show_failures),
@@ -141,8 +142,9 @@ class MainWindow(QMainWindow):
             (c.history_changed, tb.set_history),
             (c.limits_changed, lambda top_k, _threshold: tb.set_count(top_k)),
             (c.roots_changed, self.folders.set_folders),
-            (c.status_changed, sb.show_status),
+            (c.counts_changed, sb.show_counts),
             (c.encoder_ready, self._encoder_ready),
+            (c.encoder_failed, sb.set_encoder_failed),
             (c.message, sb.showMessage),
             (c.progress, sb.show_progress),
             (c.busy, sb.set_busy),
@@ -179,7 +181,7 @@ class MainWindow(QMainWindow):
             self.controller.search_file(path)
 
     def preview(self, result: SearchResult) -> PreviewDialog:
-        dialog = PreviewDialog(result, self.controller.calls, self)
+        dialog = PreviewDialog(result, self.controller.calls, self, self.view.files)
         dialog.find_similar.connect(self.controller.find_similar)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
@@ -201,10 +203,14 @@ class MainWindow(QMainWindow):
         dialog.show()
         return dialog
 
-    def open_settings(self) -> None:
-        dialog = SettingsDialog(self.controller.settings, self)
-        if dialog.exec():
-            self.controller.apply_settings(dialog.result_settings())
+    def open_settings(self) -> SettingsDialog:
+        """Window-modal, not a nested event loop; deleted by Qt when closed, here on the
+        GUI thread: left to Python's collector it could be freed on another thread."""
+        dialog = SettingsDialog(self.controller.settings_for_dialog(), self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: self.controller.apply_settings(dialog.result_settings()))
+        dialog.open()
+        return dialog
 
     # -- geometry and quitting --------------------------------------------------------
     def _qsettings(self) -> QSettings:
@@ -219,11 +225,13 @@ class MainWindow(QMainWindow):
         self.shutdown()
         super().closeEvent(event)
 
-    def shutdown(self) -> None:
-        """Quit cleanly even mid-index: the window's geometry, then the controller."""
+    def shutdown(self) -> bool:
+        """Quit cleanly even mid-index: the window's geometry, then the controller.
+        False when a thread did not stop in time: the library must stay open."""
         if not self.controller.stopped:
             self._qsettings().setValue("geometry", self.saveGeometry())
-        self.controller.shutdown()
+            self.view.files.stop()
+        return self.controller.shutdown()
 
 
 def _message_page(

@@ -24,9 +24,9 @@ from PySide6.QtWidgets import (
 
 from desktop_app.engine.search import SearchResult
 from desktop_app.ui.delegate import PARTIAL_COLOUR
+from desktop_app.ui.file_actions import FileActions
 from desktop_app.ui.geometry import Region, fit_rect, region_to_drawn
 from desktop_app.ui.images import LoadedQImage, load_qimage
-from desktop_app.ui.results_view import open_file, show_in_folder
 from desktop_app.ui.tasks import BackgroundCalls
 
 PREVIEW_SIDE = 2048
@@ -94,9 +94,15 @@ class PreviewDialog(QDialog):
     find_similar = Signal(object)  # SearchResult
 
     def __init__(
-        self, result: SearchResult, calls: BackgroundCalls, parent: QWidget | None = None
+        self,
+        result: SearchResult,
+        calls: BackgroundCalls,
+        parent: QWidget | None = None,
+        files: FileActions | None = None,
     ) -> None:
         super().__init__(parent)
+        # the window's FileActions, so a failure reaches its status bar
+        files = files or FileActions(self)
         # not ``self.result``: that would hide QDialog.result(), the dialog's exit code
         self.search_result = result
         self.setWindowTitle(Path(result.path).name)
@@ -117,8 +123,8 @@ class PreviewDialog(QDialog):
         for b in (similar, open_button, folder_button):
             buttons.addButton(b, QDialogButtonBox.ButtonRole.ActionRole)
         similar.clicked.connect(self._find_similar)
-        open_button.clicked.connect(lambda: open_file(result.path))
-        folder_button.clicked.connect(lambda: show_in_folder(result.path))
+        open_button.clicked.connect(lambda: files.open(result.path))
+        folder_button.clicked.connect(lambda: files.show_in_folder(result.path))
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addWidget(self.image, 1)

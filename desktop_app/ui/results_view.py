@@ -1,21 +1,18 @@
 """The results grid: icon-mode list view with zoom (slider or Ctrl+wheel), a context menu
 and drag-out of files. GUI thread only; what a menu entry leads to is a signal the window
-passes to the controller."""
+passes to the controller. Open and Show in folder go through ``FileActions``, whose
+failures reach the status bar as ``message``."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-from PySide6.QtCore import QEvent, QObject, QPoint, QSize, Qt, QUrl, Signal
-from PySide6.QtGui import QAction, QDesktopServices, QKeyEvent, QWheelEvent
+from PySide6.QtCore import QEvent, QObject, QPoint, QSize, Qt, Signal
+from PySide6.QtGui import QAction, QKeyEvent, QWheelEvent
 from PySide6.QtWidgets import QAbstractItemView, QApplication, QListView, QMenu, QWidget
 
 from desktop_app.engine.search import SearchResult
 from desktop_app.engine.settings import MAX_THUMBNAIL_SIZE, MIN_THUMBNAIL_SIZE
 from desktop_app.ui.delegate import ResultDelegate
+from desktop_app.ui.file_actions import FileActions
 from desktop_app.ui.results_model import ResultsModel
 
 
@@ -24,6 +21,7 @@ class ResultsView(QListView):
     preview_requested = Signal(object)  # SearchResult
     copy_image_requested = Signal(str)  # path
     zoom_changed = Signal(int)
+    message = Signal(str)  # an action that could not be done (no application to open)
 
     def __init__(self, model: ResultsModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -49,6 +47,8 @@ class ResultsView(QListView):
         self.doubleClicked.connect(lambda idx: self.preview_requested.emit(self._result(idx.row())))
         self.viewport().installEventFilter(self)
         self.last_menu: QMenu | None = None
+        self.files = FileActions(self)
+        self.files.failed.connect(self.message)
 
     def results_model(self) -> ResultsModel:
         model = self.model()
@@ -63,7 +63,7 @@ class ResultsView(QListView):
         if index.isValid() and event.key() == Qt.Key.Key_Space:
             self.preview_requested.emit(self._result(index.row()))
         elif index.isValid() and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
-            open_file(self._result(index.row()).path)
+            self.files.open(self._result(index.row()).path)
         else:
             super().keyPressEvent(event)
 
@@ -98,8 +98,8 @@ class ResultsView(QListView):
         preview.triggered.connect(lambda: self.preview_requested.emit(r))
         menu.addAction(preview)
         for text, slot in (
-            ("Open", lambda: open_file(r.path)),
-            ("Show in folder", lambda: show_in_folder(r.path)),
+            ("Open", lambda: self.files.open(r.path)),
+            ("Show in folder", lambda: self.files.show_in_folder(r.path)),
             ("Copy path", lambda: QApplication.clipboard().setText(r.path)),
             ("Copy image", lambda: self.copy_image_requested.emit(r.path)),
         ):
@@ -118,35 +118,3 @@ class ResultsView(QListView):
 
     def sizeHint(self) -> QSize:
         return QSize(800, 600)
-
-
-def open_file(path: str) -> None:
-    QDesktopServices.openUrl(QUrl.fromLocalFile(path))
-
-
-def show_in_folder(path: str) -> None:
-    """Open the file manager with the file selected where the platform allows it."""
-    try:
-        if sys.platform == "win32":
-            subprocess.Popen(["explorer", "/select,", os.path.normpath(path)])
-            return
-        if sys.platform == "darwin":
-            subprocess.Popen(["open", "-R", path])
-            return
-        uri = QUrl.fromLocalFile(path).toString()
-        subprocess.Popen(
-            [
-                "dbus-send",
-                "--session",
-                "--dest=org.freedesktop.FileManager1",
-                "--type=method_call",
-                "/org/freedesktop/FileManager1",
-                "org.freedesktop.FileManager1.ShowItems",
-                f"array:string:{uri}",
-                "string:",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    except OSError:
-        QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(path).parent)))

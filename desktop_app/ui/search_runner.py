@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, SignalInstance
 
 from desktop_app.engine.errors import DesktopAppError
 from desktop_app.engine.library import Library
@@ -84,20 +84,20 @@ class _SearchTask(QRunnable):
                 results = compute()
                 final = i == len(stages) - 1
                 seconds = time.perf_counter() - started
-                self.runner.signals.done.emit(self.generation, self.query, results, seconds, final)
-        except DesktopAppError as exc:
-            self._emit_failed(str(exc))
-        except RuntimeError:
-            pass  # the window closed meanwhile
-        except Exception as exc:  # the thread boundary
+                self._emit(self.runner.signals.done, results, seconds, final)
+        except DesktopAppError as exc:  # expected (an unreadable query image): its words
+            self._emit(self.runner.signals.failed, f"Search failed: {exc}")
+        except Exception as exc:  # the thread boundary: torch errors (out of memory) too
             log.exception("search failed")
-            self._emit_failed(f"{type(exc).__name__}: {exc}")
+            self._emit(self.runner.signals.failed, f"Search failed: {type(exc).__name__}: {exc}")
 
-    def _emit_failed(self, message: str) -> None:
+    def _emit(self, signal: SignalInstance, *args: object) -> None:
+        """Report to the GUI thread. Only the emission may meet a closed window (its
+        relay deleted): that is the one error dropped here, and it is logged."""
         try:
-            self.runner.signals.failed.emit(self.generation, self.query, message)
-        except RuntimeError:
-            pass
+            signal.emit(self.generation, self.query, *args)
+        except RuntimeError as exc:
+            log.debug("search result dropped, the window closed: %s", exc)
 
 
 Stage = Callable[[], list[SearchResult]]
@@ -149,6 +149,10 @@ class SearchRunner(QObject):
         self.signals = _Signals()
         self.signals.done.connect(self._done)
         self.signals.failed.connect(self._failed)
+
+    def cancel_all(self) -> None:
+        """Drop every search under way: running ones stop at their next stage."""
+        self.generation += 1
 
     def search(self, query: Query) -> int:
         self.generation += 1

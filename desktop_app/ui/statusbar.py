@@ -24,7 +24,8 @@ class IndexStatusBar(QStatusBar):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.files_label = QLabel("No images yet")
+        # the counts come from the catalog as the window starts: until then, unknown
+        self.files_label = QLabel("Loading…")
         self.queue_label = QLabel("")
         self.failures_button = QPushButton("")
         self.failures_button.setFlat(True)
@@ -74,11 +75,18 @@ class IndexStatusBar(QStatusBar):
 
     def set_encoder(self, description: str) -> None:
         self.encoder_label.setText(description)
+        self.encoder_label.setToolTip("")
+
+    def set_encoder_failed(self, reason: str) -> None:
+        """The encoder did not load: say so where "Loading encoder…" was, reason on hover."""
+        self.encoder_label.setText("No encoder (loading failed)")
+        self.encoder_label.setToolTip(reason)
+
+    def show_counts(self, files: int, failed: int) -> None:
+        self.files_label.setText(f"{files:,} images indexed" if files else "No images yet")
+        self.failures_button.setVisible(bool(failed))
+        self.failures_button.setText(f"{failed} failed — show")
 
     def show_status(self, st: LibraryStatus) -> None:
         """The counts from Library.status()."""
-        files = st.files
-        self.files_label.setText(f"{files:,} images indexed" if files else "No images yet")
-        failed = st.failed
-        self.failures_button.setVisible(bool(failed))
-        self.failures_button.setText(f"{failed} failed — show")
+        self.show_counts(st.files, st.failed)

@@ -1,9 +1,19 @@
 """The indexing worker: one long-lived thread that owns the encoder and is the only
 writer to the catalog and the vector store.
 
-The GUI talks to it through a thread-safe job queue and three events (cancel, resume,
-stop); it answers with signals. A queued Qt signal would never reach it while it is busy,
-which is why control goes through events checked between files and batches.
+Ownership:
+
+- The worker thread (``index-worker``) is the window's only writer: every catalog and
+  store write (indexing, forgetting a folder, syncing the store with the catalog when the
+  encoder loads) and the swap to a new encoder (``Library.slot``) happen in ``_run``.
+  Searches on pool threads only read (``engine/library.py``).
+- Each job runs with the settings as they were when it was submitted: ``submit`` (GUI
+  thread) takes a snapshot and the job reads only that, so a change in Settings on the
+  GUI thread never reaches a job half-way.
+- The GUI talks to it through a thread-safe job queue and three events (cancel, resume,
+  stop); it answers with signals, queued to the GUI thread. A queued Qt signal would
+  never reach it while it is busy, which is why control goes through events checked
+  between files and batches.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from PySide6.QtCore import QObject, QThread, Signal
 from desktop_app.engine.errors import DesktopAppError
 from desktop_app.engine.indexer import IndexSummary, Progress
 from desktop_app.engine.library import EncoderSlot, Library
+from desktop_app.engine.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +60,22 @@ class LoadEncoderJob:
 
 
 Job = IndexJob | ForgetJob | ReindexJob | LoadEncoderJob
+Queued = tuple[Job, Settings]  # a job and the settings snapshot taken when it was submitted
+
+
+def describe_job(job: Job) -> str:
+    """What a job does, for the message that says it failed."""
+    if isinstance(job, LoadEncoderJob):
+        return "Loading the encoder"
+    if isinstance(job, ReindexJob):
+        return f"Switching the encoder to {job.model}"
+    if isinstance(job, ForgetJob):
+        return f"Removing {job.folder} from the library"
+    if not job.paths:
+        return "Checking the library folders for changes"
+    if job.add:
+        return "Adding " + ", ".join(job.paths)
+    return f"Indexing {len(job.paths)} changed file(s)"
 
 
 class _LoopThread(QThread):
@@ -63,16 +90,19 @@ class _LoopThread(QThread):
 class IndexWorker(QObject):
     progress = Signal(object)  # Progress
     finished = Signal(object)  # IndexSummary
-    failed = Signal(str)
+    failed = Signal(str)  # what failed and why, one line for the status bar
     status = Signal(object)  # LibraryStatus, after every job
     encoder_ready = Signal(str, str)  # description, warning ('' when none)
+    encoder_failed = Signal(str)  # the encoder could not be loaded: why
+    model_switched = Signal(str)  # a re-index for this model completed: it answers now
+    switch_abandoned = Signal(str)  # a switch to this model failed or was cancelled
     busy = Signal(bool)
     queue_length = Signal(int)
 
     def __init__(self, library: Library) -> None:
         super().__init__()
         self.library = library
-        self._jobs: queue.Queue[Job | None] = queue.Queue()
+        self._jobs: queue.Queue[Queued | None] = queue.Queue()
         self.cancel = threading.Event()
         self.resume = threading.Event()
         self.resume.set()
@@ -87,7 +117,8 @@ class IndexWorker(QObject):
         self._thread.start()
 
     def submit(self, job: Job) -> None:
-        self._jobs.put(job)
+        """Queue ``job`` with a snapshot of the library's settings as they are now."""
+        self._jobs.put((job, self.library.settings.snapshot()))
         self.queue_length.emit(self._jobs.qsize())
 
     def pause(self) -> None:
@@ -102,7 +133,8 @@ class IndexWorker(QObject):
         self.resume.set()
 
     def stop(self, timeout_ms: int = 30_000) -> bool:
-        """Quit: cancel the running job, drop the queue, wait for the thread."""
+        """Quit: cancel the running job, drop the queue, wait for the thread. False when
+        it is still running after ``timeout_ms``: the library must then stay open."""
         self._stopping.set()
         self.cancel.set()
         self.resume.set()
@@ -116,32 +148,45 @@ class IndexWorker(QObject):
     # -- the worker thread ------------------------------------------------------------
     def _loop(self) -> None:
         while not self._stopping.is_set():
-            job = self._jobs.get()
-            if job is None or self._stopping.is_set():
+            first = self._jobs.get()
+            if first is None or self._stopping.is_set():
                 break
-            jobs = self._coalesce(job)
+            jobs = self._coalesce(first)
             self.queue_length.emit(self._jobs.qsize())
             self.cancel.clear()
             self.busy.emit(True)
             try:
-                for j in jobs:
-                    self._run(j)
+                for job, settings in jobs:
+                    self._run_reporting(job, settings)
                     if self._stopping.is_set():
                         break
-            except DesktopAppError as exc:
-                self.failed.emit(str(exc))
-            except Exception as exc:  # the thread boundary: report, never die silently
-                log.exception("indexing job failed")
-                self.failed.emit(f"{type(exc).__name__}: {exc}")
             finally:
                 self.busy.emit(False)
             if not self._stopping.is_set():
                 self._emit_status()
 
-    def _coalesce(self, first: Job) -> list[Job]:
+    def _run_reporting(self, job: Job, settings: Settings) -> None:
+        """Run one job; a failure says which job failed, and the next job still runs."""
+        try:
+            self._run(job, settings)
+        except DesktopAppError as exc:  # expected (a bad weights file): its own words
+            reason = str(exc)
+        except Exception as exc:  # the thread boundary: report, never die silently
+            log.exception("%s failed", describe_job(job))
+            reason = f"{type(exc).__name__}: {exc}"
+        else:
+            return
+        # the message first: whoever waits on what follows finds it already said
+        self.failed.emit(f"{describe_job(job)} failed: {reason}")
+        if isinstance(job, LoadEncoderJob):
+            self.encoder_failed.emit(reason)
+        if isinstance(job, ReindexJob):
+            self.switch_abandoned.emit(job.model)
+
+    def _coalesce(self, first: Queued) -> list[Queued]:
         """Merge queued watcher jobs into one run: a burst of 1,000 copied files is one
-        index pass, not a thousand."""
-        jobs: list[Job] = [first]
+        index pass, not a thousand. A newer encoder switch replaces a queued older one."""
+        jobs: list[Queued] = [first]
         while True:
             try:
                 nxt = self._jobs.get_nowait()
@@ -150,22 +195,28 @@ class IndexWorker(QObject):
             if nxt is None:
                 self._stopping.set()
                 return jobs
-            last = jobs[-1]
+            job, last = nxt[0], jobs[-1][0]
             if (
-                isinstance(nxt, IndexJob)
+                isinstance(job, IndexJob)
                 and isinstance(last, IndexJob)
-                and nxt.add == last.add
-                and nxt.paths
+                and job.add == last.add
+                and job.paths
                 and last.paths
             ):
-                last.paths = sorted(set(last.paths) | set(nxt.paths))
+                last.paths = sorted(set(last.paths) | set(job.paths))
+                jobs[-1] = (last, nxt[1])  # the newer settings
+            elif isinstance(job, ReindexJob):
+                jobs = [q for q in jobs if not isinstance(q[0], ReindexJob)] + [nxt]
             else:
                 jobs.append(nxt)
 
-    def _run(self, job: Job) -> None:
+    def _run(self, job: Job, settings: Settings) -> None:
         lib = self.library
         if isinstance(job, LoadEncoderJob):
             encoder = lib.encoder  # loads (maybe downloads) the weights, off the GUI thread
+            # the writer catches the store up with the catalog (a crash between the two
+            # writes): searches never write, so this is where it happens
+            lib.catch_up_store(lib.encoder_id)
             # Run the input shapes a query uses once (the query and its mirror; the query
             # windows), so the first real search does not pay the backend's first-call
             # cost for each shape — nor stall the window while it does.
@@ -174,15 +225,18 @@ class IndexWorker(QObject):
             encoder.embed_in_batches([grey] * 9)
             self.encoder_ready.emit(encoder.describe(), lib.slot.warning or "")
         elif isinstance(job, IndexJob):
-            self._index(lib.index(job.paths, self.cancel, add=job.add))
+            self._index(lib.index(job.paths, self.cancel, add=job.add, settings=settings))
         elif isinstance(job, ForgetJob):
             lib.forget(job.folder)
         elif isinstance(job, ReindexJob):
-            slot = EncoderSlot(job.model, lib.settings)
+            slot = EncoderSlot(job.model, settings)
             slot.get()
-            self._index(lib.index((), self.cancel, slot=slot))
+            self._index(lib.index((), self.cancel, slot=slot, settings=settings))
             if lib.slot is slot:  # completed: the new encoder serves searches now
                 self.encoder_ready.emit(slot.get().describe(), slot.warning or "")
+                self.model_switched.emit(job.model)
+            else:  # cancelled: the current encoder stays
+                self.switch_abandoned.emit(job.model)
 
     def _index(self, run: Any) -> None:
         last = 0.0

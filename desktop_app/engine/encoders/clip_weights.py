@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from desktop_app.engine.bundled import bundled_clip_weights
 from desktop_app.engine.encoders.onnx_cache import file_identity
 from desktop_app.engine.errors import EncoderUnavailable, UnknownModel
 
@@ -68,6 +69,9 @@ def resolve_weights(
         if not path.is_file():
             raise EncoderUnavailable(f"CLIP weights file not found: {path}")
         return path
+    bundled = bundled_clip_weights(arch, pretrained)  # an offline installer's own copy
+    if bundled is not None:
+        return bundled
     repo_id, candidates = hub_files(arch, pretrained)
     cached = _from_cache(repo_id, candidates)
     if cached is not None:
@@ -103,11 +107,15 @@ def hub_files(arch: str, pretrained: str) -> tuple[str, list[str]]:
 
 
 def cached_weights(arch: str, pretrained: str) -> Path | None:
-    """The weights' local path when they are on this machine (a local file, or open_clip's
-    Hugging Face cache), else None. Never touches the network."""
+    """The weights' local path when they are on this machine (a local file, weights an
+    installer bundled, or open_clip's Hugging Face cache), else None. Never touches the
+    network."""
     if is_local_weights(pretrained):
         path = Path(pretrained).expanduser()
         return path if path.is_file() else None
+    bundled = bundled_clip_weights(arch, pretrained)
+    if bundled is not None:
+        return bundled
     try:
         repo_id, candidates = hub_files(arch, pretrained)
     except EncoderUnavailable:
