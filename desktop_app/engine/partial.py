@@ -62,10 +62,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from desktop_app.engine.analysis import KEYPOINTS, REGION_FULL, TINY
-from desktop_app.engine.catalog import Catalog
 from desktop_app.engine.colour import ColourMatch, ColourMatcher, Tiny, tiny_from_bytes
 from desktop_app.engine.regions import Keypoints, Verification, keypoints_from_bytes, verify
-from desktop_app.engine.search import Box, Match, SearchResult, expand_to_files
+from desktop_app.engine.search import Box, ContentReader, Match, SearchResult, expand_to_files
 from desktop_app.engine.store import VectorStore
 
 log = logging.getLogger(__name__)
@@ -116,7 +115,7 @@ class _Candidate:
 class PartialSearch:
     def __init__(
         self,
-        catalog: Catalog,
+        catalog: ContentReader,
         store: VectorStore,
         encoder_id: str,
         params: PartialParams | None = None,

@@ -9,7 +9,6 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from desktop_app.engine.analysis import KEYPOINTS, REGION_FULL, TINY
-from desktop_app.engine.catalog import Catalog
 from desktop_app.engine.colour import query_small, tiny_from_bytes
 from desktop_app.engine.encoders import Encoder
 from desktop_app.engine.errors import DesktopAppError, NotIndexed
@@ -23,7 +22,7 @@ from desktop_app.engine.regions import (
     keypoints_from_bytes,
     query_windows,
 )
-from desktop_app.engine.search import Box
+from desktop_app.engine.search import Box, ContentReader
 
 QUERY_SIDE = 1024  # enough for keypoints; the encoder needs far less
 ImageSource = Path | str | bytes | Image.Image
@@ -61,7 +60,7 @@ def image_query(
     return q
 
 
-def stored_query(catalog: Catalog, encoder_id: str, path: Path | str) -> QueryFeatures:
+def stored_query(catalog: ContentReader, encoder_id: str, path: Path | str) -> QueryFeatures:
     """ "Find similar" for an indexed file: its stored vectors and keypoints, nothing
     decoded or embedded. Its region vectors serve as the query windows."""
     key = str(Path(path).expanduser().resolve())

@@ -50,7 +50,13 @@ class ResultDelegate(QStyledItemDelegate):
             painter.fillRect(thumb_box, palette.alternateBase())
             painter.setPen(palette.placeholderText().color())
             painter.drawText(thumb_box, Qt.AlignmentFlag.AlignCenter, "…")
-        self._badge(painter, thumb_box, index.data(Role.Match), bool(index.data(Role.Offline)))
+        self._badge(
+            painter,
+            thumb_box,
+            index.data(Role.Match),
+            bool(index.data(Role.Offline)),
+            getattr(result, "host", None),
+        )
         text_box = QRect(rect.left(), thumb_box.bottom() + 4, rect.width(), TEXT_HEIGHT - 4)
         score = index.data(Role.Score)
         painter.setPen(
@@ -83,7 +89,14 @@ class ResultDelegate(QStyledItemDelegate):
         painter.setBrush(Qt.BrushStyle.NoBrush)
         painter.drawRect(box.intersected(QRectF(target)))
 
-    def _badge(self, painter: QPainter, box: QRect, match: str | None, offline: bool) -> None:
+    def _badge(
+        self,
+        painter: QPainter,
+        box: QRect,
+        match: str | None,
+        offline: bool,
+        host: str | None = None,
+    ) -> None:
         labels = []
         if match == "partial":
             labels.append(("partial", PARTIAL_COLOUR))
@@ -91,6 +104,8 @@ class ResultDelegate(QStyledItemDelegate):
             labels.append(("full", FULL_COLOUR))
         if offline:
             labels.append(("offline", QColor(120, 120, 120)))
+        if host:  # indexed on another machine (shared store server)
+            labels.append((f"on {host}", QColor(70, 90, 140)))
         font = QFont(painter.font())
         font.setPointSizeF(max(7.0, font.pointSizeF() * 0.85))
         font.setBold(True)
