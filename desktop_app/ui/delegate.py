@@ -55,7 +55,12 @@ class ResultDelegate(QStyledItemDelegate):
             painter.drawText(thumb_box, Qt.AlignmentFlag.AlignCenter, "…")
         painter.setOpacity(1.0)
         self._badge(
-            painter, thumb_box, index.data(Role.Match), bool(index.data(Role.Offline)), gone
+            painter,
+            thumb_box,
+            index.data(Role.Match),
+            bool(index.data(Role.Offline)),
+            getattr(result, "host", None),
+            gone,
         )
         text_box = QRect(rect.left(), thumb_box.bottom() + 4, rect.width(), TEXT_HEIGHT - 4)
         score = index.data(Role.Score)
@@ -90,7 +95,13 @@ class ResultDelegate(QStyledItemDelegate):
         painter.drawRect(box.intersected(QRectF(target)))
 
     def _badge(
-        self, painter: QPainter, box: QRect, match: str | None, offline: bool, gone: bool = False
+        self,
+        painter: QPainter,
+        box: QRect,
+        match: str | None,
+        offline: bool,
+        host: str | None = None,
+        gone: bool = False,
     ) -> None:
         labels = []
         if gone:
@@ -101,6 +112,8 @@ class ResultDelegate(QStyledItemDelegate):
             labels.append(("full", FULL_COLOUR))
         if offline:
             labels.append(("offline", QColor(120, 120, 120)))
+        if host:  # indexed on another machine (shared store server)
+            labels.append((f"on {host}", QColor(70, 90, 140)))
         font = QFont(painter.font())
         font.setPointSizeF(max(7.0, font.pointSizeF() * 0.85))
         font.setBold(True)

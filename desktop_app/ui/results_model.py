@@ -170,4 +170,7 @@ def tooltip(r: SearchResult) -> str:
     if r.region:
         x, y, w, h = r.region
         lines.append(f"matched region: x={x} y={y} w={w} h={h}")
+    if r.host:
+        where = "" if r.here else "; not on this machine"
+        lines.append(f"indexed on {r.host}{where}")
     return "\n".join(lines)
