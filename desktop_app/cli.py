@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="IMAGE",
         help="search by this image once the window is open (what a file manager's "
-        '"Open with" passes)',
+        '"Open with" passes); a window already open on the data dir is handed it',
     )
     gui.add_argument(
         "--quit-after",

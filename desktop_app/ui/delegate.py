@@ -40,6 +40,9 @@ class ResultDelegate(QStyledItemDelegate):
         thumb_box = QRect(rect.left(), rect.top(), rect.width(), self.thumb_side)
         pixmap = index.data(Role.Thumbnail)
         result = index.data(Role.Result)
+        gone = bool(index.data(Role.Gone))
+        if gone:  # the file left the library: greyed, and badged below
+            painter.setOpacity(0.35)
         if isinstance(pixmap, QPixmap) and not pixmap.isNull():
             target = fit_rect(pixmap.size(), thumb_box)
             painter.drawPixmap(target, pixmap)
@@ -50,12 +53,14 @@ class ResultDelegate(QStyledItemDelegate):
             painter.fillRect(thumb_box, palette.alternateBase())
             painter.setPen(palette.placeholderText().color())
             painter.drawText(thumb_box, Qt.AlignmentFlag.AlignCenter, "…")
+        painter.setOpacity(1.0)
         self._badge(
             painter,
             thumb_box,
             index.data(Role.Match),
             bool(index.data(Role.Offline)),
             getattr(result, "host", None),
+            gone,
         )
         text_box = QRect(rect.left(), thumb_box.bottom() + 4, rect.width(), TEXT_HEIGHT - 4)
         score = index.data(Role.Score)
@@ -96,8 +101,11 @@ class ResultDelegate(QStyledItemDelegate):
         match: str | None,
         offline: bool,
         host: str | None = None,
+        gone: bool = False,
     ) -> None:
         labels = []
+        if gone:
+            labels.append(("deleted", QColor(170, 60, 60)))
         if match == "partial":
             labels.append(("partial", PARTIAL_COLOUR))
         elif match == "full":

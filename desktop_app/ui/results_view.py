@@ -93,6 +93,7 @@ class ResultsView(QListView):
         menu = QMenu(self)
         similar = QAction("Find similar" + (" (this region)" if r.region else ""), menu)
         similar.triggered.connect(lambda: self.find_similar.emit(r))
+        similar.setEnabled(not self.results_model().is_gone(row))  # nothing left to search by
         menu.addAction(similar)
         menu.addSeparator()
         preview = QAction("Preview", menu)
