@@ -1,7 +1,7 @@
 """A guard against a PySide6 reference-count bug that aborts the app after a while.
 
 PySide6 6.12.0 on Python 3.10 and 3.11 gives back ``None`` from every method that
-returns nothing (``painter.save()``, ``widget.update()``, ``app.processEvents()``...)
+returns nothing (a painter's save(), a widget's update(), processEvents()...)
 without taking a reference to it, and ``index.data(role)`` does the same when the model
 answers ``None``. From Python 3.12 ``None``, ``True`` and ``False`` are immortal and this
 costs nothing; before, each such call takes one reference from ``None`` for good, and
