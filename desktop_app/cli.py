@@ -10,6 +10,11 @@ other tools and the tests depend on them.
     desktop-app duplicates           groups of duplicate photos
     desktop-app eval FOLDER          retrieval metrics on a folder whose sub-folders are labels
     desktop-app models               the encoders, which is active, what each has indexed
+    desktop-app store push --to URL  copy the library to a Chroma server (no re-embedding)
+    desktop-app store pull --from URL  copy it back into the embedded store
+
+index, search, status and forget take --store-url http://HOST:PORT (and --store-token,
+or $DESKTOP_APP_STORE_TOKEN) to use a shared Chroma server instead of the embedded store.
 """
 
 from __future__ import annotations
@@ -54,6 +59,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="machine-readable output")
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument(
+        "--store-url",
+        default=None,
+        metavar="URL",
+        help="a Chroma server (http://HOST:PORT, started with `chroma run`) holding a shared "
+        "library; default: the store_url setting, else the embedded store in the data dir",
+    )
+    token = argparse.ArgumentParser(add_help=False)
+    token.add_argument(
+        "--store-token",
+        default=None,
+        metavar="TOKEN",
+        help="auth token for the Chroma server (default: $DESKTOP_APP_STORE_TOKEN)",
+    )
 
     p = argparse.ArgumentParser(
         prog="desktop-app",
@@ -64,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     ix = sub.add_parser(
-        "index", parents=[common, model, as_json], help="add folders to the library and index them"
+        "index",
+        parents=[common, model, as_json, store, token],
+        help="add folders to the library and index them",
     )
     ix.add_argument(
         "paths",
@@ -79,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="store full-image vectors only (no partial-region matching)",
     )
 
-    se = sub.add_parser("search", parents=[common, model, as_json], help="search the library")
+    se = sub.add_parser(
+        "search", parents=[common, model, as_json, store, token], help="search the library"
+    )
     se.add_argument("images", nargs="*", type=Path, metavar="IMAGE")
     se.add_argument("--top-k", type=int, default=None, help="how many results (default 50)")
     se.add_argument(
@@ -101,10 +125,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="search by this region of the query image, in its pixels",
     )
 
-    st = sub.add_parser("status", parents=[common, model, as_json], help="what the library holds")
+    st = sub.add_parser(
+        "status", parents=[common, model, as_json, store, token], help="what the library holds"
+    )
     del st
-    fg = sub.add_parser("forget", parents=[common], help="remove a folder from the library")
+    fg = sub.add_parser(
+        "forget", parents=[common, store, token], help="remove a folder from the library"
+    )
     fg.add_argument("path", type=Path, metavar="PATH")
+    sr = sub.add_parser(
+        "store", parents=[common], help="move the library between the embedded store and a server"
+    )
+    sr_sub = sr.add_subparsers(dest="store_command", metavar="ACTION", required=True)
+    push = sr_sub.add_parser(
+        "push",
+        parents=[common, as_json, token],
+        help="upload the library's vectors, keypoints and files to a Chroma server",
+    )
+    push.add_argument("--to", required=True, metavar="URL", help="http://HOST:PORT")
+    pull = sr_sub.add_parser(
+        "pull",
+        parents=[common, as_json, token],
+        help="fill the embedded library from a Chroma server (this machine's files)",
+    )
+    pull.add_argument(
+        "--from", dest="source", required=True, metavar="URL", help="http://HOST:PORT"
+    )
     gui = sub.add_parser("gui", parents=[common], help="open the window (the default)")
     gui.add_argument(
         "image",
@@ -112,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="IMAGE",
         help="search by this image once the window is open (what a file manager's "
-        '"Open with" passes)',
+        '"Open with" passes); a window already open on the data dir is handed it',
     )
     gui.add_argument(
         "--quit-after",
@@ -130,7 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     du = sub.add_parser(
-        "duplicates", parents=[common, model, as_json], help="find groups of duplicate photos"
+        "duplicates",
+        parents=[common, model, as_json, store, token],
+        help="find groups of duplicate photos",
     )
     du.add_argument(
         "--preset",
@@ -185,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "search": cmd_search,
             "status": cmd_status,
             "forget": cmd_forget,
+            "store": cmd_store,
             "duplicates": cmd_duplicates,
             "eval": cmd_eval,
             "models": cmd_models,
@@ -232,6 +281,8 @@ def _open_library(args: argparse.Namespace, **kwargs: Any) -> Any:
         getattr(args, "data_dir", None),
         model=getattr(args, "model", None),
         progress=_download_bar,
+        store_url=getattr(args, "store_url", None),
+        store_token=getattr(args, "store_token", None),
         **kwargs,
     )
 
@@ -276,6 +327,13 @@ def cmd_index(args: argparse.Namespace) -> int:
             print(f"desktop-app: warning: {lib.slot.warning}", file=sys.stderr)
         assert summary is not None
         _print_summary(summary, lib.encoder_id)
+        if summary.store_error:
+            print(
+                f"desktop-app: warning: {summary.store_error}\n"
+                f"  {summary.unsynced} changes wait in the local catalog; "
+                "the next index run uploads them",
+                file=sys.stderr,
+            )
         if args.json:
             print(json.dumps(summary.to_json()))
     return 0
@@ -341,7 +399,8 @@ def cmd_search(args: argparse.Namespace) -> int:
                     print("  no results")
                 for r in results:
                     box = f" region={list(r.region)}" if r.region else ""
-                    print(f"  {r.score:.4f}  {r.match:<7} {r.path}{box}")
+                    where = f"  [on {r.host}]" if r.host else ""
+                    print(f"  {r.score:.4f}  {r.match:<7} {r.path}{box}{where}")
         if lib.slot.warning:
             print(f"desktop-app: warning: {lib.slot.warning}", file=sys.stderr)
     return status
@@ -373,6 +432,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"Folder:     {root.path}" + ("" if root.online else "  (offline)"))
     print(f"Index:      {st.store_health}")
     print(f"Backup:     {st.catalog_backup or 'none yet'}")
+    store = st.store or {}
+    if store.get("url"):
+        state = "answers" if store["online"] else f"NOT REACHABLE: {store['error']}"
+        print(f"Store:      {store['url']} as {store['machine']} ({state})")
+        print(f"            {store['unsynced']} changes waiting for upload")
+    else:
+        print("Store:      embedded (in the data dir)")
     if st.failures:
         print("Failures:")
         for f in st.failures:
@@ -384,6 +450,25 @@ def cmd_forget(args: argparse.Namespace) -> int:
     with _open_library(args) as lib:
         removed = lib.forget(args.path)
     print(f"Forgot {args.path}: {removed} files removed from the index")
+    return 0
+
+
+def cmd_store(args: argparse.Namespace) -> int:
+    from desktop_app.engine import transfer
+
+    data_dir = getattr(args, "data_dir", None)
+    if args.store_command == "push":
+        summary = transfer.push(data_dir, args.to, args.store_token)
+        verb, where = "Pushed", f"to {summary.url}"
+    else:
+        summary = transfer.pull(data_dir, args.source, args.store_token)
+        verb, where = "Pulled", f"from {summary.url}"
+    print(
+        f"{verb} {summary.contents} images ({summary.vectors} vectors, {summary.files} files) "
+        f"{where} in {summary.seconds:.1f} s; {summary.embedded} embedded"
+    )
+    if args.json:
+        print(json.dumps(summary.to_json()))
     return 0
 
 

@@ -34,6 +34,20 @@ def app_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+@pytest.fixture(autouse=True, scope="session")
+def shared_onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One ONNX export of each model for the whole run (an export takes seconds); the
+    tests of the cache itself pass their own folder."""
+    folder = tmp_path_factory.mktemp("onnx-cache")
+    before = os.environ.get("DESKTOP_APP_ONNX_CACHE")
+    os.environ["DESKTOP_APP_ONNX_CACHE"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("DESKTOP_APP_ONNX_CACHE", None)
+    else:
+        os.environ["DESKTOP_APP_ONNX_CACHE"] = before
+
+
 @pytest.fixture(autouse=True)
 def no_thread_left_behind() -> Iterator[None]:
     before = set(threading.enumerate())

@@ -88,6 +88,32 @@ def test_offline_without_cached_weights_falls_back(offline_hub: None) -> None:
     assert "cannot be reached" in got.warning and "efficientnet-lite0" in got.warning
 
 
+def test_clip_library_takes_region_vectors_from_the_region_encoder(
+    clip_checkpoint: Path, photos: Path, tmp_path: Path
+) -> None:
+    """With a CLIP model, region vectors, windows and the region-space full vectors come
+    from EfficientNet-Lite0 (one pass per image, not one per region); a crop of a photo
+    and find-similar both still find the photo."""
+    from PIL import Image
+
+    from desktop_app.engine.analysis import REGION_FULL
+
+    with Library.open(model=f"{ARCH}:{clip_checkpoint}") as lib:
+        run_index(lib, [photos])
+        enc = lib.encoder
+        assert enc.region_encoder is not enc and enc.region_encoder.id == "efficientnet-lite0"
+        counts = lib.status().vectors
+        assert counts["full"] == 40 and counts[REGION_FULL] == 40 and counts["region"] == 360
+        region_rows = lib.catalog.vectors(enc.id, "region")
+        assert {len(r.vector) for r in region_rows} == {enc.region_encoder.dim}
+        source = sorted(photos.iterdir())[3]
+        im = Image.open(source).convert("RGB")
+        w, h = im.size
+        im.crop((w // 4, h // 4, w // 4 + w // 2, h // 4 + h // 2)).save(tmp_path / "crop.jpg")
+        assert lib.search_image(tmp_path / "crop.jpg", top_k=3)[0].path == str(source)
+        assert lib.search_similar(source, top_k=1)[0].path == str(source)
+
+
 class _NotATensor:
     """A pickled object that is not a tensor: what a checkpoint saved with a training
     script's own classes, or a booby-trapped one, holds."""

@@ -477,7 +477,7 @@ def test_download_progress_shows_size_and_can_be_cancelled(
     (none can happen here); cancelling makes the next chunk raise DownloadCancelled."""
     import threading
 
-    from desktop_app.engine.encoders.clip import cancellable
+    from desktop_app.engine.encoders.clip_weights import cancellable
     from desktop_app.engine.errors import DownloadCancelled, EncoderUnavailable
 
     features = window.features

@@ -83,6 +83,9 @@ class Analyser:
 
 
 KEYPOINTS = "orb"  # the features-table kind of the cached keypoint blobs
+# The full-image vector in the region encoder's space, stored when that encoder is not the
+# main one (CLIP): query windows are compared against it.
+REGION_FULL = "region-full"
 TINY = "tiny"  # the features-table kind of the colour copies (colour.py)
 REGION_FEATURES = (KEYPOINTS, TINY)
 
@@ -137,7 +140,12 @@ class RegionAnalyser(Analyser):
 
     def embed(self, batch: Sequence[Prepared]) -> list[Analysis]:
         analyses = super().embed(batch)
-        regions = self.encoder.embed_regions([p.image for p in batch], [p.boxes for p in batch])
+        images = [p.image for p in batch]
+        regional = self.encoder.region_encoder
+        regions = regional.embed_regions(images, [p.boxes for p in batch])
+        if regional is not self.encoder:
+            for a, p, v in zip(analyses, batch, regional.embed_images(images), strict=True):
+                a.vectors.append(VectorRow(p.fingerprint, REGION_FULL, 0, None, v))
         for a, p, vectors in zip(analyses, batch, regions, strict=True):
             for i, (box, v) in enumerate(zip(p.boxes, vectors, strict=True)):
                 pixel_box = box_to_pixels(box, p.width, p.height)

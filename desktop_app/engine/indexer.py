@@ -59,6 +59,10 @@ class IndexSummary:
     unlisted: list[str] = field(default_factory=list)  # folders that could not be listed
     cancelled: bool = False
     seconds: float = 0.0
+    # With a store server: what is still waiting for upload (kept in the catalog), and
+    # why it could not go up.
+    unsynced: int = 0
+    store_error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -72,6 +76,8 @@ class IndexSummary:
             "unlisted": self.unlisted,
             "cancelled": self.cancelled,
             "seconds": round(self.seconds, 3),
+            "unsynced": self.unsynced,
+            "store_error": self.store_error,
         }
 
 
@@ -94,6 +100,7 @@ class Progress:
     reused: int
     failed: int
     summary: IndexSummary | None = None
+    store_error: str | None = None  # a store server that does not answer (uploads wait)
 
 
 @dataclass
@@ -130,6 +137,7 @@ class Indexer:
         skip_dirs: Sequence[Path] = (),
         cancel: threading.Event | None = None,
         required_features: Sequence[str] = (),
+        publish: Callable[[Sequence[Analysis]], None] | None = None,
     ) -> None:
         self.catalog = catalog
         self.store = store
@@ -143,6 +151,9 @@ class Indexer:
         # A content is complete when it has a full vector and each of these features
         # (e.g. keypoints once region matching is on); incomplete ones are analysed again.
         self.required_features = tuple(required_features)
+        # What follows each catalog write: the embedded index is written at once; a
+        # store server gets the catalog's unsynced marks uploaded (shared.Uploader).
+        self.publish = publish or (lambda a: write_to_store(self.store, self.encoder_id, a))
         self._claim_lock = threading.Lock()
         self._analyser_lock = threading.Lock()
 
@@ -323,7 +334,7 @@ class Indexer:
                 for kind, data in a.features.items():
                     self.catalog.put_feature(a.fingerprint, kind, data, db)
             self.catalog.put_files(file_rows + rows, db)
-        write_to_store(self.store, self.encoder_id, analyses)
+        self.publish(analyses)
         s.embedded += len(analyses)
 
     def _remove_missing(
@@ -380,6 +391,9 @@ def vector_metadata(fingerprint: str, box: tuple[int, int, int, int] | None) -> 
 def collect_garbage(catalog: Catalog, store: VectorStore) -> int:
     """Drop vectors of contents no file holds any more, from the catalog and the index."""
     gone = catalog.collect_orphans()
+    if store.shared:
+        # other machines may hold these contents: the uploader decides (shared.py)
+        return len(gone)
     by_col: dict[tuple[str, str], list[str]] = {}
     for encoder, kind, fp, idx in gone:
         by_col.setdefault((encoder, kind), []).append(vector_id(fp, kind, idx))

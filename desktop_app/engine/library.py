@@ -35,6 +35,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,7 @@ from desktop_app.engine.errors import (
 from desktop_app.engine.filters import NO_FILTER, ResultFilter
 from desktop_app.engine.indexer import (
     Indexer,
+    IndexSummary,
     IndexTarget,
     Progress,
     collect_garbage,
@@ -70,9 +72,18 @@ from desktop_app.engine.lock import DataDirLock
 from desktop_app.engine.partial import PartialSearch, QueryFeatures
 from desktop_app.engine.paths import AppDirs, resolve_dirs
 from desktop_app.engine.queries import ImageSource, image_query, stored_query
+from desktop_app.engine.remote import TOKEN_ENV, RemoteVectorStore, StoreUnavailable
 from desktop_app.engine.scanner import is_within
 from desktop_app.engine.search import Box, SearchResult
 from desktop_app.engine.settings import FIXED_ID_MODELS, Settings, model_chosen
+from desktop_app.engine.shared import (
+    SharedView,
+    Uploader,
+    machine_name,
+    stop_tracking,
+    track_changes,
+    unsynced_count,
+)
 from desktop_app.engine.status import Failure, LibraryStatus, RootStatus
 from desktop_app.engine.store import VectorStore, hnsw_files_problem
 
@@ -135,11 +146,16 @@ class Library:
         model: str | None = None,
         store: VectorStore | None = None,
         progress: DownloadProgress | None = None,
+        store_url: str | None = None,
+        store_token: str | None = None,
     ) -> None:
+        """``store_url`` (else the ``store_url`` setting) puts the vectors on a Chroma
+        server; ``store_token`` (else $DESKTOP_APP_STORE_TOKEN) authenticates there."""
         self.dirs = dirs.ensure()
         self.settings = settings or Settings.load(dirs.settings_path)
         self._lock = DataDirLock(dirs.data)
         self._lock.acquire()
+        url = self.settings.store_url if store_url is None else store_url
         catalog: Catalog | None = None
         try:
             self.catalog = catalog = Catalog(dirs.catalog_path)
@@ -147,11 +163,28 @@ class Library:
             # a download only when the user named the model: never for the default
             chosen = model is not None or model_chosen(dirs.settings_path)
             self.slot = EncoderSlot(spec, self.settings, progress, allow_download=chosen)
+            self._region_data: set[str] = set()
             # "ok", or what was found wrong and done about it (``status`` reports it)
             self.store_health = "ok"
             self._store_suspect = False
+            self.remote: RemoteVectorStore | None = None
+            self.uploader: Uploader | None = None
+            if store is None and url:
+                token = store_token or os.environ.get(TOKEN_ENV)
+                store = RemoteVectorStore(url, token)
+            # a server is not ours to check and rebuild (nor is a store handed in)
             self._own_store = store is None
             self.store = store or self._open_store()
+            self.machine = machine_name(self.settings.machine_name)
+            # what searches read: the catalog, or the catalog and the server
+            self.reader: Catalog | SharedView = self.catalog
+            if isinstance(self.store, RemoteVectorStore):
+                self.remote = self.store
+                track_changes(self.catalog, self.remote.url)
+                self.uploader = Uploader(self.catalog, self.remote, self.machine)
+                self.reader = SharedView(self.catalog, self.remote, self.machine)
+            else:
+                stop_tracking(self.catalog)
         except BaseException:
             if catalog is not None:
                 catalog.close()
@@ -365,14 +398,19 @@ class Library:
             skip_dirs=[self.dirs.data, self.dirs.cache],
             cancel=cancel,
             required_features=REGION_FEATURES if regions else (),
+            publish=self._upload_step if self.uploader else None,
         )
         for progress in indexer.run(targets):
             s = progress.summary
+            if s is not None:
+                self._finish_upload(s)
             if s is not None and not s.cancelled:
                 self.catalog.set_meta("active_model", slot.spec)
                 self.slot = slot  # one assignment: searches see the old pair or the new
                 if s.embedded or s.reused or s.removed:
                     self.catalog.backup()  # rotating, at most hourly
+            if self.uploader is not None and self.uploader.error:
+                progress = replace(progress, store_error=self.uploader.error)
             yield progress
 
     def catch_up_store(self, encoder_id: str) -> None:
@@ -389,12 +427,39 @@ class Library:
             self.store.close()
             self._rebuild_store(str(exc))
 
+    def _upload_step(self, analyses: object) -> None:
+        """After each indexing batch: upload what the catalog marked (server mode)."""
+        assert self.uploader is not None
+        self.uploader.step()
+
+    def _finish_upload(self, summary: IndexSummary) -> None:
+        """End of a run: everything up, or what waits and why (the catalog keeps it)."""
+        if self.uploader is None:
+            return
+        self.uploader.drain()
+        summary.unsynced = unsynced_count(self.catalog)
+        summary.store_error = self.uploader.error
+
+    def upload(self) -> int:
+        """Upload everything still marked (server mode); raises StoreUnavailable. Returns
+        how many marks were waiting."""
+        if self.uploader is None:
+            return 0
+        waiting = unsynced_count(self.catalog)
+        self.uploader.upload()
+        return waiting
+
     def sync_store(self, encoder_id: str | None = None) -> int:
         """Make the vector index match the catalog (after a crash between the two writes,
         or when the index folder was deleted); returns how many vectors were re-added.
         Nothing is re-embedded: the catalog holds every vector. It writes: the writer
         calls it (the window's worker when the encoder loads, the CLI before a search)."""
         encoder_id = encoder_id or self.encoder_id
+        if self.uploader is not None:
+            # a server holds other machines' vectors too: never reconcile by deleting;
+            # upload what the catalog marked instead (paused if it does not answer)
+            self.uploader.step(max_rounds=None)
+            return 0
         added = 0
         for (enc, kind), n in self.catalog.vector_counts().items():
             if enc != encoder_id or self.store.count(enc, kind) == n:
@@ -434,6 +499,8 @@ class Library:
         ]
         removed = self.catalog.delete_files(doomed) if doomed else 0
         collect_garbage(self.catalog, self.store)
+        if self.uploader is not None:
+            self.uploader.drain()  # server down: the catalog keeps it marked for later
         return removed
 
     # -- searching --------------------------------------------------------------------
@@ -463,7 +530,7 @@ class Library:
         ``cleanup`` removes text overlays and/or enhances the query first (cleanup.py)."""
         k, t = self._limits(top_k, threshold)
         slot, encoder_id = self._search_slot()
-        search = PartialSearch(self.catalog, self.store, encoder_id, result_filter=result_filter)
+        search = PartialSearch(self.reader, self.store, encoder_id, result_filter=result_filter)
         state: dict[str, QueryFeatures] = {}
         max_megapixels = self.settings.max_megapixels
 
@@ -484,8 +551,8 @@ class Library:
         """ "Find similar" for an indexed file, from its stored vectors and keypoints."""
         k, t = self._limits(top_k, threshold)
         _slot, encoder_id = self._search_slot()
-        q = stored_query(self.catalog, encoder_id, path)
-        search = PartialSearch(self.catalog, self.store, encoder_id, result_filter=result_filter)
+        q = stored_query(self.reader, encoder_id, path)
+        search = PartialSearch(self.reader, self.store, encoder_id, result_filter=result_filter)
         return self._stages(
             encoder_id, lambda: search.full(q, k, t), lambda: search.merged(q, k, t)
         )
@@ -510,7 +577,14 @@ class Library:
         return run
 
     def has_region_data(self, encoder_id: str) -> bool:
-        return self.catalog.has_vectors(encoder_id, "region")
+        if self.catalog.has_vectors(encoder_id, "region"):
+            return True
+        if self.remote is None:
+            return False
+        # other machines' region vectors (asked until it is yes: they are not taken back)
+        if encoder_id not in self._region_data and self.remote.count(encoder_id, "region"):
+            self._region_data.add(encoder_id)
+        return encoder_id in self._region_data
 
     def search_image(
         self,
@@ -540,7 +614,7 @@ class Library:
         k, t = self._limits(top_k, threshold)
         slot, encoder_id = self._search_slot()
         q = QueryFeatures(slot.get().embed_text([text]))
-        search = PartialSearch(self.catalog, self.store, encoder_id, result_filter=result_filter)
+        search = PartialSearch(self.reader, self.store, encoder_id, result_filter=result_filter)
         return search.full(q, k, t)
 
     # -- duplicates -------------------------------------------------------------------
@@ -590,7 +664,25 @@ class Library:
                 else self.store_health
             ),
             catalog_backup=str(backup) if (backup := self.catalog.last_backup()) else None,
+            store=self.store_status(),
         )
+
+    def store_status(self) -> dict[str, Any]:
+        """Where the vectors live; for a server, whether it answers and what waits."""
+        if self.remote is None:
+            return {"url": None, "machine": self.machine}
+        out: dict[str, Any] = {
+            "url": self.remote.url,
+            "machine": self.machine,
+            "unsynced": unsynced_count(self.catalog),
+            "online": True,
+            "error": None,
+        }
+        try:
+            self.remote.ping()
+        except StoreUnavailable as exc:
+            out.update(online=False, error=str(exc))
+        return out
 
 
 def check_indexable(path: Path) -> None:

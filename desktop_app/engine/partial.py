@@ -61,12 +61,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from desktop_app.engine.analysis import KEYPOINTS, TINY
-from desktop_app.engine.catalog import Catalog
+from desktop_app.engine.analysis import KEYPOINTS, REGION_FULL, TINY
 from desktop_app.engine.colour import ColourMatch, ColourMatcher, Tiny, tiny_from_bytes
 from desktop_app.engine.filters import NO_FILTER, ResultFilter
 from desktop_app.engine.regions import Keypoints, Verification, keypoints_from_bytes, verify
-from desktop_app.engine.search import Box, Match, SearchResult, expand_to_files
+from desktop_app.engine.search import Box, ContentReader, Match, SearchResult, expand_to_files
 from desktop_app.engine.store import VectorStore
 
 log = logging.getLogger(__name__)
@@ -96,6 +95,9 @@ class QueryFeatures:
     vectors: np.ndarray  # (k, d): the query, and its mirror image
     load_partial: Callable[[], None] | None = None
     windows: np.ndarray | None = None  # (m, d) windows of the query
+    # the query in the region encoder's space when that is not the main encoder's (CLIP):
+    # compared with region vectors; windows are then compared with that space's full vectors
+    region_vectors: np.ndarray | None = None
     keypoints: Keypoints | None = None
     keypoints_flipped: Keypoints | None = None
     small: np.ndarray | None = None  # the query for the colour-layout check (colour.py)
@@ -114,7 +116,7 @@ class _Candidate:
 class PartialSearch:
     def __init__(
         self,
-        catalog: Catalog,
+        catalog: ContentReader,
         store: VectorStore,
         encoder_id: str,
         params: PartialParams | None = None,
@@ -146,12 +148,22 @@ class PartialSearch:
         cands: dict[str, _Candidate] = {}
         for fp, s in self._query_full(q, top_k).items():
             cands.setdefault(fp, _Candidate()).sim_full = s
-        for fp, (s, box) in self._region_sims(q.vectors).items():
-            c = cands.setdefault(fp, _Candidate())
-            if s > c.sim_part:
-                c.sim_part, c.region = s, box
-        if q.windows is not None and len(q.windows):
-            for fp, s in self._full_sims(q.windows, p.window_k).items():
+        region_q: np.ndarray | None = q.vectors
+        windows, window_kind = q.windows, "full"
+        if q.region_vectors is not None:
+            region_q, window_kind = q.region_vectors, REGION_FULL
+            if not self.store.count(self.encoder_id, REGION_FULL):
+                # indexed before regions moved to the region encoder: its region vectors
+                # are in another space; keypoints and colour still find partial matches
+                log.warning("region vectors predate the region encoder: re-index to use them")
+                region_q = windows = None
+        if region_q is not None:
+            for fp, (s, box) in self._region_sims(region_q).items():
+                c = cands.setdefault(fp, _Candidate())
+                if s > c.sim_part:
+                    c.sim_part, c.region = s, box
+        if windows is not None and len(windows):
+            for fp, s in self._full_sims(windows, p.window_k, window_kind).items():
                 c = cands.setdefault(fp, _Candidate())
                 c.sim_window = max(c.sim_window, s)
         self._fill_full_sims(q.vectors, cands)
@@ -177,8 +189,11 @@ class PartialSearch:
             side.join()
         scored = []
         for fp, c in cands.items():
+            # Region similarities from another encoder's space are not on the full
+            # similarities' scale: there they only nominate candidates for the checks.
+            sim_part = c.sim_part if q.region_vectors is None else -1.0
             scored.append(
-                (fp, *score(c.sim_full, c.sim_part, c.region, verified.get(fp), coloured.get(fp)))
+                (fp, *score(c.sim_full, sim_part, c.region, verified.get(fp), coloured.get(fp)))
             )
         scored.sort(key=lambda t: (-t[4], -t[1]))  # verified first, then by score
         rows = [(fp, s, match, box) for fp, s, match, box, _tier in scored]
@@ -206,9 +221,9 @@ class PartialSearch:
             q.full_sims = self._full_sims(q.vectors, max(k, self.params.n_full) + 8)
         return q.full_sims
 
-    def _full_sims(self, vectors: np.ndarray, k: int) -> dict[str, float]:
+    def _full_sims(self, vectors: np.ndarray, k: int, kind: str = "full") -> dict[str, float]:
         best: dict[str, float] = {}
-        for hits in self.store.query(self.encoder_id, vectors, k):
+        for hits in self.store.query(self.encoder_id, vectors, k, kind):
             for h in hits:
                 if h.score > best.get(h.id, -2.0):
                     best[h.id] = h.score

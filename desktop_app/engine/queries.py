@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from desktop_app.engine.analysis import KEYPOINTS, TINY
-from desktop_app.engine.catalog import Catalog
+from desktop_app.engine.analysis import KEYPOINTS, REGION_FULL, TINY
 from desktop_app.engine.cleanup import NO_CLEANUP, Cleanup, clean_query
 from desktop_app.engine.colour import query_small, tiny_from_bytes
 from desktop_app.engine.encoders import Encoder
@@ -24,7 +23,7 @@ from desktop_app.engine.regions import (
     keypoints_from_bytes,
     query_windows,
 )
-from desktop_app.engine.search import Box
+from desktop_app.engine.search import Box, ContentReader
 
 QUERY_SIDE = 1024  # enough for keypoints; the encoder needs far less
 ImageSource = Path | str | bytes | Image.Image
@@ -50,7 +49,10 @@ def image_query(
 
     def load_partial() -> None:
         windows = query_windows(*size) + find_frames(image)
-        q.windows = encoder.embed_in_batches(crop_windows(image, windows))
+        regional = encoder.region_encoder  # windows live in the region vectors' space
+        q.windows = regional.embed_in_batches(crop_windows(image, windows))
+        if regional is not encoder:
+            q.region_vectors = regional.embed_images([image, mirror])
         q.small = query_small(image)
         q.keypoints = extract_keypoints(image, QUERY_KEYPOINTS, orig_size=size)
         q.keypoints_flipped = extract_keypoints(mirror, QUERY_KEYPOINTS, orig_size=size)
@@ -60,7 +62,7 @@ def image_query(
     return q
 
 
-def stored_query(catalog: Catalog, encoder_id: str, path: Path | str) -> QueryFeatures:
+def stored_query(catalog: ContentReader, encoder_id: str, path: Path | str) -> QueryFeatures:
     """ "Find similar" for an indexed file: its stored vectors and keypoints, nothing
     decoded or embedded. Its region vectors serve as the query windows."""
     key = str(Path(path).expanduser().resolve())
@@ -74,6 +76,8 @@ def stored_query(catalog: Catalog, encoder_id: str, path: Path | str) -> QueryFe
     q = QueryFeatures(np.stack(full), prefer_path=key)
     regions = [r.vector for r in catalog.vectors(encoder_id, "region", [fp])]
     q.windows = np.stack(regions) if regions else None
+    region_full = [r.vector for r in catalog.vectors(encoder_id, REGION_FULL, [fp])]
+    q.region_vectors = np.stack(region_full) if region_full else None
     blob = catalog.features(KEYPOINTS, [fp]).get(fp)
     q.keypoints = keypoints_from_bytes(blob) if blob else None
     tiny = catalog.features(TINY, [fp]).get(fp)

@@ -2,17 +2,20 @@
 
 The vector index stores one entry per distinct content; results are expanded to every
 file holding that content through the catalog, so a deleted file can never come back
-and a moved one is found under its new path.
+and a moved one is found under its new path. With a store server, the files are those
+of every machine that indexed the content (``shared.SharedView``); a result from another
+machine carries its ``host``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
-from desktop_app.engine.catalog import Catalog, FileRow
+from desktop_app.engine.catalog import FileRow, VectorRow
 from desktop_app.engine.filters import NO_FILTER, ResultFilter
 
 Box = tuple[int, int, int, int]
@@ -26,6 +29,20 @@ class Match(StrEnum):
     PARTIAL = "partial"  # a region of one image is the other (see ``region``)
 
 
+class ContentReader(Protocol):
+    """What searching reads: the catalog, or the catalog and a store server together."""
+
+    def paths_for(self, fingerprints: Sequence[str]) -> dict[str, list[FileRow]]: ...
+
+    def features(self, kind: str, fingerprints: Sequence[str]) -> dict[str, bytes]: ...
+
+    def vectors(
+        self, encoder: str, kind: str = "full", fingerprints: Sequence[str] | None = None
+    ) -> Iterable[VectorRow]: ...
+
+    def file(self, path: str) -> FileRow | None: ...
+
+
 @dataclass(frozen=True)
 class SearchResult:
     path: str
@@ -37,17 +54,26 @@ class SearchResult:
     height: int | None = None
     size: int = 0
     mtime_ns: int = 0
+    host: str | None = None  # the machine that indexed it, when not this one
     # a partial match confirmed by keypoints or the colour layout ("verified partial"),
     # not only by region-embedding similarity ("similar region")
     confirmed: bool = False
 
+    @property
+    def here(self) -> bool:
+        """Whether it can be opened on this machine: ours, or at a path we have too."""
+        return self.host is None or os.path.exists(self.path)
+
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "path": self.path,
             "score": round(float(self.score), 6),
             "match": str(self.match),
             "region": list(self.region) if self.region else None,
         }
+        if self.host is not None:
+            out["host"] = self.host
+        return out
 
 
 def result_for(
@@ -63,11 +89,12 @@ def result_for(
         row.height,
         row.size,
         row.mtime_ns,
+        getattr(row, "host", None),  # shared.OriginRow: another machine's file
     )
 
 
 def expand_to_files(
-    catalog: Catalog,
+    catalog: ContentReader,
     scored: Sequence[tuple[str, float, Match, Box | None]],
     top_k: int,
     threshold: float,
@@ -102,3 +129,32 @@ def expand_to_files(
     if not keep_order:
         out.sort(key=lambda r: (-r.score, r.path != prefer_path, r.path))
     return out[:top_k]
+
+
+def follow_library(
+    catalog: ContentReader, results: Sequence[SearchResult]
+) -> list[SearchResult | None]:
+    """Results shown earlier, brought up to date with the catalog after an index run.
+
+    Each result is looked up by its content: still at its path, it is kept (with fresh
+    file details); moved or renamed, it gets the new path (one not already shown); gone
+    from the library, it becomes None. A path that now holds other content is kept as it
+    is: the file is still there to open.
+    """
+    files = catalog.paths_for(sorted({r.fingerprint for r in results if r.fingerprint}))
+    shown = {r.path for r in results}
+    taken: set[str] = set()
+    out: list[SearchResult | None] = []
+    for r in results:
+        rows = files.get(r.fingerprint, []) if r.fingerprint else []
+        here = next((row for row in rows if row.path == r.path), None)
+        moved = next((row for row in rows if row.path not in shown and row.path not in taken), None)
+        if here is not None:
+            out.append(result_for(here, r.score, r.match, r.region))
+        elif moved is not None:
+            taken.add(moved.path)
+            out.append(result_for(moved, r.score, r.match, r.region))
+        else:
+            row = catalog.file(r.path)
+            out.append(r if row is not None and row.ok else None)
+    return out

@@ -55,6 +55,11 @@ class Settings:
     region_scale: float = 0.5
     region_grid: int = 3
     region_keypoints: int = 500
+    # Vector store: empty for the embedded store in the data dir, or a Chroma server
+    # (http://HOST:PORT) the team shares; machine_name is how this machine's files are
+    # labelled there (empty: the host name).
+    store_url: str = ""
+    machine_name: str = ""
     # Desktop window.
     thumbnail_size: int = 160
     watch_folders: bool = True

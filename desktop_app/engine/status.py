@@ -52,6 +52,9 @@ class LibraryStatus:
     failures: tuple[Failure, ...]
     store_health: str  # the vector index: "ok", or what is wrong and what happens next
     catalog_backup: str | None  # the newest catalog backup file, if there is one
+    # where the vectors live: {"url": None} for the embedded store; for a Chroma server
+    # its url, this machine's name, whether it answers and what waits for upload
+    store: Mapping[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -69,4 +72,5 @@ class LibraryStatus:
             "failures": [f.to_json() for f in self.failures],
             "store_health": self.store_health,
             "catalog_backup": self.catalog_backup,
+            "store": dict(self.store) if self.store is not None else None,
         }

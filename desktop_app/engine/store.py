@@ -141,6 +141,11 @@ def _guard(what: str) -> Iterator[None]:
 
 
 class VectorStore:
+    # True for a server several clients share (``remote.RemoteVectorStore``): its
+    # contents are not this catalog's alone, so nothing may be deleted just because this
+    # catalog lacks it.
+    shared = False
+
     def __init__(self, client: Any) -> None:
         self.client = client
         self.max_batch = int(client.get_max_batch_size())

@@ -38,7 +38,7 @@ from desktop_app.engine.imageio import Source
 from desktop_app.engine.indexer import IndexSummary
 from desktop_app.engine.library import Library
 from desktop_app.engine.scanner import folder_has_images, is_within
-from desktop_app.engine.search import SearchResult
+from desktop_app.engine.search import SearchResult, follow_library
 from desktop_app.engine.settings import Settings
 from desktop_app.engine.status import LibraryStatus
 from desktop_app.ui.collector import GuiThreadCollector
@@ -159,6 +159,11 @@ class SearchController(FeatureSlots, QObject):
         w.switch_abandoned.connect(self._switch_abandoned)
         self.watcher.changed.connect(lambda paths: self.worker.submit(IndexJob(paths, add=False)))
         self.watcher.root_returned.connect(lambda root: self.worker.submit(IndexJob([root])))
+        self.watcher.root_offline.connect(self._root_offline)
+        self.watcher.watch_started.connect(
+            lambda root: self.worker.submit(IndexJob([root], add=False))
+        )
+        self.watcher.notice.connect(lambda text: self.message.emit(text, 15000))
 
     def start(self, *, watch: bool = True) -> None:
         """Start the worker (the encoder loads first), catch up on what changed while the
@@ -173,10 +178,10 @@ class SearchController(FeatureSlots, QObject):
         roots = self.library.roots()
         # reachability comes with the worker's first status: a hung share must not block here
         self._set_roots([{"path": r} for r in roots])
-        if roots:  # catch what changed while the app was closed, in the background
-            self.worker.submit(IndexJob([], add=False))
         self._watch = watch and self.settings.watch_folders
-        if self._watch:
+        if roots and not self._watch:  # catch what changed while the app was closed
+            self.worker.submit(IndexJob([], add=False))
+        if self._watch:  # each root is caught up once its watch exists (watch_started)
             self.watcher.start()
             self.watcher.set_roots(roots)
 
@@ -356,6 +361,13 @@ class SearchController(FeatureSlots, QObject):
         self.roots_changed.emit(roots)
         self.page_changed.emit(self.page())
 
+    def _root_offline(self, root: str) -> None:
+        """A watched folder vanished: shown offline at once, its entries kept."""
+        roots = [{**r, "online": False} if r["path"] == root else r for r in self.roots]
+        self.model.set_offline_roots([r["path"] for r in roots if r.get("online") is False])
+        self._set_roots(roots)
+        self.message.emit(f"{root} is offline; its photos stay in the library", 10000)
+
     def _index_finished(self, summary: IndexSummary) -> None:
         self.last_summary = summary
         self.message.emit(describe_summary(summary), 10000)
@@ -368,6 +380,20 @@ class SearchController(FeatureSlots, QObject):
             self.watcher.set_roots([r.path for r in st.roots])
         self.status_changed.emit(st)
         self._set_roots([r.to_json() for r in st.roots])
+        self._follow_library()
+
+    def _follow_library(self) -> None:
+        """After each job, the results on screen follow the library: a renamed file's
+        result gets its new path, a deleted one is marked (looked up in the image pool)."""
+        results, version = self.model.results(), self.model.version
+        if not results:
+            return
+        catalog = self.library.catalog
+        self.calls.call(
+            lambda: follow_library(catalog, results),
+            lambda resolved: self.model.follow(version, resolved),
+            lambda msg: log.warning("results could not follow the library: %s", msg),
+        )
 
     def _on_encoder_ready(self, description: str, warning: str) -> None:
         # torch, Chroma and Qt are loaded now: move their millions of long-lived objects

@@ -41,6 +41,9 @@ class ResultDelegate(QStyledItemDelegate):
         thumb_box = QRect(rect.left(), rect.top(), rect.width(), self.thumb_side)
         pixmap = index.data(Role.Thumbnail)
         result = index.data(Role.Result)
+        gone = bool(index.data(Role.Gone))
+        if gone:  # the file left the library: greyed, and badged below
+            painter.setOpacity(0.35)
         if isinstance(pixmap, QPixmap) and not pixmap.isNull():
             target = fit_rect(pixmap.size(), thumb_box)
             painter.drawPixmap(target, pixmap)
@@ -51,11 +54,14 @@ class ResultDelegate(QStyledItemDelegate):
             painter.fillRect(thumb_box, palette.alternateBase())
             painter.setPen(palette.placeholderText().color())
             painter.drawText(thumb_box, Qt.AlignmentFlag.AlignCenter, "…")
+        painter.setOpacity(1.0)
         self._badge(
             painter,
             thumb_box,
             index.data(Role.Match),
             bool(index.data(Role.Offline)),
+            getattr(result, "host", None),
+            gone,
             bool(index.data(Role.Confirmed)),
         )
         text_box = QRect(rect.left(), thumb_box.bottom() + 4, rect.width(), TEXT_HEIGHT - 4)
@@ -91,9 +97,16 @@ class ResultDelegate(QStyledItemDelegate):
         painter.drawRect(box.intersected(QRectF(target)))
 
     def _badge(
-        self, painter: QPainter, box: QRect, match: str | None, offline: bool, confirmed: bool
+        self,
+        painter: QPainter,
+        box: QRect,
+        match: str | None,
+        offline: bool,
+        host: str | None = None,
+        gone: bool = False,
+        confirmed: bool = False,
     ) -> None:
-        labels = badge_labels(match, offline, confirmed)
+        labels = badge_labels(match, offline, confirmed, host, gone)
         font = QFont(painter.font())
         font.setPointSizeF(max(7.0, font.pointSizeF() * 0.85))
         font.setBold(True)
@@ -110,10 +123,18 @@ class ResultDelegate(QStyledItemDelegate):
             x += w + 4
 
 
-def badge_labels(match: str | None, offline: bool, confirmed: bool) -> list[tuple[str, QColor]]:
+def badge_labels(
+    match: str | None,
+    offline: bool,
+    confirmed: bool,
+    host: str | None = None,
+    gone: bool = False,
+) -> list[tuple[str, QColor]]:
     """The badges of one cell: a verified partial match (keypoints or colour layout
     agree) is told apart from a region that only looks similar to the embedding."""
     labels = []
+    if gone:
+        labels.append(("deleted", QColor(170, 60, 60)))
     if match == "partial":
         labels.append(
             ("verified partial", PARTIAL_COLOUR) if confirmed else ("similar region", WEAK_COLOUR)
@@ -122,4 +143,6 @@ def badge_labels(match: str | None, offline: bool, confirmed: bool) -> list[tupl
         labels.append(("full", FULL_COLOUR))
     if offline:
         labels.append(("offline", QColor(120, 120, 120)))
+    if host:  # indexed on another machine (shared store server)
+        labels.append((f"on {host}", QColor(70, 90, 140)))
     return labels

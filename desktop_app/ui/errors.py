@@ -4,8 +4,8 @@ An exception that escapes a slot, a pool task (``QRunnable.run``) or a Python th
 reaches ``sys.excepthook`` / ``threading.excepthook`` on the thread it was raised on.
 Building a ``QMessageBox`` there is what Qt forbids (it crashed or corrupted the window),
 so the hook only logs the traceback and emits a signal; the ``ErrorReporter`` lives on
-the GUI thread, the signal is queued to it, and the dialog is built there (napari's
-``ensure_main_thread``, qutebrowser's ``crashsignal``).
+the GUI thread, the signal is queued to it, and the dialog is built there (the way
+napari and qutebrowser hand errors from other threads to their GUI thread).
 
 Threads: ``hook``/``thread_hook`` run on any thread and touch no widget; ``_show`` runs
 on the GUI thread, the reporter's own.

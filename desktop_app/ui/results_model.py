@@ -35,7 +35,8 @@ class Role(IntEnum):
     Region = Qt.ItemDataRole.UserRole + 4
     Thumbnail = Qt.ItemDataRole.UserRole + 5
     Offline = Qt.ItemDataRole.UserRole + 6
-    Confirmed = Qt.ItemDataRole.UserRole + 7  # a partial match verified by keypoints/colour
+    Gone = Qt.ItemDataRole.UserRole + 7  # deleted from the library since it was shown
+    Confirmed = Qt.ItemDataRole.UserRole + 8  # a partial match verified by keypoints/colour
 
 
 SORT_KEYS = {
@@ -52,6 +53,8 @@ class ResultsModel(QAbstractListModel):
         self._results: list[SearchResult] = []
         self._rows_by_key: dict[str, list[int]] = {}
         self._offline: set[str] = set()
+        self._gone: set[int] = set()  # rows whose file left the library
+        self.version = 0  # bumped by every new result list (a late follow-up is dropped)
         self.sort_order = "score"
         self.sort_reversed = (
             False  # each order's natural direction (best, A-Z, newest, largest) flipped
@@ -65,8 +68,29 @@ class ResultsModel(QAbstractListModel):
         self._results = sorted(results, key=SORT_KEYS[self.sort_order])
         if self.sort_reversed:
             self._results.reverse()
+        self._gone = set()
+        self.version += 1
         self._reindex()
         self.endResetModel()
+
+    def follow(self, version: int, resolved: Sequence[SearchResult | None]) -> None:
+        """Results brought up to date with the library (``follow_library``): a moved
+        file's row gets its new path, a deleted one is marked gone. Rows stay where they
+        are, so the selection and the scroll position hold."""
+        if version != self.version or len(resolved) != len(self._results):
+            return  # other results are shown now
+        for row, r in enumerate(resolved):
+            if r is None:
+                self._gone.add(row)
+            else:
+                self._results[row] = r
+                self._gone.discard(row)
+        self._reindex()
+        if self._results:
+            self.dataChanged.emit(self.index(0), self.index(len(self._results) - 1))
+
+    def is_gone(self, row: int) -> bool:
+        return row in self._gone
 
     def set_sort_order(self, order: str) -> None:
         if order in SORT_KEYS and order != self.sort_order:
@@ -107,7 +131,8 @@ class ResultsModel(QAbstractListModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return Path(r.path).name
         if role == Qt.ItemDataRole.ToolTipRole:
-            return tooltip(r)
+            gone = "\nDeleted from the library" if index.row() in self._gone else ""
+            return tooltip(r) + gone
         if role == Role.Result:
             return r
         if role == Role.Score:
@@ -118,6 +143,8 @@ class ResultsModel(QAbstractListModel):
             return r.region
         if role == Role.Confirmed:
             return r.confirmed
+        if role == Role.Gone:
+            return index.row() in self._gone
         if role == Role.Offline:
             return any(r.path.startswith(root.rstrip(os.sep) + os.sep) for root in self._offline)
         if role in (Role.Thumbnail, Qt.ItemDataRole.DecorationRole):
@@ -156,6 +183,9 @@ def tooltip(r: SearchResult) -> str:
     if r.region:
         x, y, w, h = r.region
         lines.append(f"matched region: x={x} y={y} w={w} h={h}")
+    if r.host:
+        where = "" if r.here else "; not on this machine"
+        lines.append(f"indexed on {r.host}{where}")
     return "\n".join(lines)
 
 

@@ -64,7 +64,8 @@ class ResultsView(QListView):
         if index.isValid() and event.key() == Qt.Key.Key_Space:
             self.preview_requested.emit(self._result(index.row()))
         elif index.isValid() and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
-            self.files.open(self._result(index.row()).path)
+            if self._result(index.row()).here:
+                self.files.open(self._result(index.row()).path)
         else:
             super().keyPressEvent(event)
 
@@ -93,20 +94,25 @@ class ResultsView(QListView):
         menu = QMenu(self)
         similar = QAction("Find similar" + (" (this region)" if r.region else ""), menu)
         similar.triggered.connect(lambda: self.find_similar.emit(r))
+        similar.setEnabled(not self.results_model().is_gone(row))  # nothing left to search by
         menu.addAction(similar)
         menu.addSeparator()
         preview = QAction("Preview", menu)
         preview.triggered.connect(lambda: self.preview_requested.emit(r))
         menu.addAction(preview)
-        for text, slot in (
-            ("Open", lambda: self.files.open(r.path)),
-            ("Show in folder", lambda: self.files.show_in_folder(r.path)),
-            ("Copy path", lambda: self.copy_path_requested.emit(r.path)),
-            ("Copy image", lambda: self.copy_image_requested.emit(r.path)),
+        for text, slot, needs_file in (
+            ("Open", lambda: self.files.open(r.path), True),
+            ("Show in folder", lambda: self.files.show_in_folder(r.path), True),
+            ("Copy path", lambda: self.copy_path_requested.emit(r.path), False),
+            ("Copy image", lambda: self.copy_image_requested.emit(r.path), True),
         ):
             action = QAction(text, menu)
             action.triggered.connect(slot)
+            # another machine's photo opens only where its path exists here too
+            action.setEnabled(r.here or not needs_file)
             menu.addAction(action)
+        if not r.here:
+            menu.addAction(QAction(f"(on {r.host}: not on this machine)", menu, enabled=False))
         menu.setDefaultAction(similar)
         return menu
 

@@ -57,7 +57,10 @@ class IndexStatusBar(QStatusBar):
         self.progress.setMaximum(max(p.total, 1))
         self.progress.setValue(p.done)
         self.progress.setFormat(f"{p.phase} %v/%m")
-        if p.current:
+        if p.store_error:
+            # uploads wait in the catalog; indexing goes on (engine/shared.py)
+            self.showMessage(f"Uploads paused: {p.store_error}", 10000)
+        elif p.current:
             self.showMessage(f"Indexing {Path(p.current).name}", 2000)
 
     def set_busy(self, busy: bool) -> None:

@@ -22,6 +22,10 @@ from desktop_app.ui.images import pil_to_qimage
 log = logging.getLogger(__name__)
 
 MEMORY_ITEMS = 2000
+# At 320 px a thumbnail is ~300 KB decoded: 2,000 of them would hold ~600 MB for good
+# (the soak grew by that much). The bytes cap keeps a few screens' worth; the disk cache
+# brings the rest back in milliseconds.
+MEMORY_BYTES = 160 * 2**20
 
 
 class _Signals(QObject):
@@ -64,6 +68,7 @@ class ThumbnailCache(QObject):
         self.cache_dir = cache_dir
         self.pool = pool
         self._memory: OrderedDict[str, QPixmap] = OrderedDict()
+        self.memory_bytes = 0  # decoded size of the pixmaps in _memory
         self._pending: set[str] = set()
         self._failed: set[str] = set()
         self._signals = _Signals()
@@ -92,7 +97,18 @@ class ThumbnailCache(QObject):
         if image.isNull():
             self._failed.add(key)
         else:
-            self._memory[key] = QPixmap.fromImage(image)
-            while len(self._memory) > MEMORY_ITEMS:
-                self._memory.popitem(last=False)
+            old = self._memory.pop(key, None)
+            if old is not None:
+                self.memory_bytes -= _size(old)
+            pix = QPixmap.fromImage(image)
+            self._memory[key] = pix
+            self.memory_bytes += _size(pix)
+            while len(self._memory) > 1 and (
+                len(self._memory) > MEMORY_ITEMS or self.memory_bytes > MEMORY_BYTES
+            ):
+                self.memory_bytes -= _size(self._memory.popitem(last=False)[1])
         self.ready.emit(key)
+
+
+def _size(pix: QPixmap) -> int:
+    return pix.width() * pix.height() * max(1, pix.depth()) // 8

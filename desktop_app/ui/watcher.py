@@ -1,133 +1,156 @@
-"""Live folder watching with watchdog.
+"""Live folder watching for the window: the Qt face of ``engine/watching.py``.
 
-watchdog calls back on its own thread: the handler only forwards paths (through a
-queued Qt signal); the GUI thread collects them and a single-shot timer turns a burst
-(copying 1,000 files in) into one indexing job.
+Threads: ``FolderWatcher`` lives on the GUI thread and never touches the file system.
+Scheduling watches (a recursive walk of each tree), the periodic check that each root is
+still there, the fallback to polling and restarting a dead observer all run on the
+engine's ``WatchThread``, which reports back through queued signals. watchdog's threads
+only record paths in a bounded ``PendingChanges`` and send one wake-up at a time; the GUI
+thread restarts a single-shot timer on each wake-up, so a burst (copying 1,000 files
+in) becomes one indexing job.
 """
 
 from __future__ import annotations
 
 import logging
-import os
+import time
 from collections.abc import Iterable
 
 from PySide6.QtCore import QObject, QTimer, Signal
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
 
-from desktop_app.engine.scanner import is_image_name
+from desktop_app.engine.watching import (
+    MAX_PENDING,
+    POLLING,
+    ROOT_CHECK_S,
+    PendingChanges,
+    WatchReport,
+    WatchThread,
+)
 
 log = logging.getLogger(__name__)
 
 DEBOUNCE_MS = 1500
-ROOT_CHECK_MS = 30_000
-
-
-class _Forwarder(FileSystemEventHandler):
-    def __init__(self, emit: object, extensions: frozenset[str]) -> None:
-        self._emit = emit
-        self._extensions = extensions
-
-    def _relevant(self, path: str, is_dir: bool) -> bool:
-        return is_dir or is_image_name(os.path.basename(path), self._extensions)
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type in ("opened", "closed_no_write"):
-            return
-        if event.is_directory and event.event_type == "modified":
-            return  # its files report themselves; rescanning the folder would be waste
-        paths = [os.fsdecode(event.src_path)]
-        if getattr(event, "dest_path", ""):
-            paths.append(os.fsdecode(event.dest_path))
-        wanted = [p for p in paths if self._relevant(p, event.is_directory)]
-        if wanted:
-            self._emit(wanted)  # type: ignore[operator]
+MAX_DEFER_S = 10.0  # a folder that never stops changing is still indexed this often
 
 
 class FolderWatcher(QObject):
     """Emits ``changed(list[str])`` for debounced bursts of changes under the folders,
-    and ``root_returned(str)`` when an offline folder is reachable again."""
+    ``root_returned(str)`` when an offline folder is reachable again, ``root_offline(str)``
+    when one vanished (its entries stay), and ``notice(str)`` with a sentence for the
+    status bar when a folder is polled instead of watched or a watcher was restarted."""
 
     changed = Signal(list)
     root_returned = Signal(str)
-    _forward = Signal(list)  # from watchdog's thread to ours
+    root_offline = Signal(str)
+    watch_started = Signal(str)  # a root is watched now: reconcile what changed before
+    notice = Signal(str)
+    _wake = Signal()  # from watchdog's threads: paths are pending
+    _report = Signal(object)  # WatchReport, from the watch thread
 
-    def __init__(self, extensions: Iterable[str], parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        extensions: Iterable[str],
+        parent: QObject | None = None,
+        *,
+        check_interval: float = ROOT_CHECK_S,
+        max_pending: int = MAX_PENDING,
+    ) -> None:
         super().__init__(parent)
-        self._extensions = frozenset(e.lower() for e in extensions)
-        self._observer = Observer()
-        self._observer.daemon = True
-        self._watches: dict[str, object] = {}
+        self._extensions = list(extensions)
+        self._check_interval = check_interval
+        self.pending = PendingChanges(max_pending)
+        self._thread: WatchThread | None = None
+        self._roots: list[str] = []
+        # the watch thread's view, mirrored here from its reports (GUI thread only)
+        self.modes: dict[str, str] = {}
         self._offline: set[str] = set()
-        self._pending: set[str] = set()
+        self._first_pending = 0.0
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(DEBOUNCE_MS)
         self._timer.timeout.connect(self._flush)
-        self._root_timer = QTimer(self)
-        self._root_timer.setInterval(ROOT_CHECK_MS)
-        self._root_timer.timeout.connect(self.check_roots)
-        self._forward.connect(self._collect)
-        self._started = False
+        self._wake.connect(self._woken)
+        self._report.connect(self._on_report)
 
     def start(self) -> None:
-        self._observer.start()
-        self._root_timer.start()
-        self._started = True
+        if self._thread is not None:
+            return
+        self._thread = WatchThread(
+            self._extensions,
+            self.pending,
+            self._wake.emit,
+            self._report.emit,
+            check_interval=self._check_interval,
+        )
+        self._thread.start()
+        if self._roots:
+            self._thread.set_roots(self._roots)
 
     def stop(self) -> None:
         self._timer.stop()
-        self._root_timer.stop()
-        if self._started:
-            self._observer.unschedule_all()
-            self._observer.stop()
-            self._observer.join(timeout=5)
-            self._started = False
+        if self._thread is not None:
+            if not self._thread.shutdown():
+                log.warning("the folder watcher did not stop in time (a hung share?)")
+            self._thread = None
 
     def set_roots(self, roots: Iterable[str]) -> None:
-        wanted = set(roots)
-        for root in list(self._watches):
-            if root not in wanted:
-                self._observer.unschedule(self._watches.pop(root))  # type: ignore[arg-type]
-        self._offline &= wanted
-        for root in wanted - set(self._watches):
-            self._watch(root)
+        """Watch exactly these folders; returns at once (the watch thread schedules)."""
+        self._roots = sorted(set(roots))
+        for root in list(self.modes):
+            if root not in self._roots:
+                del self.modes[root]
+        self._offline &= set(self._roots)
+        if self._thread is not None:
+            self._thread.set_roots(self._roots)
+
+    def check_roots(self) -> None:
+        """Ask for a check now (the watch thread also checks every 30 s): vanished roots
+        go offline, returned ones are watched again and reconciled, dead watchers restart."""
+        if self._thread is not None:
+            self._thread.check_now()
 
     @property
     def offline(self) -> set[str]:
         return set(self._offline)
 
-    def _watch(self, root: str) -> bool:
-        if not os.path.isdir(root):
-            self._offline.add(root)
-            return False
-        try:
-            handler = _Forwarder(self._forward.emit, self._extensions)
-            self._watches[root] = self._observer.schedule(handler, root, recursive=True)
-            self._offline.discard(root)
-            return True
-        except OSError as exc:  # e.g. inotify watch limit reached
-            log.warning("cannot watch %s: %s", root, exc)
-            self._offline.add(root)
-            return False
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
-    def check_roots(self) -> None:
-        """Offline folders that came back are watched again and reconciled; watched ones
-        that vanished go offline (their entries stay in the index)."""
-        for root in list(self._watches):
-            if not os.path.isdir(root):
-                self._observer.unschedule(self._watches.pop(root))  # type: ignore[arg-type]
-                self._offline.add(root)
-        for root in list(self._offline):
-            if os.path.isdir(root) and self._watch(root):
-                self.root_returned.emit(root)
+    # -- reports, on the GUI thread ------------------------------------------------------
+    def _on_report(self, report: WatchReport) -> None:
+        if report.root not in self._roots:
+            return  # a folder removed meanwhile
+        if report.kind == "watching":
+            if report.root not in self._offline:  # a returning root gets root_returned
+                # changes made before the watch existed (it is set up on another thread,
+                # after the folder's first scan) are caught by one more scan
+                self.watch_started.emit(report.root)
+            self._offline.discard(report.root)
+            self.modes[report.root] = report.mode
+            if report.mode == POLLING:
+                self.notice.emit(
+                    f"{report.root} is checked for changes every few seconds instead of "
+                    f"watched: {report.reason}"
+                )
+        elif report.kind == "offline":
+            self.modes.pop(report.root, None)
+            self._offline.add(report.root)
+            self.root_offline.emit(report.root)
+        elif report.kind == "returned":
+            self.root_returned.emit(report.root)
+        elif report.kind == "restarted":
+            self.modes.pop(report.root, None)  # until its new watch reports in
+            self.notice.emit(f"The folder watcher for {report.root} stopped and was restarted")
 
-    def _collect(self, paths: list[str]) -> None:
-        self._pending.update(paths)
-        self._timer.start()  # restart: wait for the burst to settle
+    def _woken(self) -> None:
+        self.pending.acknowledge()
+        now = time.monotonic()
+        if not self._timer.isActive():
+            self._first_pending = now
+        if now - self._first_pending < MAX_DEFER_S:
+            self._timer.start()  # restart: wait for the burst to settle
 
     def _flush(self) -> None:
-        if self._pending:
-            paths = sorted(self._pending)
-            self._pending.clear()
+        paths = self.pending.take()
+        if paths:
             self.changed.emit(paths)

@@ -34,7 +34,7 @@ from desktop_app.engine.library import EncoderSlot, Library
 from desktop_app.engine.settings import Settings
 
 if TYPE_CHECKING:  # clip.py imports torch: the worker module must not, at start
-    from desktop_app.engine.encoders.clip import DownloadProgress
+    from desktop_app.engine.encoders.clip_weights import DownloadProgress
 
 log = logging.getLogger(__name__)
 

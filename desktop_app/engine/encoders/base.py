@@ -51,6 +51,14 @@ class Encoder(ABC):
             out.append(self.embed_in_batches(crops))
         return out
 
+    @property
+    def region_encoder(self) -> Encoder:
+        """The encoder whose vector space the region vectors and the query windows live
+        in. Itself for encoders whose feature map pools into regions in one pass; an
+        encoder without one (CLIP) hands regions to a small CNN, so region vectors cost
+        one cheap pass instead of one pass per region."""
+        return self
+
     def embed_in_batches(self, images: Sequence[Image.Image]) -> np.ndarray:
         if not images:
             return np.zeros((0, self.dim), np.float32)

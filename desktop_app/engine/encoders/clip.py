@@ -4,298 +4,388 @@ Weights are looked for, in order: an explicit local file; open_clip's Hugging Fa
 cache; a download (with progress and timeouts, so an offline machine fails fast rather
 than hanging) — only when the user asked for this model (``allow_download``): the
 built-in default on a fresh data dir makes no network call, not even a DNS lookup.
-When none works, :class:`EncoderUnavailable` says so plainly and the
-caller falls back to the offline encoder.
+When none works, :class:`EncoderUnavailable` says so plainly and the caller falls back
+to the offline encoder (``clip_weights``).
+
+On the CPU both towers run as ONNX Runtime sessions (``onnx_cache``). Once the exports
+are cached, a start imports neither torch nor open_clip: the weights' location, the
+preprocessing and the embedding size are cached beside the exports, preprocessing is
+numpy, and the tokenizer (which needs torch) loads on the first text query only.
+
+Threads: the indexing thread and search threads use the encoder at once; the lazily
+loaded parts (tokenizer, text session, region encoder) are built under locks.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
-import os
-import pickle
-import socket
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 
-from desktop_app.engine.bundled import bundled_clip_weights
 from desktop_app.engine.encoders.base import Encoder, l2_normalise
-from desktop_app.engine.encoders.device import default_batch_size, inference
-from desktop_app.engine.errors import DownloadCancelled, EncoderUnavailable, UnknownModel
+from desktop_app.engine.encoders.clip_weights import (
+    DownloadProgress,
+    cached_weights,
+    describe_load_error,
+    is_local_weights,
+    parse_clip_spec,
+    resolve_weights,
+)
+from desktop_app.engine.encoders.onnx_cache import (
+    ExportFailed,
+    ExportSpec,
+    OnnxModel,
+    default_cache,
+    ensure_export,
+    file_identity,
+    load_or_export,
+    load_or_quantise,
+)
+from desktop_app.engine.encoders.runtime import ONNX, ONNX_INT8, TORCH, GuardedInt8, pick_runtime
+from desktop_app.engine.errors import EncoderUnavailable, UnknownModel
 
 log = logging.getLogger(__name__)
 
-DOWNLOAD_TIMEOUT_S = 10.0  # per network request, not for the whole file
-DownloadProgress = Callable[[int, int, str], None]  # (done_bytes, total_bytes, description)
+# models.py and tests find the weights helpers here, where they always were
+__all__ = [
+    "ClipEncoder",
+    "cached_weights",
+    "file_identity",
+    "is_local_weights",
+    "numpy_preprocess",
+    "parse_clip_spec",
+    "resolve_weights",
+]
 
 
-def parse_clip_spec(spec: str) -> tuple[str, str]:
-    """``ViT-B-32:laion2b_s34b_b79k`` -> ("ViT-B-32", "laion2b_s34b_b79k")."""
-    arch, sep, pretrained = spec.partition(":")
-    if not sep or not arch or not pretrained:
-        raise UnknownModel(
-            f"unknown model {spec!r}: use efficientnet-lite0, ARCH:PRETRAINED "
-            "(e.g. ViT-B-32:laion2b_s34b_b79k) or ARCH:/path/to/weights"
-        )
-    return arch, pretrained
+def _towers(model: Any) -> tuple[Any, Any]:
+    """The image and text towers as separate modules, as exported to ONNX."""
+    import torch
 
+    class Visual(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.visual = model.visual
 
-def is_local_weights(pretrained: str) -> bool:
-    return (
-        "/" in pretrained
-        or "\\" in pretrained
-        or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
-    )
-
-
-def file_identity(path: Path) -> str:
-    """A short, stable id for a weights file: its size plus a hash of its head and tail,
-    so the same weights keep their index when the file moves."""
-    size = path.stat().st_size
-    h = hashlib.blake2b(str(size).encode(), digest_size=8)
-    with path.open("rb") as fh:
-        h.update(fh.read(1 << 20))
-        if size > 2 << 20:
-            fh.seek(-(1 << 20), os.SEEK_END)
-            h.update(fh.read())
-    return h.hexdigest()
-
-
-def resolve_weights(
-    arch: str,
-    pretrained: str,
-    progress: DownloadProgress | None = None,
-    allow_download: bool = True,
-) -> Path:
-    """The local path of the weights, downloading them when allowed and possible."""
-    if is_local_weights(pretrained):
-        path = Path(pretrained).expanduser()
-        if not path.is_file():
-            raise EncoderUnavailable(f"CLIP weights file not found: {path}")
-        return path
-    bundled = bundled_clip_weights(arch, pretrained)  # an offline installer's own copy
-    if bundled is not None:
-        return bundled
-    repo_id, candidates = hub_files(arch, pretrained)
-    cached = _from_cache(repo_id, candidates)
-    if cached is not None:
-        return cached
-    if not allow_download:
-        raise EncoderUnavailable(
-            f"CLIP weights for {arch}:{pretrained} are not on this machine (nothing was "
-            "downloaded: you did not ask for this model). Choose it in Settings or pass "
-            f"--model {arch}:{pretrained} to download it"
-        )
-    return _download(repo_id, candidates, progress)
-
-
-def hub_files(arch: str, pretrained: str) -> tuple[str, list[str]]:
-    """The Hugging Face repository of open_clip's ``arch:pretrained`` weights and the file
-    names they may have there (safetensors first)."""
-    from open_clip import pretrained as oc_pretrained
-
-    cfg = oc_pretrained.get_pretrained_cfg(arch, pretrained)
-    if not cfg:
-        tags = ", ".join(oc_pretrained.list_pretrained_tags_by_model(arch)) or "none"
-        raise EncoderUnavailable(f"open_clip knows no weights {pretrained!r} for {arch} ({tags})")
-    hub = cfg.get("hf_hub", "")
-    if not hub:
-        raise EncoderUnavailable(
-            f"{arch}:{pretrained} is only distributed by URL; download it "
-            "and pass ARCH:/path/to/file"
-        )
-    # 'org/name/' means open_clip's default file name; 'org/name/file.pt' names one.
-    repo_id, filename = os.path.split(hub)
-    filename = filename or "open_clip_pytorch_model.bin"
-    return repo_id, [*oc_pretrained._get_safe_alternatives(filename), filename]
-
-
-def cached_weights(arch: str, pretrained: str) -> Path | None:
-    """The weights' local path when they are on this machine (a local file, weights an
-    installer bundled, or open_clip's Hugging Face cache), else None. Never touches the
-    network."""
-    if is_local_weights(pretrained):
-        path = Path(pretrained).expanduser()
-        return path if path.is_file() else None
-    bundled = bundled_clip_weights(arch, pretrained)
-    if bundled is not None:
-        return bundled
-    try:
-        repo_id, candidates = hub_files(arch, pretrained)
-    except EncoderUnavailable:
-        return None
-    return _from_cache(repo_id, candidates)
-
-
-def _from_cache(repo_id: str, filenames: Sequence[str]) -> Path | None:
-    from huggingface_hub import try_to_load_from_cache
-
-    for name in filenames:
-        found = try_to_load_from_cache(repo_id, name)
-        if isinstance(found, str) and Path(found).is_file():
-            return Path(found)
-    return None
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the model hub answers a TCP connection within ``timeout``. The hub client
-    retries with back-off for most of a minute when offline; asking first keeps an
-    offline start fast."""
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        return False
-    url = urlparse(constants.ENDPOINT)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.hostname or "", port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _download(repo_id: str, filenames: Sequence[str], progress: DownloadProgress | None) -> Path:
-    from huggingface_hub import hf_hub_download
-
-    if not hub_reachable():
-        raise EncoderUnavailable(
-            f"CLIP weights for {repo_id} are not on this machine and the model hub cannot be "
-            "reached (offline?). Connect to the internet once, or pass a local weights file "
-            "as ARCH:/path/to/weights."
-        )
-    tqdm_class = _progress_tqdm(progress) if progress else None
-    errors = []
-    for name in filenames:
-        try:
-            got = hf_hub_download(
-                repo_id, name, etag_timeout=DOWNLOAD_TIMEOUT_S, tqdm_class=tqdm_class
-            )
-            return Path(got)
-        except DownloadCancelled:
-            raise  # the user said stop: no next name
-        except Exception as exc:  # network, 404, auth: try the next name, report all
-            log.warning("downloading %s from %s failed", name, repo_id, exc_info=True)
-            errors.append(f"{name}: {_first_line(exc)}")
-    raise EncoderUnavailable(
-        f"CLIP weights for {repo_id} are not on this machine and could not be downloaded "
-        f"({'; '.join(errors)}). Connect to the internet once, or pass a local weights "
-        "file as ARCH:/path/to/weights."
-    )
-
-
-def cancellable(progress: DownloadProgress | None, cancel: threading.Event) -> DownloadProgress:
-    """``progress`` that raises :class:`DownloadCancelled` once ``cancel`` is set: the
-    download stops at its next chunk, on whichever thread runs it, and the caller falls
-    back to the offline encoder with the reason."""
-
-    def report(done: int, total: int, description: str) -> None:
-        if cancel.is_set():
-            raise DownloadCancelled("the download of the CLIP weights was cancelled")
-        if progress is not None:
-            progress(done, total, description)
-
-    return report
-
-
-def describe_load_error(exc: BaseException) -> str:
-    """Why a weights file did not load, in words that suggest only safe fixes.
-
-    PyTorch refuses a checkpoint that holds Python objects besides tensors (loading them
-    can run any code) with advice to switch that protection off; this app never does,
-    so the advice is replaced, not passed on."""
-    if isinstance(exc, pickle.UnpicklingError) and "weights_only" in str(exc):
-        return (
-            "the file holds Python objects besides the weights, and loading those could "
-            "run code, so it is refused. Use the model's published weights file "
-            "(.safetensors, or open_clip's .bin / .pt)"
-        )
-    if isinstance(exc, EOFError):
-        return "the file is empty or cut short"
-    return _first_line(exc)
-
-
-def _first_line(exc: BaseException, limit: int = 300) -> str:
-    """The exception's type and the first line of its message, shortened: hub and
-    PyTorch messages run to pages (every missing key of a mismatched checkpoint)."""
-    lines = str(exc).strip().splitlines()
-    text = lines[0] if lines else ""
-    if len(text) > limit:
-        text = text[: limit - 1] + "…"
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _progress_tqdm(progress: DownloadProgress) -> Any:
-    from tqdm.auto import tqdm
-
-    class ProgressTqdm(tqdm):
-        def update(self, n: float | None = 1) -> bool | None:
-            out: bool | None = super().update(n)
-            progress(int(self.n), int(self.total or 0), str(self.desc or "download"))
+        def forward(self, image: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = self.visual(image)
             return out
 
-    return ProgressTqdm
+    class Text(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = self.model.encode_text(tokens)
+            return out
+
+    return Visual(), Text()
+
+
+def numpy_preprocess(cfg: dict[str, Any]) -> Callable[[Image.Image], np.ndarray] | None:
+    """open_clip's evaluation transform (shortest side to the input size, bicubic,
+    centre crop, normalise) in PIL and numpy, pixel for pixel what torchvision computes;
+    ``None`` for the other resize modes (the caller uses open_clip's own transform)."""
+    size = cfg.get("size", 224)
+    side = size if isinstance(size, int) else int(size[0])
+    if not isinstance(size, int) and int(size[1]) != side:
+        return None
+    if cfg.get("resize_mode", "shortest") != "shortest" or cfg.get("interpolation") != "bicubic":
+        return None
+    mean = np.asarray(cfg["mean"], np.float32).reshape(3, 1, 1)
+    std = np.asarray(cfg["std"], np.float32).reshape(3, 1, 1)
+
+    def preprocess(im: Image.Image) -> np.ndarray:
+        im = im.convert("RGB")
+        w, h = im.size
+        short, long = (w, h) if w <= h else (h, w)
+        new_long = int(side * long / short)  # torchvision truncates
+        new_w, new_h = (side, new_long) if w <= h else (new_long, side)
+        if (new_w, new_h) != (w, h):
+            im = im.resize((new_w, new_h), Image.Resampling.BICUBIC)
+        top = int(round((new_h - side) / 2.0))
+        left = int(round((new_w - side) / 2.0))
+        im = im.crop((left, top, left + side, top + side))
+        arr = np.asarray(im, np.float32).transpose(2, 0, 1) / np.float32(255.0)
+        return np.asarray((arr - mean) / std, np.float32)
+
+    return preprocess
 
 
 class ClipEncoder(Encoder):
+    """CLIP image and text towers. On a CPU they run as ONNX Runtime sessions (the image
+    tower int8 by default, checked against fp32 on the first real images; the text tower
+    fp32, opened on the first text query), exported once and cached; on a GPU, or when
+    the export fails, in PyTorch."""
+
     has_text = True
 
     def __init__(
         self,
         spec: str,
-        device: torch.device,
+        device: Any,  # a torch.device, or "cpu" (then torch is not imported unless needed)
         batch_size: int = 0,
         progress: DownloadProgress | None = None,
         allow_download: bool = True,
+        *,
+        runtime: str | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
-        try:
-            import open_clip
-        except ImportError as exc:  # pragma: no cover - an install requirement
-            raise EncoderUnavailable("CLIP models need the package open_clip_torch") from exc
         arch, pretrained = parse_clip_spec(spec)
-        if arch not in open_clip.list_models():
-            raise UnknownModel(f"open_clip has no architecture {arch!r}")
-        weights = resolve_weights(arch, pretrained, progress, allow_download)
-        tag = f"file-{file_identity(weights)}" if is_local_weights(pretrained) else pretrained
-        try:
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                arch, pretrained=str(weights), device=device
-            )
-        except Exception as exc:  # a damaged, mismatched or unsafe checkpoint
-            log.warning("loading %s as %s failed", weights, arch, exc_info=True)
-            raise EncoderUnavailable(
-                f"cannot load {weights} as {arch} weights: {describe_load_error(exc)}"
-            ) from exc
+        self.device = str(getattr(device, "type", device))
+        self.runtime = pick_runtime(self.device, ONNX_INT8, runtime)
+        cache = cache_dir or default_cache()
+        weights = self._weights_for(spec, arch, pretrained, progress, cache, allow_download)
+        weights_hash = file_identity(weights)
+        tag = f"file-{weights_hash}" if is_local_weights(pretrained) else pretrained
         self.id = f"{arch}:{tag}"
         self.label = f"CLIP {arch}"
+        self._arch, self._weights = arch, weights
         self._device = device
-        self.device = device.type
-        self.batch_size = batch_size or default_batch_size(device)
-        self.model = model.eval()
-        self.preprocess = preprocess
-        self.tokenizer = open_clip.get_tokenizer(arch)
-        self.input_size = int(getattr(model.visual, "image_size", (224, 224))[0]) * 2
+        self.batch_size = batch_size or 16
+        self.model: Any = None
+        self.preprocess: Callable[[Image.Image], np.ndarray]
+        self._tokenizer: Any = None
+        self._visual: OnnxModel | GuardedInt8 | None = None
+        self._text: OnnxModel | None = None
+        self._text_path: Path | None = None
+        self._lock = threading.Lock()  # the lazily built parts
+        self._regions: Encoder | None = None
+        self._runtime_request, self._cache_dir = runtime, cache_dir
+        if self.runtime != TORCH:
+            try:
+                self._load_onnx(f"{arch}:{weights_hash}", cache)
+            except ExportFailed as exc:
+                if isinstance(exc.__cause__, EncoderUnavailable):
+                    raise exc.__cause__ from None  # the weights themselves do not load
+                log.warning("ONNX Runtime path unavailable for %s; using PyTorch: %s", spec, exc)
+                self.runtime = TORCH
+        if self.runtime == TORCH:
+            self._load_torch(batch_size)
+
+    # -- loading ---------------------------------------------------------------------
+    @staticmethod
+    def _weights_for(
+        spec: str,
+        arch: str,
+        pretrained: str,
+        progress: DownloadProgress | None,
+        cache: Path,
+        allow_download: bool,
+    ) -> Path:
+        """The weights file; a named download resolved before is remembered in the cache,
+        so a cached start does not import open_clip to look it up again."""
+        if is_local_weights(pretrained):
+            return resolve_weights(arch, pretrained, progress, allow_download)
+        note = cache / f"weights-{hashlib.blake2b(spec.encode(), digest_size=8).hexdigest()}.json"
+        try:
+            remembered = Path(json.loads(note.read_text())["path"])
+            if remembered.is_file():
+                return remembered
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        _check_arch(arch)
+        weights = resolve_weights(arch, pretrained, progress, allow_download)
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            note.write_text(json.dumps({"spec": spec, "path": str(weights)}))
+        except OSError as exc:  # only costs the look-up next time
+            log.debug("cannot remember where %s lives: %s", spec, exc)
+        return weights
+
+    def _create_model(self, device: Any) -> tuple[Any, Any]:
+        import open_clip
+
+        _check_arch(self._arch)
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                self._arch, pretrained=str(self._weights), device=device
+            )
+        except Exception as exc:  # a damaged, mismatched or unsafe checkpoint
+            log.warning("loading %s as %s failed", self._weights, self._arch, exc_info=True)
+            raise EncoderUnavailable(
+                f"cannot load {self._weights} as {self._arch} weights: {describe_load_error(exc)}"
+            ) from exc
+        return model.eval(), preprocess
+
+    def _load_torch(self, batch_size: int) -> None:
+        import torch
+
+        from desktop_app.engine.encoders.device import default_batch_size, pick_device
+
+        self._device = pick_device(self.device)
+        self.batch_size = batch_size or default_batch_size(self._device)
+        self.model, transform = self._create_model(self._device)
+        self.preprocess = lambda im: transform(im.convert("RGB")).numpy()
+        self.input_size = _image_hw(self.model)[0] * 2
         with torch.inference_mode():
-            probe = self.model.encode_text(self.tokenizer(["a photo"]).to(device))
+            probe = self.model.encode_text(self.tokenizer(["a photo"]).to(self._device))
         self.dim = int(probe.shape[-1])
 
+    def _load_onnx(self, weights_id: str, cache: Path) -> None:
+        """Both towers from the cache, exported first when needed. The torch model is
+        built only for an export and dropped right after: the exports hold the weights."""
+        built: list[Any] = []
+
+        def model() -> Any:
+            if not built:
+                import torch
+
+                built.append(self._create_model(torch.device("cpu"))[0])
+            return built[0]
+
+        def example_image() -> tuple[Any, ...]:
+            import torch
+
+            return (torch.randn(2, 3, *_image_hw(model())),)
+
+        visual = ExportSpec(
+            f"{self._arch}-visual",
+            weights_id,
+            example_image,
+            ["image"],
+            ["embedding"],
+            {"image": {0: "batch"}, "embedding": {0: "batch"}},
+        )
+        text = ExportSpec(
+            f"{self._arch}-text",
+            weights_id,
+            lambda: (self.tokenizer(["a photo", "a dog"]),),
+            ["tokens"],
+            ["embedding"],
+            {"tokens": {0: "batch"}, "embedding": {0: "batch"}},
+        )
+        fp32 = ensure_export(visual, lambda: _towers(model())[0], cache)
+        meta = self._meta(fp32.with_suffix(".meta.json"), model)
+        self._text_path = ensure_export(text, lambda: _towers(model())[1], cache)
+        built.clear()  # the exports hold the weights now
+        if self.runtime == ONNX_INT8:
+            try:
+                int8 = load_or_quantise(replace(visual, int8=True), fp32, cache)
+                self._visual = GuardedInt8(int8, fp32)
+            except ExportFailed as exc:
+                log.warning("int8 model unavailable, using fp32 ONNX: %s", exc)
+                self.runtime = ONNX
+        if self._visual is None:
+            self._visual = load_or_export(visual, lambda: _towers(model())[0], cache)
+        self.preprocess = numpy_preprocess(meta["preprocess"]) or _open_clip_preprocess(
+            meta["preprocess"]
+        )
+        self.dim = int(meta["dim"])
+        self.input_size = int(meta["image_size"]) * 2
+
+    def _meta(self, path: Path, model: Callable[[], Any]) -> dict[str, Any]:
+        """What the encoder needs besides the sessions (so a cached start builds no
+        torch model): the preprocessing, the embedding size and the input size."""
+        try:
+            meta: dict[str, Any] = json.loads(path.read_text())
+            if {"preprocess", "dim", "image_size"} <= meta.keys():
+                return meta
+        except (OSError, ValueError):
+            pass
+        import torch
+
+        m = model()
+        with torch.inference_mode():
+            dim = int(m.encode_text(self.tokenizer(["a photo"])).shape[-1])
+        preprocess = dict(m.visual.preprocess_cfg)
+        meta = {"preprocess": preprocess, "dim": dim, "image_size": _image_hw(m)[0]}
+        path.write_text(json.dumps(meta))
+        return meta
+
+    @property
+    def tokenizer(self) -> Any:
+        """open_clip's tokenizer, loaded on first use (it imports torch)."""
+        with self._lock:
+            if self._tokenizer is None:
+                import open_clip
+
+                self._tokenizer = open_clip.get_tokenizer(self._arch)
+            return self._tokenizer
+
+    @property
+    def region_encoder(self) -> Encoder:
+        """EfficientNet-Lite0: partial matching is instance retrieval (local detail, not
+        semantics), its feature map gives every region of an image from one pass at about
+        320 px, and the region study measured its recall. A ViT's own patch tokens would
+        cost nothing extra but are coarse (7 × 7 for ViT-B-32) and, in CLIP, poorly
+        aligned with the image embedding that windows and crops are compared in. Loaded
+        on first use, once."""
+        with self._lock:
+            if self._regions is None:
+                from desktop_app.engine.encoders.efficientnet import EfficientNetLite0
+
+                self._regions = EfficientNetLite0(
+                    self._device,
+                    self.batch_size,
+                    runtime=self._runtime_request,
+                    cache_dir=self._cache_dir,
+                )
+            return self._regions
+
+    # -- inference -------------------------------------------------------------------
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         if not images:
             return np.zeros((0, self.dim), np.float32)
-        batch = torch.stack([self.preprocess(im.convert("RGB")) for im in images]).to(self._device)
+        batch = np.stack([self.preprocess(im) for im in images])
+        if self._visual is not None:
+            return l2_normalise(self._visual.run(batch)[0])
+        import torch
+
+        from desktop_app.engine.encoders.device import inference
+
+        tensor = torch.from_numpy(batch)
+        if self._device.type == "cuda":
+            tensor = tensor.pin_memory()  # lets the copy below overlap
         with inference(self._device):
-            out = self.model.encode_image(batch)
+            out = self.model.encode_image(tensor.to(self._device, non_blocking=True))
         return l2_normalise(out.float().cpu().numpy())
 
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
-        tokens = self.tokenizer(list(texts)).to(self._device)
+        tokens = self.tokenizer(list(texts))
+        if self._text_path is not None:
+            with self._lock:  # opened on the first text query: indexing never needs it
+                if self._text is None:
+                    self._text = OnnxModel(self._text_path)
+            return l2_normalise(self._text.run(tokens.numpy())[0])
+        from desktop_app.engine.encoders.device import inference
+
         with inference(self._device):
-            out = self.model.encode_text(tokens)
+            out = self.model.encode_text(tokens.to(self._device))
         return l2_normalise(out.float().cpu().numpy())
+
+    def describe(self) -> str:
+        if self._visual is None:
+            return super().describe()
+        precision = self._visual.precision if isinstance(self._visual, GuardedInt8) else "fp32"
+        return f"{self.label} on CPU (ONNX Runtime, {precision})"
+
+
+def _check_arch(arch: str) -> None:
+    try:
+        import open_clip
+    except ImportError as exc:  # pragma: no cover - an install requirement
+        raise EncoderUnavailable("CLIP models need the package open_clip_torch") from exc
+    if arch not in open_clip.list_models():
+        raise UnknownModel(f"open_clip has no architecture {arch!r}")
+
+
+def _image_hw(model: Any) -> tuple[int, int]:
+    size = getattr(model.visual, "image_size", (224, 224))
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def _open_clip_preprocess(cfg: dict[str, Any]) -> Callable[[Image.Image], np.ndarray]:
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+
+    transform = image_transform_v2(PreprocessCfg(**cfg), is_train=False)
+    return lambda im: np.asarray(transform(im.convert("RGB")).numpy())

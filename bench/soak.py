@@ -1,0 +1,363 @@
+"""Soak: the engine and the window, headless, for a set time while photos are added,
+changed, moved and deleted at random and searches run; then the index is checked
+against the folder exactly, and memory, open files and threads are reported over time.
+
+    python bench/soak.py [--minutes 30] [--ops 5000] [--searches 2000] [--model histogram]
+
+Threads: the window (and this script's search driver and samplers, QTimers) run on the
+main thread, which is the GUI thread; the file operations run on one plain thread, as
+another program changing the folder would. Targets (issue 9): zero mismatches, flat
+memory, open files and threads after warm-up. Writes bench/out/soak.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import os
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import CLOTHING, ROOT, report  # noqa: E402
+
+FIXTURE_PHOTOS = ROOT / "tests" / "fixtures" / "photos"
+SAMPLE_S = 10.0
+START_FILES = 150
+MIN_FILES, MAX_FILES = 100, 400
+SUBFOLDERS = 8
+
+
+def source_photos() -> list[Path]:
+    """The photos the soak draws from: the test fixtures, plus the clothing set if here."""
+    files = sorted(FIXTURE_PHOTOS.glob("*.jpg"))
+    if CLOTHING.is_dir():
+        files += sorted(p for p in CLOTHING.rglob("*") if p.suffix.lower() in (".jpg", ".png"))
+    return files
+
+
+def variant(source: Path, rng: random.Random) -> bytes:
+    """New content from a source photo: a crop, a turn, a colour shift, re-encoded (a
+    synthetic variant, so the soak never runs out of distinct photos)."""
+    from PIL import Image, ImageEnhance
+
+    with Image.open(source) as im:
+        im = im.convert("RGB")
+        w, h = im.size
+        dx, dy = rng.randint(0, w // 6), rng.randint(0, h // 6)
+        im = im.crop((dx, dy, w - rng.randint(0, w // 6), h - rng.randint(0, h // 6)))
+        if rng.random() < 0.3:
+            im = im.rotate(rng.choice([90, 180, 270]), expand=True)
+        im = ImageEnhance.Color(im).enhance(rng.uniform(0.6, 1.4))
+        out = io.BytesIO()
+        im.save(out, "JPEG", quality=rng.randint(70, 95))
+        return out.getvalue()
+
+
+class FileChurn(threading.Thread):
+    """Adds, changes, moves and deletes photos under ``folder`` at a steady rate."""
+
+    def __init__(self, folder: Path, sources: list[Path], rate: float, seed: int) -> None:
+        super().__init__(name="soak-churn", daemon=True)
+        self.folder, self.sources, self.rate = folder, sources, rate
+        self.rng = random.Random(seed)
+        self.stop = threading.Event()
+        self.counts = {"add": 0, "change": 0, "move": 0, "delete": 0}
+        self.errors: list[str] = []
+        self._n = 0
+
+    @property
+    def ops(self) -> int:
+        return sum(self.counts.values())
+
+    def files(self) -> list[Path]:
+        return sorted(p for p in self.folder.rglob("*.jpg") if p.is_file())
+
+    def new_path(self) -> Path:
+        self._n += 1
+        sub = self.folder / f"sub{self.rng.randrange(SUBFOLDERS)}"
+        sub.mkdir(parents=True, exist_ok=True)
+        return sub / f"p{self._n:06d}.jpg"
+
+    def write(self, path: Path) -> None:
+        src = self.rng.choice(self.sources)
+        if self.rng.random() < 0.25:
+            shutil.copyfile(src, path)  # an exact copy: a duplicate content now and then
+        else:
+            path.write_bytes(variant(src, self.rng))
+
+    def step(self) -> None:
+        files = self.files()
+        kind = self.rng.choices(["add", "change", "move", "delete"], [35, 20, 25, 20])[0]
+        if len(files) < MIN_FILES or not files:
+            kind = "add"
+        elif len(files) > MAX_FILES:
+            kind = "delete"
+        if kind == "add":
+            self.write(self.new_path())
+        elif kind == "change":
+            self.write(self.rng.choice(files))
+        elif kind == "move":
+            self.rng.choice(files).rename(self.new_path())
+        else:
+            self.rng.choice(files).unlink()
+        self.counts[kind] += 1
+
+    def run(self) -> None:
+        interval = 1.0 / self.rate
+        next_at = time.monotonic()
+        while not self.stop.is_set():
+            try:
+                self.step()
+            except OSError as exc:  # report it; the soak goes on
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+            next_at += interval
+            self.stop.wait(max(0.0, next_at - time.monotonic()))
+
+
+def quiet_qt(mode: object, context: object, message: str) -> None:
+    """Qt's messages, less the offscreen platform's one line per shown window."""
+    if "propagateSizeHints" not in message:
+        print(f"qt: {message}", file=sys.stderr)
+
+
+def process_figures() -> dict[str, float]:
+    """This process's resident memory (MB), open file descriptors and OS threads (Qt's and
+    Python's alike)."""
+    status = Path("/proc/self/status").read_text()
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return {
+        "rss_mb": int(fields["VmRSS"].split()[0]) / 1024,
+        "open_files": len(os.listdir("/proc/self/fd")),
+        "threads": int(fields["Threads"]),
+    }
+
+
+def check_index(lib: Any, folder: Path) -> dict[str, Any]:
+    """The catalog and the vector index against the folder, exactly."""
+    from desktop_app.engine.fingerprint import fingerprint_file
+
+    on_disk = {str(p): fingerprint_file(p) for p in folder.rglob("*.jpg") if p.is_file()}
+    rows = lib.catalog.files_in(str(folder))
+    ok_rows = {p: r for p, r in rows.items() if r.ok}
+    failed = sorted(p for p, r in rows.items() if not r.ok)
+    missing = sorted(set(on_disk) - set(ok_rows))
+    extra = sorted(set(ok_rows) - set(on_disk))
+    wrong = sorted(p for p in set(on_disk) & set(ok_rows) if ok_rows[p].fingerprint != on_disk[p])
+    encoder = lib.encoder_id
+    with_vectors = lib.catalog.fingerprints_with_vectors(encoder)
+    no_vectors = sorted(p for p, fp in on_disk.items() if fp not in with_vectors)
+    store_count = lib.store.count(encoder)
+    return {
+        "files_on_disk": len(on_disk),
+        "files_indexed": len(ok_rows),
+        "missing": missing[:20],
+        "extra": extra[:20],
+        "wrong_fingerprint": wrong[:20],
+        "failed": failed[:20],
+        "without_vectors": no_vectors[:20],
+        "store_vectors": store_count,
+        "catalog_contents": len(with_vectors),
+        "mismatches": len(missing)
+        + len(extra)
+        + len(wrong)
+        + len(failed)
+        + len(no_vectors)
+        + (store_count != len(with_vectors)),
+    }
+
+
+def main() -> None:  # noqa: PLR0915 - one linear script
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=30.0)
+    ap.add_argument("--ops", type=int, default=None, help="file operations (default 5000/30 min)")
+    ap.add_argument("--searches", type=int, default=None, help="default 2000 per 30 min")
+    ap.add_argument("--model", default="histogram", help="encoder (efficientnet-lite0: real)")
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args()
+    seconds = args.minutes * 60
+    ops_target = args.ops or round(5000 * args.minutes / 30)
+    search_target = args.searches or round(2000 * args.minutes / 30)
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    # expected along the way (a query file deleted before it is read): keep errors only
+    logging.getLogger("desktop_app").setLevel(logging.ERROR)
+    work = Path(tempfile.mkdtemp(prefix="soak-"))
+    os.environ["DESKTOP_APP_HOME"] = str(work / "home")
+    folder = work / "library"
+    sources = source_photos()
+    rng = random.Random(args.seed)
+    churn = FileChurn(folder, sources, ops_target / seconds, args.seed)
+    for _ in range(START_FILES):
+        churn.write(churn.new_path())
+
+    from PySide6.QtCore import QTimer, qInstallMessageHandler
+    from PySide6.QtWidgets import QApplication
+
+    from desktop_app.engine.library import Library
+    from desktop_app.engine.paths import resolve_dirs
+    from desktop_app.engine.settings import Settings
+    from desktop_app.ui.main_window import MainWindow
+
+    app = QApplication([])
+    qInstallMessageHandler(quiet_qt)
+    lib = Library(resolve_dirs(), Settings(model=args.model))
+    win = MainWindow(lib)
+    win.show()
+    c = win.controller
+    busy = [False]
+    c.busy.connect(lambda b: busy.__setitem__(0, b))
+
+    def pump(until: Any, limit: float) -> bool:
+        end = time.monotonic() + limit
+        while time.monotonic() < end:
+            app.processEvents()
+            if until():
+                return True
+            time.sleep(0.01)
+        return False
+
+    def files() -> int:
+        return c.last_status.files if c.last_status else 0
+
+    pump(lambda: win.status_bar.encoder_label.text().startswith(args.model), 600)
+    win.add_folder(str(folder))
+    pump(lambda: files() >= START_FILES and not busy[0], 1800)
+    print(f"start: {files()} files indexed; soaking {args.minutes} min")
+
+    # a search is answered when its first (full-image) results are shown; the next one
+    # may then supersede its partial-match stage, as a user's next query would
+    searches = {"started": 0, "answered": 0, "completed": 0, "failed": 0, "similar": 0}
+    in_flight = [False]
+
+    def answered(*_: object) -> None:
+        searches["answered"] += 1
+        in_flight[0] = False
+
+    def failed(*_: object) -> None:
+        searches["failed"] += 1
+        in_flight[0] = False
+
+    def completed(*_: object) -> None:
+        searches["completed"] += 1
+
+    c.searcher.finished.connect(answered)
+    c.searcher.failed.connect(failed)
+    c.searcher.completed.connect(completed)
+    started = time.monotonic()
+    last_search = [0.0]
+
+    def search_tick() -> None:
+        now = time.monotonic()
+        if in_flight[0] and now - last_search[0] < 30:
+            return  # one at a time (a superseded search never completes: give up after 30 s)
+        in_flight[0], last_search[0] = True, now
+        searches["started"] += 1
+        results = c.model.results()
+        if results and rng.random() < 0.3:
+            searches["similar"] += 1
+            c.find_similar(rng.choice(results))  # it may have moved or gone: that is the point
+        elif rng.random() < 0.5:
+            c.search_file(rng.choice(sources))
+        else:
+            files = churn.files()
+            c.search_file(rng.choice(files) if files else rng.choice(sources))
+
+    samples: list[dict[str, Any]] = []
+
+    def sample() -> None:
+        samples.append(
+            {
+                "t_s": round(time.monotonic() - started, 1),
+                **process_figures(),
+                "ops": churn.ops,
+                "searches": searches["answered"] + searches["failed"],
+                "indexed": files(),
+                "thumbs_mb": round(c.thumbnails.memory_bytes / 2**20, 1),
+            }
+        )
+
+    search_timer = QTimer()
+    search_timer.setInterval(max(20, int(1000 * seconds / search_target)))
+    search_timer.timeout.connect(search_tick)
+    sampler = QTimer()
+    sampler.setInterval(int(SAMPLE_S * 1000))
+    sampler.timeout.connect(sample)
+    sample()
+    churn.start()
+    search_timer.start()
+    sampler.start()
+    pump(lambda: False, seconds)
+    churn.stop.set()
+    churn.join()
+    search_timer.stop()
+    pump(lambda: not in_flight[0], 60)
+    sample()
+    sampler.stop()
+
+    # settle: the watcher's debounce, then every queued job
+    quiet_since = [time.monotonic()]
+
+    def settled() -> bool:
+        if busy[0] or len(c.watcher.pending) or c.watcher._timer.isActive():
+            quiet_since[0] = time.monotonic()
+        return time.monotonic() - quiet_since[0] > 5.0
+
+    pump(settled, 900)
+    check = check_index(lib, folder)
+    win.shutdown()
+    lib.close()
+    app.processEvents()
+
+    warm = [s for s in samples if s["t_s"] >= seconds * 0.2] or samples
+    first, last = warm[0], samples[-1]
+    print(
+        f"\n{'t (s)':>7} {'RSS MB':>8} {'thumbs MB':>9} {'files':>6} {'threads':>7} "
+        f"{'ops':>6} {'searches':>8}"
+    )
+    for s in samples:
+        print(
+            f"{s['t_s']:>7.0f} {s['rss_mb']:>8.1f} {s['thumbs_mb']:>9.1f} {s['open_files']:>6} "
+            f"{s['threads']:>7} "
+            f"{s['ops']:>6} {s['searches']:>8}"
+        )
+    rows = [
+        ("minutes", args.minutes, ""),
+        ("model", args.model, ""),
+        ("file operations", churn.ops, f"target {ops_target}"),
+        ("searches answered", searches["answered"], f"target {search_target}"),
+        ("searches with every stage done", searches["completed"], "(others superseded)"),
+        ("searches failed", searches["failed"], "(a query file moved or deleted meanwhile)"),
+        ("files on disk", check["files_on_disk"], ""),
+        ("files indexed", check["files_indexed"], ""),
+        ("mismatches", check["mismatches"], "target 0"),
+        ("RSS after warm-up, MB", round(first["rss_mb"], 1), ""),
+        ("RSS at end, MB", round(last["rss_mb"], 1), "flat"),
+        ("open files after warm-up", first["open_files"], ""),
+        ("open files at end", last["open_files"], "flat"),
+        ("threads after warm-up", first["threads"], ""),
+        ("threads at end", last["threads"], "flat"),
+    ]
+    report(
+        "soak",
+        rows,
+        {
+            "operations": churn.counts,
+            "churn_errors": churn.errors[:20],
+            "searches": searches,
+            "check": check,
+            "samples": samples,
+        },
+    )
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
