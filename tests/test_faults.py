@@ -692,6 +692,15 @@ def test_sigkill_mid_index_then_restart_leaves_catalog_and_store_in_agreement(
     import subprocess
     import time
 
+    # four distinct copies of each photo: enough batches that even the fast encoder is
+    # still indexing when a kill lands
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(4):
+        for p in sorted(photos.iterdir()):
+            data_bytes = p.read_bytes() + bytes([i]) * 16
+            (folder / f"{i}-{p.name}").write_bytes(data_bytes)
+    total = 4 * 40
     repo = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": str(repo), "DESKTOP_APP_HOME": str(app_home)}
     data = tmp_path / "data"
@@ -700,7 +709,7 @@ def test_sigkill_mid_index_then_restart_leaves_catalog_and_store_in_agreement(
     done_so_far: list[int] = []  # files in the catalog after each kill
     for _ in range(4):
         proc = subprocess.Popen(
-            _index_command(model, photos, data),
+            _index_command(model, folder, data),
             cwd=repo,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -720,7 +729,7 @@ def test_sigkill_mid_index_then_restart_leaves_catalog_and_store_in_agreement(
         proc.wait(60)
         done_so_far.append(_files_in_catalog(data))
     done = subprocess.run(
-        _index_command(model, photos, data),
+        _index_command(model, folder, data),
         cwd=repo,
         env=env,
         capture_output=True,
@@ -729,13 +738,13 @@ def test_sigkill_mid_index_then_restart_leaves_catalog_and_store_in_agreement(
     )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout.strip().splitlines()[-1])
-    assert summary["failed"] == [] and summary["seen"] == 40
-    assert kills >= 1 and any(0 < n < 40 for n in done_so_far), done_so_far  # mid-run
+    assert summary["failed"] == [] and summary["seen"] == total
+    assert kills >= 1 and any(0 < n < total for n in done_so_far), done_so_far  # mid-run
     with Library.open(data, model=model) as lib:
-        assert_consistent(lib, photos)
-        assert lib.catalog.counts()["files"] == 40
-        again = run_index(lib, [photos])
-        assert (again.embedded, again.unchanged) == (0, 40)
+        assert_consistent(lib, folder)
+        assert lib.catalog.counts()["files"] == total
+        again = run_index(lib, [folder])
+        assert (again.embedded, again.unchanged) == (0, total)
 
 
 def test_damage_found_after_open_is_reported_like_damage_found_at_open(
