@@ -24,8 +24,9 @@ import json
 import logging
 import sqlite3
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -473,25 +474,15 @@ def cmd_store(args: argparse.Namespace) -> int:
 
 
 def cmd_duplicates(args: argparse.Namespace) -> int:
-    import threading
 
     from desktop_app.engine.duplicates import DuplicateReport
 
     cancel = threading.Event()
-    report: DuplicateReport | None = None
     with _open_library(args) as lib:
         lib.catch_up_store(lib.encoder_id)  # this process is the writer; the scan only reads
-        try:
-            for p in lib.duplicates(args.preset, args.threshold, cancel):
-                report = p.report or report
-                if sys.stderr.isatty():
-                    sys.stderr.write(f"\r{p.phase:<10} {p.done}/{p.total}   ")
-        except KeyboardInterrupt:
-            cancel.set()
-            raise
-        finally:
-            if sys.stderr.isatty():
-                sys.stderr.write("\n")
+        report: DuplicateReport | None = _final_report(
+            lib.duplicates(args.preset, args.threshold, cancel), cancel
+        )
     assert report is not None
     if args.json:
         print(json.dumps({"groups": [g.to_json() for g in report.groups]}))
@@ -508,26 +499,32 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    import threading
-
-    from desktop_app.engine.evaluation import EvalReport, evaluate
-    from desktop_app.engine.settings import Settings
-
-    spec = args.model or Settings.load(resolve_dirs(None).settings_path).model
-    cancel = threading.Event()
-    report: EvalReport | None = None
+def _final_report(progress: Iterable[Any], cancel: threading.Event) -> Any:
+    """Drive a long engine run (progress values, the last carrying ``report``) with a
+    one-line counter on a terminal; Ctrl-C cancels it between steps."""
+    report = None
     try:
-        for p in evaluate(args.folder, spec, args.k, cancel):
+        for p in progress:
             report = p.report or report
             if sys.stderr.isatty():
-                sys.stderr.write(f"\r{p.phase:<9} {p.done}/{p.total}   ")
+                sys.stderr.write(f"\r{p.phase:<10} {p.done}/{p.total}   ")
     except KeyboardInterrupt:
         cancel.set()
         raise
     finally:
         if sys.stderr.isatty():
             sys.stderr.write("\n")
+    return report
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+
+    from desktop_app.engine.evaluation import EvalReport, evaluate
+    from desktop_app.engine.settings import Settings
+
+    spec = args.model or Settings.load(resolve_dirs(None).settings_path).model
+    cancel = threading.Event()
+    report: EvalReport | None = _final_report(evaluate(args.folder, spec, args.k, cancel), cancel)
     assert report is not None
     if args.json:
         print(json.dumps(report.to_json()))
