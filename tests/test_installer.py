@@ -225,38 +225,42 @@ def test_bundled_clip_weights_are_used_before_any_download(
     assert cached_weights("ViT-B-32", "laion2b_s34b_b79k") == weights  # `models` lists it
 
 
-def test_gui_quit_after_saves_a_screenshot_with_the_packaged_icon(
-    tmp_path: Path,
-    qapp,
-    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
-) -> None:
-    """`desktop-app gui IMAGE --quit-after S --screenshot PNG`, which the packaged app's
-    smoke test and the docs' screenshots rely on."""
-    from desktop_app.cli import main
-    from desktop_app.engine.paths import resolve_dirs
+def _gui(tmp_path: Path, *args: str) -> int:
+    """`desktop-app gui ...` as its own process (offscreen): running the window's event
+    loop inside the test process would end it for every later Qt test."""
+    import subprocess
+
     from desktop_app.engine.settings import HISTOGRAM_MODEL, Settings
 
-    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # run_gui installs its own
-    dirs = resolve_dirs().ensure()
-    Settings(model=HISTOGRAM_MODEL).save(dirs.settings_path)
+    home = tmp_path / "gui-home"
+    Settings(model=HISTOGRAM_MODEL).save(home / "config" / "settings.json")
+    env = {**os.environ, "DESKTOP_APP_HOME": str(home), "QT_QPA_PLATFORM": "offscreen"}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    cmd = [sys.executable, "-m", "desktop_app", "gui", *args]
+    return subprocess.run(cmd, env=env, cwd=ROOT, timeout=300).returncode
+
+
+def test_gui_quit_after_saves_a_screenshot_with_the_packaged_icon(tmp_path: Path, qapp) -> None:  # type: ignore[no-untyped-def]
+    """`desktop-app gui IMAGE --quit-after S --screenshot PNG`, which the packaged app's
+    smoke test and the docs' screenshots rely on."""
+    from PySide6.QtGui import QIcon
+
+    from desktop_app.resources import icon_paths
+
     shot = tmp_path / "window.png"
     photo = sorted(m.SAMPLES_DIR.glob("*.jpg"))[0]
-    assert main(["gui", str(photo), "--quit-after", "1.5", "--screenshot", str(shot)]) == 0
+    assert _gui(tmp_path, str(photo), "--quit-after", "1.5", "--screenshot", str(shot)) == 0
     with Image.open(shot) as im:
         assert im.size[0] >= 640 and im.size[1] >= 400
         assert len(im.convert("RGB").getcolors(1 << 20) or []) > 20  # not a blank window
-    sizes = {s.width() for s in qapp.windowIcon().availableSizes()}
+    icon = QIcon()  # what run_gui gives the window, from the package data
+    for png in icon_paths():
+        icon.addFile(str(png))
+    sizes = {s.width() for s in icon.availableSizes()}
     assert {16, 32, 256, 512} <= sizes
 
 
-def test_gui_screenshot_that_cannot_be_written_fails(tmp_path: Path, qapp, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from desktop_app.cli import main
-    from desktop_app.engine.paths import resolve_dirs
-    from desktop_app.engine.settings import HISTOGRAM_MODEL, Settings
-
-    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
-    dirs = resolve_dirs().ensure()
-    Settings(model=HISTOGRAM_MODEL).save(dirs.settings_path)
+def test_gui_screenshot_that_cannot_be_written_fails(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-folder" / "window.png"
-    assert main(["gui", "--quit-after", "0.5", "--screenshot", str(missing)]) == 1
+    assert _gui(tmp_path, "--quit-after", "0.5", "--screenshot", str(missing)) == 1
     assert not missing.exists()
