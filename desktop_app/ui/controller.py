@@ -151,7 +151,7 @@ class SearchController(FeatureSlots, QObject):
         w.busy.connect(self.busy)
         w.queue_length.connect(self.queue_length)
         w.finished.connect(self._index_finished)
-        w.failed.connect(lambda msg: self.message.emit(msg, 0))  # it says what failed
+        w.failed.connect(self._worker_failed)  # it says what failed
         w.status.connect(self._on_status)
         w.encoder_ready.connect(self._on_encoder_ready)
         w.encoder_failed.connect(self.encoder_failed)
@@ -368,11 +368,20 @@ class SearchController(FeatureSlots, QObject):
         self._set_roots(roots)
         self.message.emit(f"{root} is offline; its photos stay in the library", 10000)
 
+    def _worker_failed(self, message: str) -> None:
+        if self._shut:  # queued from the worker before it stopped: the window is going
+            return
+        self.message.emit(message, 0)
+
     def _index_finished(self, summary: IndexSummary) -> None:
+        if self._shut:  # queued from the worker before it stopped: the window is going
+            return
         self.last_summary = summary
         self.message.emit(describe_summary(summary), 10000)
 
     def _on_status(self, st: LibraryStatus) -> None:
+        if self._shut:  # queued from the worker before it stopped: the window is going
+            return
         self.last_status = st
         self.counts_changed.emit(st.files, st.failed)
         self.model.set_offline_roots([r.path for r in st.roots if not r.online])
@@ -396,6 +405,8 @@ class SearchController(FeatureSlots, QObject):
         )
 
     def _on_encoder_ready(self, description: str, warning: str) -> None:
+        if self._shut:  # queued from the worker before it stopped: the window is going
+            return
         # torch, Chroma and Qt are loaded now: move their millions of long-lived objects
         # out of the collector's sight, so a full collection (which stops every thread,
         # this one too) scans only what the app allocates from here on. Once only: a
@@ -445,6 +456,8 @@ class SearchController(FeatureSlots, QObject):
             self.message.emit(f"Could not save the settings: {exc}", 10000)
 
     def _model_switched(self, model: str) -> None:
+        if self._shut:  # queued from the worker before it stopped: the window is going
+            return
         """The worker completed a switch: the catalog says ``model`` now; so do the
         settings."""
         if self.pending_model == model:
@@ -452,6 +465,8 @@ class SearchController(FeatureSlots, QObject):
         self._replace_settings(replace(self.settings, model=model))
 
     def _switch_abandoned(self, model: str) -> None:
+        if self._shut:  # queued from the worker before it stopped: the window is going
+            return
         """A switch failed (its message says why) or was cancelled: the dialog shows the
         encoder that answers, not one that will never come."""
         if self.pending_model == model:
