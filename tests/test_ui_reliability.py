@@ -361,14 +361,17 @@ def test_shutdown_never_closes_the_library_under_a_running_worker(
 ) -> None:
     """Shutdown ignored the worker's time-out and closed SQLite and Chroma under it."""
     release = threading.Event()
+    entered = threading.Event()
 
     def stuck_index(*_a: Any, **_k: Any) -> Iterator[Any]:
+        entered.set()
         release.wait(60)  # a batch that takes longer than the time-out
         yield from ()
 
     monkeypatch.setattr(controller.library, "index", stuck_index)
-    with qtbot.waitSignal(controller.busy, timeout=TIMEOUT):
-        controller.add_folder(str(PHOTOS[0].parent))
+    controller.add_folder(str(PHOTOS[0].parent))
+    # the worker may be busy with an earlier job first: wait for this one to be running
+    qtbot.waitUntil(entered.is_set, timeout=TIMEOUT)
     try:
         assert controller.shutdown(worker_timeout_ms=200) is False
         assert not controller.safe_to_close
