@@ -76,11 +76,11 @@ def runtime_versions() -> str:
     return "_".join(parts)
 
 
-def file_identity(path: Path) -> str:
+def file_identity(path: Path, digest_size: int = 8) -> str:
     """A short, stable id for a weights file: its size plus a hash of its head and tail,
     so the same weights keep their index when the file moves."""
     size = path.stat().st_size
-    h = hashlib.blake2b(str(size).encode(), digest_size=8)
+    h = hashlib.blake2b(str(size).encode(), digest_size=digest_size)
     with path.open("rb") as fh:
         h.update(fh.read(1 << 20))
         if size > 2 << 20:
@@ -90,16 +90,10 @@ def file_identity(path: Path) -> str:
 
 
 def file_fingerprint(path: Path) -> str:
-    """Size plus a hash of the first and last MiB: cheap on a 350 MB model, and it
-    catches truncation and overwritten heads or tails (what a crash or a bad copy does)."""
-    size = path.stat().st_size
-    h = hashlib.blake2b(str(size).encode(), digest_size=16)
-    with path.open("rb") as fh:
-        h.update(fh.read(1 << 20))
-        if size > 2 << 20:
-            fh.seek(-(1 << 20), os.SEEK_END)
-        h.update(fh.read())
-    return h.hexdigest()
+    """Size plus a hash of the first and last MiB (``file_identity``, longer): cheap on a
+    350 MB model, and it catches truncation and overwritten heads or tails (what a crash
+    or a bad copy does)."""
+    return file_identity(path, digest_size=16)
 
 
 @dataclass(frozen=True)
