@@ -156,3 +156,40 @@ def run_index(lib, paths=()):  # type: ignore[no-untyped-def]
         summary = progress.summary or summary
     assert summary is not None
     return summary
+
+
+# -- the window, shared by the window test modules (each defines its own ``settings``) --
+WINDOW_TIMEOUT = 240_000  # generous: a loaded CI machine may be slow; a pass takes seconds
+
+
+@pytest.fixture
+def window(qtbot, settings) -> Iterator[object]:  # type: ignore[no-untyped-def]
+    """The real window on a library with ``settings``, its encoder loaded."""
+    from desktop_app.engine.library import Library
+    from desktop_app.engine.paths import resolve_dirs
+    from desktop_app.ui.main_window import MainWindow
+
+    lib = Library(resolve_dirs(), settings)
+    win = MainWindow(lib)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(
+        lambda: win.status_bar.encoder_label.text().startswith(settings.model),
+        timeout=WINDOW_TIMEOUT,
+    )
+    yield win
+    win.shutdown()
+    lib.close()
+
+
+@pytest.fixture
+def indexed(window, photos: Path, qtbot) -> Path:  # type: ignore[no-untyped-def]
+    """The 40 photos added to the window's library and indexed."""
+    window.add_folder(str(photos))
+    qtbot.waitUntil(lambda: files_indexed(window) == 40, timeout=WINDOW_TIMEOUT)
+    return photos
+
+
+def files_indexed(window) -> int | None:  # type: ignore[no-untyped-def]
+    """The image count of the worker's latest status; None before the first one."""
+    return window.last_status.files if window.last_status else None

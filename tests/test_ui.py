@@ -4,7 +4,6 @@ offline model in the slow tier."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from desktop_app.ui.main_window import (
     MainWindow,
 )
 
-from .conftest import run_index
+from .conftest import files_indexed, run_index
 
 TIMEOUT = 240_000  # generous: a loaded CI machine may be slow; a pass is usually seconds
 
@@ -30,34 +29,6 @@ def settings(app_home: Path, model: str) -> Settings:
     s = Settings(model=model)
     s.save(app_home / "config" / "settings.json")
     return s
-
-
-@pytest.fixture
-def window(qtbot, settings: Settings, app_home: Path) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
-    from desktop_app.engine.paths import resolve_dirs
-
-    lib = Library(resolve_dirs(), settings)
-    win = MainWindow(lib)
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitUntil(
-        lambda: win.status_bar.encoder_label.text().startswith(settings.model), timeout=TIMEOUT
-    )
-    yield win
-    win.shutdown()
-    lib.close()
-
-
-@pytest.fixture
-def indexed(window: MainWindow, photos: Path, qtbot) -> Path:  # type: ignore[no-untyped-def]
-    window.add_folder(str(photos))
-    qtbot.waitUntil(lambda: files_indexed(window) == 40, timeout=TIMEOUT)
-    return photos
-
-
-def files_indexed(window: MainWindow) -> int | None:
-    """The image count of the worker's latest status; None before the first one."""
-    return window.last_status.files if window.last_status else None
 
 
 def wait_results(qtbot, window: MainWindow, before: int | None = None) -> None:  # type: ignore[no-untyped-def]

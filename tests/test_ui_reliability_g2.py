@@ -16,7 +16,7 @@ from desktop_app.engine.settings import Settings
 from desktop_app.ui.main_window import MainWindow
 from desktop_app.ui.results_model import Role
 
-from .conftest import FAST_MODEL
+from .conftest import FAST_MODEL, files_indexed
 
 TIMEOUT = 240_000
 
@@ -26,33 +26,6 @@ def settings(app_home: Path) -> Settings:
     s = Settings(model=FAST_MODEL)
     s.save(app_home / "config" / "settings.json")
     return s
-
-
-@pytest.fixture
-def window(qtbot, settings: Settings) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
-    from desktop_app.engine.paths import resolve_dirs
-
-    lib = Library(resolve_dirs(), settings)
-    win = MainWindow(lib)
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitUntil(
-        lambda: win.status_bar.encoder_label.text().startswith(settings.model), timeout=TIMEOUT
-    )
-    yield win
-    win.shutdown()
-    lib.close()
-
-
-@pytest.fixture
-def indexed(window: MainWindow, photos: Path, qtbot) -> Path:  # type: ignore[no-untyped-def]
-    window.add_folder(str(photos))
-    qtbot.waitUntil(lambda: files(window) == 40, timeout=TIMEOUT)
-    return photos
-
-
-def files(window: MainWindow) -> int | None:
-    return window.last_status.files if window.last_status else None
 
 
 def _row_of(window: MainWindow, path: str) -> int:
@@ -118,7 +91,7 @@ def test_a_second_launch_hands_its_image_to_the_running_window(
     from desktop_app.ui.app import run_gui
 
     running.add_folder(str(photos))
-    qtbot.waitUntil(lambda: files(running) == 40, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: files_indexed(running) == 40, timeout=TIMEOUT)
     running.showMinimized()
     opened: list[object] = []
     init = Library.__init__
@@ -176,12 +149,12 @@ def test_an_unplugged_folder_keeps_its_photos_and_resumes_with_nothing_re_embedd
     assert window.controller.roots[0]["online"] is False
     with qtbot.waitSignal(window.worker.status, timeout=TIMEOUT):
         window.controller.add_folder(str(indexed))  # even a rescan asked for by hand
-    assert files(window) == 40  # kept while offline
+    assert files_indexed(window) == 40  # kept while offline
     with qtbot.waitSignal(window.worker.finished, timeout=TIMEOUT) as done:
         away.rename(indexed)
         window.controller.watcher.check_roots()
     assert done.args[0].embedded == 0 and done.args[0].removed == 0
-    qtbot.waitUntil(lambda: files(window) == 40, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: files_indexed(window) == 40, timeout=TIMEOUT)
     assert window.controller.watcher.modes[str(indexed)] == "native"
 
 
