@@ -13,7 +13,8 @@ decode). Setting ``cancel`` stops it between files and batches; what was written
 Nothing is removed from the catalog on the strength of an absence the scan cannot vouch
 for: a library folder that is missing, or an empty folder where the catalog had files
 (the mount point of an unplugged drive), is offline; a subfolder that cannot be listed
-keeps its entries. A full disk stops the run with :class:`DiskFull`; the batches written
+keeps its entries. The offline check runs again after the scan, before anything is
+removed: a drive unplugged during the scan leaves a scan that found nothing. A full disk stops the run with :class:`DiskFull`; the batches written
 before it stay.
 """
 
@@ -196,7 +197,7 @@ class Indexer:
             yield Progress(
                 Phase.CLEANING, len(todo), len(todo), None, s.embedded, s.reused, len(s.failed)
             )
-            s.removed = self._remove_missing(scanned, found)
+            s.removed = self._remove_missing(scanned, found, s)
         s.cancelled = self.cancel.is_set()
         s.seconds = time.monotonic() - started
         yield Progress(
@@ -338,10 +339,20 @@ class Indexer:
         s.embedded += len(analyses)
 
     def _remove_missing(
-        self, scanned: Sequence[IndexTarget], found: dict[str, tuple[FoundFile, str]]
+        self,
+        scanned: Sequence[IndexTarget],
+        found: dict[str, tuple[FoundFile, str]],
+        s: IndexSummary,
     ) -> int:
         gone: list[str] = []
         for target in scanned:
+            # Checked again now: a drive unplugged between the offline check and the end of
+            # the scan (the scan then found nothing, or half) is offline, not emptied.
+            if self._offline(target.root):
+                if target.root not in s.offline:
+                    s.offline.append(target.root)
+                log.warning("%s went away during the scan; its entries are kept", target.root)
+                continue
             gone += [
                 p
                 for p in self.catalog.files_in(str(target.folder))

@@ -1,0 +1,68 @@
+"""Thread-ownership faults of the engine (issue 9's review, second pass), each shown fixed.
+
+Fast tier: the ``histogram`` encoder. No Qt here: the engine is used from plain threads,
+as the window's pools and worker use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from desktop_app.engine import indexer as indexer_module
+from desktop_app.engine.library import Library
+from desktop_app.engine.settings import HISTOGRAM_MODEL
+
+from .conftest import run_index
+
+MODEL = HISTOGRAM_MODEL
+
+
+@pytest.fixture
+def lib(app_home: Path) -> Iterator[Library]:
+    library = Library.open(model=MODEL)
+    yield library
+    library.close()
+
+
+def make_images(folder: Path, n: int, seed: int = 0) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        p = folder / f"img-{seed}-{i:03d}.png"
+        Image.fromarray(rng.integers(0, 255, (48, 64, 3), np.uint8)).save(p)
+        out.append(p)
+    return out
+
+
+# -- 13: a drive unplugged between the offline check and the scan ---------------------------
+def test_a_folder_that_goes_away_during_the_scan_is_offline_not_emptied(
+    lib: Library, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window's flaky test saw 0 files: the watcher's catch-up job checked the root
+    (there), then the folder was unplugged, the scan found nothing and every entry was
+    removed as deleted. Here the unplug happens exactly in that gap."""
+    drive = tmp_path / "drive"
+    make_images(drive, 6, seed=4)
+    assert run_index(lib, [drive]).embedded == 6
+    away = tmp_path / "unplugged"
+    real_scan = indexer_module.scan
+
+    def unplugged_then_scan(folder: Path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if not away.exists():
+            drive.rename(away)  # after the offline check said "online"
+        return real_scan(folder, *args, **kwargs)
+
+    monkeypatch.setattr(indexer_module, "scan", unplugged_then_scan)
+    s = run_index(lib, [])
+    assert s.removed == 0 and s.offline == [str(drive)]
+    assert lib.catalog.counts()["files"] == 6
+    monkeypatch.setattr(indexer_module, "scan", real_scan)
+    away.rename(drive)
+    s = run_index(lib, [])
+    assert (s.embedded, s.reused, s.removed, s.unchanged) == (0, 0, 0, 6)
