@@ -158,13 +158,15 @@ class IndexWorker(QObject):
                 break
             jobs = self._coalesce(first)
             self.queue_length.emit(self._jobs.qsize())
-            self.cancel.clear()
             self.busy.emit(True)
             try:
                 for job, settings in jobs:
-                    self._run_reporting(job, settings)
+                    # a cancel stops the job it was meant for, not the ones merged after it
+                    self.cancel.clear()
+                    # stop() sets _stopping before cancel: seen here, or cancel stays set
                     if self._stopping.is_set():
                         break
+                    self._run_reporting(job, settings)
             finally:
                 self.busy.emit(False)
             if not self._stopping.is_set():
