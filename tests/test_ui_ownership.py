@@ -84,3 +84,47 @@ def test_a_cancel_stops_its_own_job_not_the_next_one_in_the_same_run(
     assert len(runs) == 2
     assert [s.cancelled for s in summaries] == [True, False]
     assert library.catalog.counts()["files"] == 6  # the second job indexed them
+
+
+# -- 1: quitting during a CLIP download -------------------------------------------------------
+def test_quitting_during_a_weights_download_stops_it_at_the_next_chunk(
+    qtbot: QtBot, controller: SearchController, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The download reported to the window's monitor, whose cancel only the dialog set:
+    shutdown cancelled the worker's job, the download went on and the worker outlived
+    the quit."""
+    from desktop_app.engine.errors import DownloadCancelled
+    from desktop_app.ui import worker as worker_module
+    from desktop_app.ui.download import DownloadMonitor
+
+    monitor = DownloadMonitor()
+    controller.worker.download_progress = monitor.report  # as the window wires it
+    downloading, test_over = threading.Event(), threading.Event()
+
+    class DownloadingSlot:
+        """Stands in for a CLIP slot whose weights arrive in chunks (no network here)."""
+
+        def __init__(self, spec: str, settings: Settings, progress: Any = None) -> None:
+            self.spec, self._progress = spec, progress
+
+        def get(self, progress: Any = None) -> Any:
+            report = progress or self._progress
+            for chunk in range(1, 10**7):
+                if test_over.is_set():
+                    raise DownloadCancelled("the test ended the download")
+                report(chunk * 2**10, 600 * 2**20, "open_clip_model.safetensors")
+                downloading.set()
+                test_over.wait(0.002)  # the next chunk arrives
+            raise AssertionError("unreachable")
+
+    monkeypatch.setattr(worker_module, "EncoderSlot", DownloadingSlot)
+    from desktop_app.ui.worker import ReindexJob
+
+    controller.worker.submit(ReindexJob("ViT-B-32:laion2b_s34b_b79k"))
+    qtbot.waitUntil(downloading.is_set, timeout=TIMEOUT)
+    try:
+        assert controller.shutdown(worker_timeout_ms=20_000) is True
+        assert controller.safe_to_close
+    finally:
+        test_over.set()
+        assert controller.worker._thread.wait(30_000)

@@ -123,14 +123,17 @@ class EncoderSlot:
     def loaded(self) -> bool:
         return self._encoder is not None
 
-    def get(self) -> Encoder:
+    def get(self, progress: DownloadProgress | None = None) -> Encoder:
+        """The encoder, loaded now if it is not yet. ``progress`` replaces the slot's own
+        callback for a download this call makes (the window's worker passes one that
+        stops at the next chunk when its job is cancelled or the app quits)."""
         with self._lock:
             if self._encoder is None:
                 got = load_with_fallback(
                     self.spec,
                     self._device,
                     self._batch_size,
-                    self._progress,
+                    progress or self._progress,
                     self.allow_download,
                 )
                 self._encoder, self.warning = got.encoder, got.warning

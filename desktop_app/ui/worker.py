@@ -23,18 +23,17 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PIL import Image
 from PySide6.QtCore import QObject, QThread, Signal
 
+# clip_weights imports no torch (clip.py does: the worker module must not, at start)
+from desktop_app.engine.encoders.clip_weights import DownloadProgress, cancellable
 from desktop_app.engine.errors import DesktopAppError
 from desktop_app.engine.indexer import IndexSummary, Progress
 from desktop_app.engine.library import EncoderSlot, Library
 from desktop_app.engine.settings import Settings
-
-if TYPE_CHECKING:  # clip.py imports torch: the worker module must not, at start
-    from desktop_app.engine.encoders.clip_weights import DownloadProgress
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +219,10 @@ class IndexWorker(QObject):
     def _run(self, job: Job, settings: Settings) -> None:
         lib = self.library
         if isinstance(job, LoadEncoderJob):
-            encoder = lib.encoder  # loads (maybe downloads) the weights, off the GUI thread
+            # loads (maybe downloads) the weights, off the GUI thread
+            encoder = lib.slot.get(progress=self._download_progress())
+            if self._stopping.is_set():  # a quit cancelled the download: nothing more
+                return
             # the writer catches the store up with the catalog (a crash between the two
             # writes): searches never write, so this is where it happens
             lib.catch_up_store(lib.encoder_id)
@@ -237,14 +239,21 @@ class IndexWorker(QObject):
             lib.forget(job.folder)
         elif isinstance(job, ReindexJob):
             # a first-run CLIP download reports (and can be cancelled) through this
-            slot = EncoderSlot(job.model, settings, progress=self.download_progress)
-            slot.get()
+            slot = EncoderSlot(job.model, settings)
+            slot.get(progress=self._download_progress())
             self._index(lib.index((), self.cancel, slot=slot, settings=settings))
             if lib.slot is slot:  # completed: the new encoder serves searches now
                 self.encoder_ready.emit(slot.get().describe(), slot.warning or "")
                 self.model_switched.emit(job.model)
             else:  # cancelled: the current encoder stays
                 self.switch_abandoned.emit(job.model)
+
+    def _download_progress(self) -> DownloadProgress:
+        """The callback a weights download on this thread reports to: the window's
+        monitor (its dialog can cancel), and it raises at the next chunk once the job is
+        cancelled or the worker stops (``stop`` sets ``cancel``): a quit never waits for
+        a 600 MB download to finish."""
+        return cancellable(self.download_progress, self.cancel)
 
     def _index(self, run: Any) -> None:
         last = 0.0
