@@ -128,3 +128,14 @@ def test_quitting_during_a_weights_download_stops_it_at_the_next_chunk(
     finally:
         test_over.set()
         assert controller.worker._thread.wait(30_000)
+
+
+def test_download_progress_past_2_gb_reaches_the_window(qtbot: QtBot) -> None:
+    """A Qt int is 32 bits: a weights file past 2 GB raised OverflowError at the emit, on
+    the downloading thread, and the load failed."""
+    from desktop_app.ui.download import DownloadMonitor
+
+    monitor = DownloadMonitor()
+    with qtbot.waitSignal(monitor.progressed, timeout=TIMEOUT) as got:
+        monitor.report(3 * 2**30, 4 * 2**30, "open_clip_model.safetensors")
+    assert got.args[:2] == [3 * 2**30, 4 * 2**30]

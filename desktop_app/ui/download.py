@@ -20,7 +20,8 @@ MB = 1 << 20
 
 
 class DownloadMonitor(QObject):
-    progressed = Signal(int, int, str)  # done bytes, total bytes, description
+    # objects, not ints: a Qt int is 32 bits and weights past 2 GB would overflow the emit
+    progressed = Signal(object, object, str)  # done bytes, total bytes, description
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
