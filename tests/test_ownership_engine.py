@@ -66,3 +66,22 @@ def test_a_folder_that_goes_away_during_the_scan_is_offline_not_emptied(
     away.rename(drive)
     s = run_index(lib, [])
     assert (s.embedded, s.reused, s.removed, s.unchanged) == (0, 0, 0, 6)
+
+
+# -- 5: a search never creates a collection ------------------------------------------------
+def test_a_search_on_an_empty_library_finds_nothing_and_creates_no_collection(
+    lib: Library, tmp_path: Path
+) -> None:
+    """Reads went through get_or_create_collection: a search (any thread) created the
+    active encoder's collections, a write outside the one writer."""
+    query = make_images(tmp_path / "q", 1, seed=9)[0]
+    assert lib.search_image(query) == []
+    assert lib.store.count(lib.encoder_id) == 0
+    assert lib.store.ids(lib.encoder_id, "region") == set()
+    assert lib.store.client.list_collections() == []
+    # the writer creates it with its first batch; reads find it from then on
+    drive = tmp_path / "drive"
+    make_images(drive, 3, seed=5)
+    run_index(lib, [drive])
+    assert lib.store.count(lib.encoder_id) == 3
+    assert lib.search_image(query)  # answers from the collection the writer made

@@ -14,8 +14,8 @@ Nothing is removed from the catalog on the strength of an absence the scan canno
 for: a library folder that is missing, or an empty folder where the catalog had files
 (the mount point of an unplugged drive), is offline; a subfolder that cannot be listed
 keeps its entries. The offline check runs again after the scan, before anything is
-removed: a drive unplugged during the scan leaves a scan that found nothing. A full disk stops the run with :class:`DiskFull`; the batches written
-before it stay.
+removed: a drive unplugged during the scan leaves a scan that found nothing. A full
+disk stops the run with :class:`DiskFull`; the batches written before it stay.
 """
 
 from __future__ import annotations

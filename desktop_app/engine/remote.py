@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from desktop_app.engine.errors import DesktopAppError, StoreDamaged
-from desktop_app.engine.store import Hit, VectorStore
+from desktop_app.engine.store import Hit, VectorStore, is_not_found
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +195,10 @@ class RemoteVectorStore(VectorStore):
         with self.reachable():
             return super().collection(encoder_id, kind)
 
+    def existing(self, encoder_id: str, kind: str = "full") -> Any | None:
+        with self.reachable():
+            return super().existing(encoder_id, kind)
+
     def upsert(
         self,
         encoder_id: str,
@@ -245,8 +249,10 @@ class RemoteVectorStore(VectorStore):
         self, encoder_id: str, kind: str, fingerprints: Sequence[str]
     ) -> list[tuple[str, dict[str, Any], np.ndarray]]:
         """(id, metadata, vector) of these contents' vectors of one kind."""
-        col = self.collection(encoder_id, kind)
-        out = []
+        col = self.existing(encoder_id, kind)
+        out: list[tuple[str, dict[str, Any], np.ndarray]] = []
+        if col is None:
+            return out
         with self.reachable():
             step = REMOTE_GET if kind == "full" else REMOTE_GET // 10  # ≤ 9 regions each
             for chunk in _chunks(list(fingerprints), step):
@@ -264,7 +270,9 @@ class RemoteVectorStore(VectorStore):
             return
         with self.reachable():
             for encoder, kind in self.vector_collections():
-                col = self.collection(encoder, kind)
+                col = self.existing(encoder, kind)
+                if col is None:  # removed by another client meanwhile
+                    continue
                 for chunk in _chunks(list(fingerprints), REMOTE_GET):
                     if kind == "full":
                         col.delete(ids=chunk)
@@ -276,6 +284,7 @@ class RemoteVectorStore(VectorStore):
 
     # -- files and features ------------------------------------------------------------
     def _aux(self, name: str) -> Any:
+        """The files or features collection for writing, created when missing."""
         col = self._collections.get(name)
         if col is None:
             with self.reachable():
@@ -285,19 +294,38 @@ class RemoteVectorStore(VectorStore):
             self._collections[name] = col
         return col
 
+    def _aux_existing(self, name: str) -> Any | None:
+        """The files or features collection for reading; None when no client wrote one
+        yet (a search never creates it)."""
+        col = self._collections.get(name)
+        if col is None:
+            with self.reachable():
+                try:
+                    col = self.client.get_collection(name, embedding_function=None)
+                except Exception as exc:
+                    if is_not_found(exc):
+                        return None
+                    raise
+            self._collections[name] = col
+        return col
+
     def put_files(self, entries: Sequence[tuple[str, dict[str, Any]]]) -> None:
         self._put(FILES, entries)
 
     def delete_files(self, ids: Sequence[str]) -> None:
-        col = self._aux(FILES)
+        col = self._aux_existing(FILES)
+        if col is None:
+            return
         with self.reachable():
             for chunk in _chunks(list(ids), REMOTE_GET):
                 col.delete(ids=chunk)
 
     def files_for(self, fingerprints: Sequence[str]) -> list[dict[str, Any]]:
         """The file entries (every machine's) holding these contents."""
-        col = self._aux(FILES)
+        col = self._aux_existing(FILES)
         out: list[dict[str, Any]] = []
+        if col is None:
+            return out
         with self.reachable():
             for chunk in _chunks(list(dict.fromkeys(fingerprints)), REMOTE_GET):
                 got = col.get(where={"fp": {"$in": chunk}}, include=["metadatas"])
@@ -305,15 +333,17 @@ class RemoteVectorStore(VectorStore):
         return out
 
     def files_at(self, path: str) -> list[dict[str, Any]]:
-        col = self._aux(FILES)
+        col = self._aux_existing(FILES)
+        if col is None:
+            return []
         with self.reachable():
             got = col.get(where={"path": path}, include=["metadatas"])
         return [dict(m) for m in got["metadatas"] if m]
 
     def all_files(self) -> Iterator[dict[str, Any]]:
-        col = self._aux(FILES)
+        col = self._aux_existing(FILES)
         offset = 0
-        while True:
+        while col is not None:
             with self.reachable():
                 got = col.get(include=["metadatas"], limit=REMOTE_GET, offset=offset)
             yield from (dict(m) for m in got["metadatas"] if m)
@@ -325,8 +355,10 @@ class RemoteVectorStore(VectorStore):
         self._put(FEATURES, [(fp, {k: b64(v) for k, v in feats.items()}) for fp, feats in entries])
 
     def features(self, kind: str, fingerprints: Sequence[str]) -> dict[str, bytes]:
-        col = self._aux(FEATURES)
+        col = self._aux_existing(FEATURES)
         out: dict[str, bytes] = {}
+        if col is None:
+            return out
         with self.reachable():
             for chunk in _chunks(list(dict.fromkeys(fingerprints)), REMOTE_GET // 3):
                 got = col.get(ids=chunk, include=["metadatas"])
@@ -336,8 +368,11 @@ class RemoteVectorStore(VectorStore):
         return out
 
     def count_aux(self, name: str) -> int:
+        col = self._aux_existing(name)
+        if col is None:
+            return 0
         with self.reachable():
-            return int(self._aux(name).count())
+            return int(col.count())
 
     def _put(self, name: str, entries: Sequence[tuple[str, dict[str, Any]]]) -> None:
         col = self._aux(name)

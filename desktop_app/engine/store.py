@@ -6,8 +6,10 @@ rebuilt (``Library.sync_store``) at any time without re-embedding. It is an embe
 
 Every Chroma failure leaves this module as a typed error: :class:`DiskFull` when a write
 found no space, :class:`StoreDamaged` otherwise (the library then sets the store aside
-and rebuilds it from the catalog). Threads: the indexing thread is the only writer;
-searches query from any thread.
+and rebuilds it from the catalog). Threads: the indexing thread is the only writer and
+the only one that creates a collection (:meth:`VectorStore.collection`); searches query
+from any thread through :meth:`VectorStore.existing`, which never creates one, so a
+missing collection reads as empty.
 """
 
 from __future__ import annotations
@@ -122,6 +124,12 @@ def hnsw_files_problem(chroma_dir: Path) -> str | None:
     return None
 
 
+def is_not_found(exc: BaseException) -> bool:
+    """Whether Chroma's error says a collection does not exist (``NotFoundError`` in
+    Chroma 1.x, a ``ValueError`` with these words in older versions and over HTTP)."""
+    return type(exc).__name__ == "NotFoundError" or "does not exist" in str(exc)
+
+
 @contextmanager
 def _guard(what: str) -> Iterator[None]:
     """Chroma's many exception kinds (sqlite, HNSW, Rust bindings) as our two."""
@@ -178,7 +186,24 @@ class VectorStore:
             except Exception:  # a damaged store may fail even to close; it is set aside
                 log.warning("closing the vector index failed", exc_info=True)
 
+    def existing(self, encoder_id: str, kind: str = "full") -> Any | None:
+        """The collection for reading, or None when it does not exist: a read (a search,
+        a count) never creates one; only the writer does, through :meth:`collection`.
+        An absence is not remembered: the writer may create it at any moment."""
+        name = collection_name(encoder_id, kind)
+        col = self._collections.get(name)
+        if col is None:
+            try:
+                col = self.client.get_collection(name, embedding_function=None)
+            except Exception as exc:
+                if is_not_found(exc):
+                    return None
+                raise
+            self._collections[name] = col
+        return col
+
     def collection(self, encoder_id: str, kind: str = "full") -> Any:
+        """The collection for writing, created when missing (the writer's thread only)."""
         name = collection_name(encoder_id, kind)
         col = self._collections.get(name)
         if col is None:
@@ -221,7 +246,9 @@ class VectorStore:
     def delete(self, encoder_id: str, ids: Iterable[str], kind: str = "full") -> None:
         ids = list(ids)
         with _guard("delete"):
-            col = self.collection(encoder_id, kind)
+            col = self.existing(encoder_id, kind)
+            if col is None:  # nothing was ever written there: nothing to delete
+                return
             for i in range(0, len(ids), self.max_batch):
                 col.delete(ids=ids[i : i + self.max_batch])
 
@@ -229,17 +256,19 @@ class VectorStore:
         out: set[str] = set()
         offset = 0
         with _guard("list its vectors"):
-            col = self.collection(encoder_id, kind)
-            while True:
+            col = self.existing(encoder_id, kind)
+            while col is not None:
                 got = col.get(include=[], limit=self.max_batch, offset=offset)["ids"]
                 out.update(got)
                 if len(got) < self.max_batch:
                     return out
                 offset += len(got)
+        return out
 
     def count(self, encoder_id: str, kind: str = "full") -> int:
         with _guard("count its vectors"):
-            return int(self.collection(encoder_id, kind).count())
+            col = self.existing(encoder_id, kind)
+            return 0 if col is None else int(col.count())
 
     def query(
         self, encoder_id: str, vectors: np.ndarray, k: int, kind: str = "full"
@@ -247,7 +276,9 @@ class VectorStore:
         """The k nearest vectors for each query vector (fewer when the collection holds
         fewer; none when it is empty)."""
         with _guard("answer a query"):
-            col = self.collection(encoder_id, kind)
+            col = self.existing(encoder_id, kind)
+            if col is None:  # nothing indexed with this encoder yet: no neighbours
+                return [[] for _ in range(len(vectors))]
             try:
                 res = col.query(
                     query_embeddings=np.asarray(vectors, np.float32),
