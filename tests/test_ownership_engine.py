@@ -6,8 +6,10 @@ as the window's pools and worker use it.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -85,3 +87,58 @@ def test_a_search_on_an_empty_library_finds_nothing_and_creates_no_collection(
     run_index(lib, [drive])
     assert lib.store.count(lib.encoder_id) == 3
     assert lib.search_image(query)  # answers from the collection the writer made
+
+
+# -- 4: a store rebuild never closes the store under a running search ----------------------
+def test_a_store_rebuilt_under_a_running_search_is_closed_only_after_it(
+    lib: Library, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """catch_up_store closed the store and rebuilt it while a search (pool thread) was in
+    a query on it: the search failed on a closed store."""
+    from desktop_app.engine.errors import StoreDamaged
+
+    folder = tmp_path / "photos"
+    images = make_images(folder, 12, seed=8)
+    run_index(lib, [folder])
+    old = lib.store
+    in_query, go_on = threading.Event(), threading.Event()
+    real_query = old.query
+
+    def slow_query(*args: Any, **kwargs: Any) -> Any:
+        in_query.set()
+        assert go_on.wait(60)  # the search is inside Chroma while the writer rebuilds
+        return real_query(*args, **kwargs)
+
+    monkeypatch.setattr(old, "query", slow_query)
+    got: list[Any] = []
+
+    def search() -> None:
+        try:
+            got.append(lib.search_image(images[0], top_k=3))
+        except Exception as exc:  # reported to the test, not lost on this thread
+            got.append(exc)
+
+    searching = threading.Thread(target=search)
+    searching.start()
+    try:
+        assert in_query.wait(60)
+        real_sync = lib.sync_store
+        calls: list[int] = []
+
+        def failing_once(encoder_id: str | None = None) -> int:
+            calls.append(1)
+            if len(calls) == 1:
+                raise StoreDamaged("the vector index failed to count its vectors (test)")
+            return real_sync(encoder_id)
+
+        monkeypatch.setattr(lib, "sync_store", failing_once)
+        lib.catch_up_store(lib.encoder_id)  # the writer: set aside and rebuilt
+        assert lib.store is not old
+        assert not old.closed  # the search still holds it
+    finally:
+        go_on.set()
+        searching.join(60)
+    assert not isinstance(got[0], Exception), got[0]
+    assert got[0][0].path == str(images[0])
+    assert old.closed  # closed by the search's release, once it was done with it
+    assert lib.search_image(images[1], top_k=1)[0].path == str(images[1])  # the new store

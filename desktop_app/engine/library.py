@@ -85,7 +85,7 @@ from desktop_app.engine.shared import (
     unsynced_count,
 )
 from desktop_app.engine.status import Failure, LibraryStatus, RootStatus
-from desktop_app.engine.store import VectorStore, hnsw_files_problem
+from desktop_app.engine.store import StoreReader, VectorStore, hnsw_files_problem
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +178,9 @@ class Library:
             # a server is not ours to check and rebuild (nor is a store handed in)
             self._own_store = store is None
             self.store = store or self._open_store()
+            # what searches read the store through: always the current one, held while a
+            # call runs, so a rebuild (writer) never closes a store under a search
+            self.reads = StoreReader(lambda: self.store)
             self.machine = machine_name(self.settings.machine_name)
             # what searches read: the catalog, or the catalog and the server
             self.reader: Catalog | SharedView = self.catalog
@@ -287,9 +290,17 @@ class Library:
         if problem is None:
             self._store_suspect = False
             return False
-        self.store.close()
-        self._rebuild_store(problem)
+        self._replace_store(problem)
         return True
+
+    def _replace_store(self, problem: str) -> None:
+        """Writer side: rebuild a damaged store while searches may be reading it. The
+        new store is swapped in first; the old one closes once the searches' calls on it
+        are done (``StoreReader``), never under them."""
+        old = self.store
+        old.detach()  # the new store at the same path must not share its Chroma system
+        self._rebuild_store(problem)
+        old.retire()
 
     @classmethod
     def open(cls, data_dir: Path | str | None = None, **kwargs: Any) -> Library:
@@ -427,8 +438,7 @@ class Library:
         except StoreDamaged as exc:
             if not self._own_store:
                 raise
-            self.store.close()
-            self._rebuild_store(str(exc))
+            self._replace_store(str(exc))
 
     def _upload_step(self, analyses: object) -> None:
         """After each indexing batch: upload what the catalog marked (server mode)."""
@@ -533,7 +543,7 @@ class Library:
         ``cleanup`` removes text overlays and/or enhances the query first (cleanup.py)."""
         k, t = self._limits(top_k, threshold)
         slot, encoder_id = self._search_slot()
-        search = PartialSearch(self.reader, self.store, encoder_id, result_filter=result_filter)
+        search = PartialSearch(self.reader, self.reads, encoder_id, result_filter=result_filter)
         state: dict[str, QueryFeatures] = {}
         max_megapixels = self.settings.max_megapixels
 
@@ -555,7 +565,7 @@ class Library:
         k, t = self._limits(top_k, threshold)
         _slot, encoder_id = self._search_slot()
         q = stored_query(self.reader, encoder_id, path)
-        search = PartialSearch(self.reader, self.store, encoder_id, result_filter=result_filter)
+        search = PartialSearch(self.reader, self.reads, encoder_id, result_filter=result_filter)
         return self._stages(
             encoder_id, lambda: search.full(q, k, t), lambda: search.merged(q, k, t)
         )
@@ -617,7 +627,7 @@ class Library:
         k, t = self._limits(top_k, threshold)
         slot, encoder_id = self._search_slot()
         q = QueryFeatures(slot.get().embed_text([text]))
-        search = PartialSearch(self.reader, self.store, encoder_id, result_filter=result_filter)
+        search = PartialSearch(self.reader, self.reads, encoder_id, result_filter=result_filter)
         return search.full(q, k, t)
 
     # -- duplicates -------------------------------------------------------------------
@@ -629,7 +639,7 @@ class Library:
     ) -> Iterator[DuplicateProgress]:
         """Groups of duplicates (``duplicates.py``); read-only, any thread may run it."""
         _slot, encoder_id = self._search_slot()
-        return find_duplicates(self.catalog, self.store, encoder_id, preset, threshold, cancel)
+        return find_duplicates(self.catalog, self.reads, encoder_id, preset, threshold, cancel)
 
     def trash_duplicates(self, group: DuplicateGroup, keep: Sequence[str]) -> TrashReport:
         """Move the group's other files to the system trash; call it on the writer thread."""

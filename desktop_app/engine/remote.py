@@ -91,6 +91,7 @@ class RemoteVectorStore(VectorStore):
         self._connect_lock = threading.Lock()
         self._collections: dict[str, Any] = {}
         self.max_batch = REMOTE_CHUNK
+        self._init_lifetime()
 
     # -- connection -------------------------------------------------------------------
     @property

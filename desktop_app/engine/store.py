@@ -19,12 +19,13 @@ import hashlib
 import logging
 import re
 import struct
+import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -124,6 +125,51 @@ def hnsw_files_problem(chroma_dir: Path) -> str | None:
     return None
 
 
+class ReadableStore(Protocol):
+    """What searches read: a :class:`VectorStore` or a :class:`StoreReader`."""
+
+    def count(self, encoder_id: str, kind: str = "full") -> int: ...
+
+    def query(
+        self, encoder_id: str, vectors: np.ndarray, k: int, kind: str = "full"
+    ) -> list[list[Hit]]: ...
+
+
+class StoreReader:
+    """The store as searches see it (any thread): each call goes to the library's
+    *current* store and holds it while it runs. The writer swaps in a rebuilt store
+    first, then retires the old one, which closes once the calls under way are done:
+    a rebuild never closes a store under a running search."""
+
+    def __init__(self, current: Callable[[], VectorStore]) -> None:
+        self._current = current
+
+    @contextmanager
+    def _held(self) -> Iterator[VectorStore]:
+        while True:
+            store = self._current()
+            if store.acquire():
+                break  # else it was retired just now: the current one is its successor
+        try:
+            yield store
+        finally:
+            store.release()
+
+    def count(self, encoder_id: str, kind: str = "full") -> int:
+        with self._held() as store:
+            return store.count(encoder_id, kind)
+
+    def ids(self, encoder_id: str, kind: str = "full") -> set[str]:
+        with self._held() as store:
+            return store.ids(encoder_id, kind)
+
+    def query(
+        self, encoder_id: str, vectors: np.ndarray, k: int, kind: str = "full"
+    ) -> list[list[Hit]]:
+        with self._held() as store:
+            return store.query(encoder_id, vectors, k, kind)
+
+
 def is_not_found(exc: BaseException) -> bool:
     """Whether Chroma's error says a collection does not exist (``NotFoundError`` in
     Chroma 1.x, a ``ValueError`` with these words in older versions and over HTTP)."""
@@ -158,6 +204,56 @@ class VectorStore:
         self.client = client
         self.max_batch = int(client.get_max_batch_size())
         self._collections: dict[str, Any] = {}
+        self._init_lifetime()
+
+    def _init_lifetime(self) -> None:
+        # readers under way (StoreReader) and whether the writer replaced this store:
+        # a retired store closes when its last reader is done, never under one
+        self._use_lock = threading.Lock()
+        self._readers = 0
+        self._retired = False
+        self._detached: Any = None  # our Chroma system, once taken out of Chroma's cache
+        self.closed = False
+
+    # -- lifetime: readers hold the store, the writer retires it ------------------------
+    def acquire(self) -> bool:
+        """A reader starts a call; False once retired (read the current store again)."""
+        with self._use_lock:
+            if self._retired:
+                return False
+            self._readers += 1
+            return True
+
+    def release(self) -> None:
+        with self._use_lock:
+            self._readers -= 1
+            last = self._retired and self._readers == 0
+        if last:
+            self.close()
+
+    def retire(self) -> None:
+        """The writer replaced this store: close it now if no reader holds it, else
+        when the last one releases it."""
+        with self._use_lock:
+            self._retired = True
+            idle = self._readers == 0
+        if idle:
+            self.close()
+
+    def detach(self) -> None:
+        """Take this store's Chroma system out of Chroma's per-path cache (private API,
+        guarded): a new store at the same path then starts a system of its own instead of
+        sharing this one, which keeps answering the readers under way until retired."""
+        try:
+            from chromadb.api.shared_system_client import SharedSystemClient
+
+            ident = self.client._identifier
+            with SharedSystemClient._refcount_lock:
+                self._detached = SharedSystemClient._identifier_to_system.pop(ident, None)
+                SharedSystemClient._identifier_to_refcount.pop(ident, None)
+            self.client._closed = True  # its close() must not release the new system
+        except Exception:  # a newer Chroma laid out differently: close() stops it
+            log.debug("could not detach the Chroma system", exc_info=True)
 
     @classmethod
     def persistent(cls, path: Path) -> VectorStore:
@@ -178,8 +274,10 @@ class VectorStore:
         """Release the client: Chroma shares one system per path within a process and
         stops it when its last client closes, so a reopened store starts fresh (e.g.
         after its folder was deleted to be rebuilt)."""
+        self.closed = True
         self._collections.clear()
-        close = getattr(self.client, "close", None)
+        detached, self._detached = self._detached, None
+        close = detached.stop if detached is not None else getattr(self.client, "close", None)
         if close is not None:
             try:
                 close()
