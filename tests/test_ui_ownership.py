@@ -139,3 +139,36 @@ def test_download_progress_past_2_gb_reaches_the_window(qtbot: QtBot) -> None:
     with qtbot.waitSignal(monitor.progressed, timeout=TIMEOUT) as got:
         monitor.report(3 * 2**30, 4 * 2**30, "open_clip_model.safetensors")
     assert got.args[:2] == [3 * 2**30, 4 * 2**30]
+
+
+# -- 11: a search thread wrote the GUI thread's Query -----------------------------------------
+def test_a_url_search_never_writes_the_query_on_its_thread(
+    qtbot: QtBot, library: Library, few_photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from desktop_app.ui import search_runner
+    from desktop_app.ui.search_runner import Query, SearchRunner, run_query
+
+    for _ in library.index([str(few_photos)]):
+        pass
+    photo = sorted(few_photos.glob("*.jpg"))[0]
+    downloads: list[str] = []
+
+    def fetch(url: str) -> bytes:
+        downloads.append(url)
+        return photo.read_bytes()
+
+    monkeypatch.setattr(search_runner, "fetch_url", fetch)
+    q = Query(kind="url", text="https://example.org/a.jpg")
+    stages = run_query(library, q)  # as a pool thread runs it
+    assert q.data is None  # the GUI thread's object is untouched
+    assert stages[0]()[0].path == str(photo)
+    # through the runner: the bytes reach the query on the GUI thread, once
+    from PySide6.QtCore import QThreadPool
+
+    pool = QThreadPool()
+    runner = SearchRunner(library, pool)
+    with qtbot.waitSignal(runner.completed, timeout=TIMEOUT):
+        runner.search(q)
+    assert pool.waitForDone(TIMEOUT)
+    assert q.data == photo.read_bytes()
+    assert len(downloads) == 2  # one for the direct call above, one for the runner
