@@ -172,3 +172,82 @@ def test_a_url_search_never_writes_the_query_on_its_thread(
     assert pool.waitForDone(TIMEOUT)
     assert q.data == photo.read_bytes()
     assert len(downloads) == 2  # one for the direct call above, one for the runner
+
+
+# -- 6: "not duplicates" is the writer's ------------------------------------------------------
+def test_not_duplicates_is_written_by_the_worker_thread(
+    qtbot: QtBot, controller: SearchController, few_photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It was written from the search pool: a second writer beside the worker."""
+    from PIL import Image
+    from PySide6.QtCore import QThread
+
+    from desktop_app.engine.duplicates import last_report
+
+    photo = sorted(few_photos.glob("*.jpg"))[0]
+    small = few_photos / "small.jpg"
+    with Image.open(photo) as im:
+        im.convert("RGB").resize((im.width * 3 // 4, im.height * 3 // 4)).save(small, quality=60)
+    with qtbot.waitSignal(controller.worker.status, timeout=TIMEOUT):
+        controller.add_folder(str(few_photos))
+    library = controller.library
+
+    def groups_with_the_copy() -> list[Any]:
+        report = last_report(library.duplicates("near"))
+        return [g for g in report.groups if str(small) in g.paths]
+
+    (group,) = groups_with_the_copy()
+    catalog = library.catalog
+    real_mark = catalog.mark_not_duplicates
+    writers: list[QThread] = []
+
+    def mark(pairs: Any) -> None:
+        writers.append(QThread.currentThread())
+        real_mark(pairs)
+
+    monkeypatch.setattr(catalog, "mark_not_duplicates", mark)
+    with qtbot.waitSignal(controller.not_duplicates_marked, timeout=TIMEOUT) as got:
+        controller.mark_not_duplicates(group)
+    assert got.args == [group, ""]
+    assert writers == [controller.worker._thread]
+    assert groups_with_the_copy() == []  # remembered
+
+
+# -- 7 and 9: the duplicate finder has its own thread and stops at quit -----------------------
+def test_the_duplicate_finder_leaves_the_search_pool_free_and_stops_at_quit(
+    qtbot: QtBot, library: Library, few_photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It ran in the 2-thread search pool (searches waited behind it), and closing the
+    main window never reached the dialog's closeEvent, so a running finder was not
+    cancelled and the quit waited for the whole scan."""
+    from desktop_app.engine.duplicates import DuplicateProgress, DuplicateReport
+    from desktop_app.ui.main_window import MainWindow
+
+    win = MainWindow(library, watch=False)
+    qtbot.addWidget(win)
+    qtbot.waitUntil(lambda: win.controller.running_encoder != "", timeout=TIMEOUT)
+    scanning, test_over = threading.Event(), threading.Event()
+
+    def long_scan(
+        preset: str = "near", threshold: float | None = None, cancel: Any = None
+    ) -> Iterator[DuplicateProgress]:
+        """A library too big to scan before the user quits: it checks ``cancel`` between
+        batches, as find_duplicates does."""
+        scanning.set()
+        batch = 0
+        while not cancel.is_set() and not test_over.is_set():
+            batch += 1
+            yield DuplicateProgress("searching", batch, 10**9)
+            cancel.wait(0.005)  # one batch of nearest-neighbour queries
+        yield DuplicateProgress("done", batch, batch, DuplicateReport(preset, 0.9, [], 0, True))
+
+    monkeypatch.setattr(library, "duplicates", long_scan)
+    dialog = win.features.open_duplicates()
+    dialog.find_button.click()
+    try:
+        qtbot.waitUntil(scanning.is_set, timeout=TIMEOUT)
+        assert win.controller.pool.activeThreadCount() == 0  # searches have both threads
+        assert win.shutdown() is True  # the finder stopped; the pools drained in time
+    finally:
+        test_over.set()
+        win.controller.finder_pool.waitForDone(30_000)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from enum import IntEnum
@@ -34,6 +35,7 @@ from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal
 from PySide6.QtGui import QImage
 
 from desktop_app.engine.cleanup import NO_CLEANUP
+from desktop_app.engine.duplicates import DuplicateGroup
 from desktop_app.engine.imageio import Source
 from desktop_app.engine.indexer import IndexSummary
 from desktop_app.engine.library import Library
@@ -56,6 +58,7 @@ from desktop_app.ui.worker import (
     IndexJob,
     IndexWorker,
     LoadEncoderJob,
+    MarkNotDuplicatesJob,
     ReindexJob,
     describe_summary,
 )
@@ -97,6 +100,7 @@ class SearchController(FeatureSlots, QObject):
     progress = Signal(object)  # Progress
     busy = Signal(bool)
     queue_length = Signal(int)
+    not_duplicates_marked = Signal(object, str)  # DuplicateGroup, why it failed ('' if not)
 
     def __init__(self, library: Library, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -109,6 +113,13 @@ class SearchController(FeatureSlots, QObject):
         self.image_pool = QThreadPool(self)
         self.image_pool.setMaxThreadCount(max(2, QThreadPool.globalInstance().maxThreadCount()))
         self.calls = BackgroundCalls(self.image_pool, self)
+        # The duplicate finder (a scan of the whole library) and trash moves get a pool of
+        # their own, one thread: searches never wait behind them. Each finder run gets a
+        # cancel event from ``finder_cancel``; shutdown sets them all, then drains it.
+        self.finder_pool = QThreadPool(self)
+        self.finder_pool.setMaxThreadCount(1)
+        self.finder_calls = BackgroundCalls(self.finder_pool, self)
+        self._finder_cancels: list[threading.Event] = []
         self.thumbnails = ThumbnailCache(library.dirs.thumbnails, self.image_pool, self)
         self.model = ResultsModel(self.thumbnails, self)
         self.model.sort_order = self.settings.sort_order
@@ -157,6 +168,7 @@ class SearchController(FeatureSlots, QObject):
         w.encoder_failed.connect(self.encoder_failed)
         w.model_switched.connect(self._model_switched)
         w.switch_abandoned.connect(self._switch_abandoned)
+        w.not_duplicates_marked.connect(self.not_duplicates_marked)
         self.watcher.changed.connect(lambda paths: self.worker.submit(IndexJob(paths, add=False)))
         self.watcher.root_returned.connect(lambda root: self.worker.submit(IndexJob([root])))
         self.watcher.root_offline.connect(self._root_offline)
@@ -346,6 +358,19 @@ class SearchController(FeatureSlots, QObject):
     def remove_folder(self, folder: str) -> None:
         self.worker.submit(ForgetJob(folder))
 
+    def mark_not_duplicates(self, group: DuplicateGroup) -> None:
+        """A catalog write: the worker does it (the one writer) and answers with
+        ``not_duplicates_marked``."""
+        self.worker.submit(MarkNotDuplicatesJob(group))
+
+    def finder_cancel(self) -> threading.Event:
+        """A cancel event for one duplicate-finder run; shutdown sets it (closing the
+        main window never reaches the review dialog's closeEvent)."""
+        self._finder_cancels = [e for e in self._finder_cancels if not e.is_set()]
+        event = threading.Event()
+        self._finder_cancels.append(event)
+        return event
+
     def toggle_pause(self) -> None:
         if self.worker.paused:
             self.worker.unpause()
@@ -519,10 +544,12 @@ class SearchController(FeatureSlots, QObject):
         self._rerun.stop()
         self.watcher.stop()
         self.searcher.cancel_all()  # running searches stop at their next stage
+        for event in self._finder_cancels:  # a duplicate finder stops at its next batch
+            event.set()
         clean = self.worker.stop(worker_timeout_ms)
         if not clean:
             log.error("the indexing worker did not stop within %d ms", worker_timeout_ms)
-        for pool in (self.pool, self.image_pool):
+        for pool in (self.pool, self.image_pool, self.finder_pool):
             pool.clear()
             if not pool.waitForDone(pool_timeout_ms):
                 log.error("background tasks still running after %d ms", pool_timeout_ms)

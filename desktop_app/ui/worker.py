@@ -5,7 +5,9 @@ Ownership:
 
 - The worker thread (``index-worker``) is the window's only writer: every catalog and
   store write (indexing, forgetting a folder, syncing the store with the catalog when the
-  encoder loads) and the swap to a new encoder (``Library.slot``) happen in ``_run``.
+  encoder loads, the duplicate review's "not duplicates") and the swap to a new encoder
+  (``Library.slot``) happen in ``_run``. A weights download runs here too and stops at
+  its next chunk once ``cancel`` is set (by the user, or by ``stop`` at quit).
   Searches on pool threads only read (``engine/library.py``).
 - Each job runs with the settings as they were when it was submitted: ``submit`` (GUI
   thread) takes a snapshot and the job reads only that, so a change in Settings on the
@@ -13,7 +15,8 @@ Ownership:
 - The GUI talks to it through a thread-safe job queue and three events (cancel, resume,
   stop); it answers with signals, queued to the GUI thread. A queued Qt signal would
   never reach it while it is busy, which is why control goes through events checked
-  between files and batches.
+  between files and batches. Jobs queued together run in one pass; ``cancel`` is
+  cleared before each, so a cancel stops the job it was meant for only.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from PIL import Image
 from PySide6.QtCore import QObject, QThread, Signal
 
 # clip_weights imports no torch (clip.py does: the worker module must not, at start)
+from desktop_app.engine.duplicate_review import mark_not_duplicates
+from desktop_app.engine.duplicates import DuplicateGroup
 from desktop_app.engine.encoders.clip_weights import DownloadProgress, cancellable
 from desktop_app.engine.errors import DesktopAppError
 from desktop_app.engine.indexer import IndexSummary, Progress
@@ -61,7 +66,14 @@ class LoadEncoderJob:
     pass
 
 
-Job = IndexJob | ForgetJob | ReindexJob | LoadEncoderJob
+@dataclass
+class MarkNotDuplicatesJob:
+    """The duplicate review's "Not duplicates": a catalog write, so the writer's."""
+
+    group: DuplicateGroup
+
+
+Job = IndexJob | ForgetJob | ReindexJob | LoadEncoderJob | MarkNotDuplicatesJob
 Queued = tuple[Job, Settings]  # a job and the settings snapshot taken when it was submitted
 
 
@@ -73,6 +85,8 @@ def describe_job(job: Job) -> str:
         return f"Switching the encoder to {job.model}"
     if isinstance(job, ForgetJob):
         return f"Removing {job.folder} from the library"
+    if isinstance(job, MarkNotDuplicatesJob):
+        return "Marking a group as not duplicates"
     if not job.paths:
         return "Checking the library folders for changes"
     if job.add:
@@ -98,6 +112,7 @@ class IndexWorker(QObject):
     encoder_failed = Signal(str)  # the encoder could not be loaded: why
     model_switched = Signal(str)  # a re-index for this model completed: it answers now
     switch_abandoned = Signal(str)  # a switch to this model failed or was cancelled
+    not_duplicates_marked = Signal(object, str)  # DuplicateGroup, why it failed ('' if not)
     busy = Signal(bool)
     queue_length = Signal(int)
 
@@ -188,6 +203,8 @@ class IndexWorker(QObject):
             self.encoder_failed.emit(reason)
         if isinstance(job, ReindexJob):
             self.switch_abandoned.emit(job.model)
+        if isinstance(job, MarkNotDuplicatesJob):
+            self.not_duplicates_marked.emit(job.group, reason)
 
     def _coalesce(self, first: Queued) -> list[Queued]:
         """Merge queued watcher jobs into one run: a burst of 1,000 copied files is one
@@ -237,6 +254,9 @@ class IndexWorker(QObject):
             self._index(lib.index(job.paths, self.cancel, add=job.add, settings=settings))
         elif isinstance(job, ForgetJob):
             lib.forget(job.folder)
+        elif isinstance(job, MarkNotDuplicatesJob):
+            mark_not_duplicates(lib.catalog, job.group)
+            self.not_duplicates_marked.emit(job.group, "")
         elif isinstance(job, ReindexJob):
             # a first-run CLIP download reports (and can be cancelled) through this
             slot = EncoderSlot(job.model, settings)
