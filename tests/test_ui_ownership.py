@@ -251,3 +251,44 @@ def test_the_duplicate_finder_leaves_the_search_pool_free_and_stops_at_quit(
     finally:
         test_over.set()
         win.controller.finder_pool.waitForDone(30_000)
+
+
+# -- 10: thumbnails that failed were remembered for good, without bound ------------------------
+def test_a_thumbnail_that_failed_is_retried_once_its_file_changes_and_failures_are_bounded(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    from PySide6.QtCore import QThreadPool
+
+    from desktop_app.ui.thumbnails import RETRY_S, ThumbnailCache
+
+    now = [1000.0]
+    pool = QThreadPool()
+    cache = ThumbnailCache(tmp_path / "thumbs", pool, clock=lambda: now[0])
+    photo = tmp_path / "copying.jpg"
+    photo.write_bytes(PHOTOS[0].read_bytes()[:200])  # still being copied: truncated
+    key = cache.key_for(str(photo), "")
+    with qtbot.waitSignal(cache.ready, timeout=TIMEOUT):
+        assert cache.get(key, str(photo)) is None
+    assert cache.failed(key)
+    assert cache.get(key, str(photo)) is None and not pool.activeThreadCount()  # not again
+    now[0] += RETRY_S + 1  # a while later, unchanged: checked, not decoded, still failed
+    with qtbot.waitSignal(cache.ready, timeout=TIMEOUT):
+        cache.get(key, str(photo))
+    assert cache.failed(key)
+    photo.write_bytes(PHOTOS[0].read_bytes())  # the copy finished
+    assert cache.get(key, str(photo)) is None  # not before the next check is due
+    now[0] += RETRY_S + 1
+    with qtbot.waitSignal(cache.ready, timeout=TIMEOUT):
+        cache.get(key, str(photo))
+    assert not cache.failed(key)
+    pixmap = cache.get(key, str(photo))
+    assert pixmap is not None and not pixmap.isNull()
+    # bounded: a session that meets thousands of bad files keeps only the newest
+    cache.max_failed = 3
+    for i in range(5):
+        bad = tmp_path / f"bad{i}.jpg"
+        bad.write_bytes(b"not an image")
+        with qtbot.waitSignal(cache.ready, timeout=TIMEOUT):
+            cache.get(cache.key_for(str(bad), ""), str(bad))
+    assert cache.failed_count == 3
+    assert pool.waitForDone(TIMEOUT)

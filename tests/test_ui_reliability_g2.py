@@ -227,7 +227,7 @@ def test_thumbnails_in_memory_stay_under_their_byte_cap(
     for i in range(200):
         image = QImage(320, 240, QImage.Format.Format_RGB32)
         image.fill(i)
-        cache._signals.loaded.emit(f"k{i}", image)
+        cache._signals.loaded.emit(f"k{i}", image, None)
     assert cache.memory_bytes <= thumbnails.MEMORY_BYTES
     assert cache.get("k199", "") is not None  # the newest stay
     assert len(cache._memory) == 10
