@@ -395,7 +395,7 @@ class Library:
             targets = [IndexTarget(Path(r), r) for r in self.catalog.roots()]
         slot = slot or self.slot
         encoder_id = slot.id
-        self.catch_up_store(encoder_id)
+        self.catch_up_store(encoder_id, cancel)
 
         regions = run_settings.regions_enabled
 
@@ -417,7 +417,7 @@ class Library:
         for progress in indexer.run(targets):
             s = progress.summary
             if s is not None:
-                self._finish_upload(s)
+                self._finish_upload(s, cancel)
             if s is not None and not s.cancelled:
                 self.catalog.set_meta("active_model", slot.spec)
                 self.slot = slot  # one assignment: searches see the old pair or the new
@@ -427,14 +427,15 @@ class Library:
                 progress = replace(progress, store_error=self.uploader.error)
             yield progress
 
-    def catch_up_store(self, encoder_id: str) -> None:
+    def catch_up_store(self, encoder_id: str, cancel: threading.Event | None = None) -> None:
         """Writer side: repair a store a search found failing, then make it match the
         catalog for ``encoder_id`` (rebuilding it if that fails). The window's worker
-        calls it when the encoder loads; every index run starts with it."""
+        calls it when the encoder loads; every index run starts with it. ``cancel``
+        stops a server upload between rounds (server mode)."""
         if self._store_suspect:
             self.heal_store()
         try:
-            self.sync_store(encoder_id)
+            self.sync_store(encoder_id, cancel)
         except StoreDamaged as exc:
             if not self._own_store:
                 raise
@@ -445,11 +446,12 @@ class Library:
         assert self.uploader is not None
         self.uploader.step()
 
-    def _finish_upload(self, summary: IndexSummary) -> None:
-        """End of a run: everything up, or what waits and why (the catalog keeps it)."""
+    def _finish_upload(self, summary: IndexSummary, cancel: threading.Event | None) -> None:
+        """End of a run: everything up, or what waits and why (the catalog keeps it).
+        A cancelled run stops uploading between rounds; its marks wait for the next."""
         if self.uploader is None:
             return
-        self.uploader.drain()
+        self.uploader.drain(cancel)
         summary.unsynced = unsynced_count(self.catalog)
         summary.store_error = self.uploader.error
 
@@ -462,7 +464,9 @@ class Library:
         self.uploader.upload()
         return waiting
 
-    def sync_store(self, encoder_id: str | None = None) -> int:
+    def sync_store(
+        self, encoder_id: str | None = None, cancel: threading.Event | None = None
+    ) -> int:
         """Make the vector index match the catalog (after a crash between the two writes,
         or when the index folder was deleted); returns how many vectors were re-added.
         Nothing is re-embedded: the catalog holds every vector. It writes: the writer
@@ -471,7 +475,7 @@ class Library:
         if self.uploader is not None:
             # a server holds other machines' vectors too: never reconcile by deleting;
             # upload what the catalog marked instead (paused if it does not answer)
-            self.uploader.step(max_rounds=None)
+            self.uploader.step(max_rounds=None, cancel=cancel)
             return 0
         added = 0
         for (enc, kind), n in self.catalog.vector_counts().items():

@@ -242,7 +242,7 @@ class IndexWorker(QObject):
                 return
             # the writer catches the store up with the catalog (a crash between the two
             # writes): searches never write, so this is where it happens
-            lib.catch_up_store(lib.encoder_id)
+            lib.catch_up_store(lib.encoder_id, self.cancel)
             # Run the input shapes a query uses once (the query and its mirror; the query
             # windows), so the first real search does not pay the backend's first-call
             # cost for each shape — nor stall the window while it does.
