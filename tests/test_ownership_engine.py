@@ -125,11 +125,11 @@ def test_a_store_rebuilt_under_a_running_search_is_closed_only_after_it(
         real_sync = lib.sync_store
         calls: list[int] = []
 
-        def failing_once(encoder_id: str | None = None) -> int:
+        def failing_once(encoder_id: str | None = None, cancel: Any = None) -> int:
             calls.append(1)
             if len(calls) == 1:
                 raise StoreDamaged("the vector index failed to count its vectors (test)")
-            return real_sync(encoder_id)
+            return real_sync(encoder_id, cancel)
 
         monkeypatch.setattr(lib, "sync_store", failing_once)
         lib.catch_up_store(lib.encoder_id)  # the writer: set aside and rebuilt
@@ -142,3 +142,99 @@ def test_a_store_rebuilt_under_a_running_search_is_closed_only_after_it(
     assert got[0][0].path == str(images[0])
     assert old.closed  # closed by the search's release, once it was done with it
     assert lib.search_image(images[1], top_k=1)[0].path == str(images[1])  # the new store
+
+
+# -- 3: a server that accepts and never answers ---------------------------------------------
+def test_a_server_that_never_answers_fails_each_caller_in_bounded_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """chromadb's first requests had no timeout and ran under ``_connect_lock``: one
+    search hung for good, and every other thread (the writer too) behind it."""
+    import socket
+
+    from desktop_app.engine import chroma_http
+    from desktop_app.engine.remote import RemoteVectorStore, StoreUnavailable
+
+    monkeypatch.setattr(chroma_http, "HANDSHAKE_TIMEOUT_S", 0.5)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # the kernel completes connections; nobody ever answers
+    port = silent.getsockname()[1]
+    store = RemoteVectorStore(f"http://127.0.0.1:{port}")
+    outcomes: list[str] = []
+
+    def call() -> None:
+        try:
+            store.count("enc")
+            outcomes.append("answered")
+        except StoreUnavailable as exc:
+            outcomes.append(f"unavailable: {exc}")
+
+    callers = [threading.Thread(target=call, daemon=True) for _ in range(3)]
+    try:
+        for t in callers:
+            t.start()
+        for t in callers:
+            t.join(120)  # a hang detector, not a speed check: the fault hung for ever
+        assert not any(t.is_alive() for t in callers)
+        assert len(outcomes) == 3
+        assert all(o.startswith("unavailable: cannot reach the Chroma server") for o in outcomes)
+    finally:
+        silent.close()
+        store.close()
+
+
+# -- 2: the end-of-run upload ignored cancel --------------------------------------------------
+class _RecordingServer:
+    """Stands in for a Chroma server (its HTTP calls can take up to 120 s each): records
+    what arrives; ``on_call`` runs at each call."""
+
+    url = "http://server.test:8000"
+
+    def __init__(self, on_call: Any) -> None:
+        self.on_call = on_call
+        self.files: set[str] = set()
+        self.vectors: set[str] = set()
+
+    def put_files(self, entries: Any) -> None:
+        self.on_call()
+        self.files.update(meta["path"] for _id, meta in entries)
+
+    def delete_files(self, ids: Any) -> None:
+        self.on_call()
+
+    def upsert(self, encoder: str, ids: Any, *args: Any, **kwargs: Any) -> None:
+        self.on_call()
+        self.vectors.update(ids)
+
+    def put_features(self, entries: Any) -> None:
+        self.on_call()
+
+    def files_for(self, fps: Any) -> list[dict[str, Any]]:
+        return []
+
+    def delete_contents(self, fps: Any) -> None:
+        self.on_call()
+
+
+def test_a_cancelled_upload_stops_between_rounds_and_keeps_its_marks(
+    lib: Library, tmp_path: Path
+) -> None:
+    from desktop_app.engine.shared import Uploader, track_changes, unsynced_count
+
+    folder = tmp_path / "photos"
+    make_images(folder, 5, seed=11)
+    run_index(lib, [folder])
+    cancel = threading.Event()
+    server = _RecordingServer(cancel.set)  # the user cancels (or quits) during round one
+    track_changes(lib.catalog, server.url)  # a new server: everything is marked
+    marked = unsynced_count(lib.catalog)
+    uploader = Uploader(lib.catalog, server, "this-machine")  # type: ignore[arg-type]
+    assert uploader.drain(cancel)
+    assert server.files and not server.vectors  # one round (the files), then it stopped
+    left = unsynced_count(lib.catalog)
+    assert 0 < left < marked  # the rest is still marked: nothing lost
+    server.on_call = lambda: None
+    assert uploader.drain()  # the next run uploads the rest
+    assert unsynced_count(lib.catalog) == 0
+    assert len(server.files) == 5 and len(server.vectors) >= 5

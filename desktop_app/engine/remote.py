@@ -17,7 +17,9 @@ by metadata filter, never by similarity.
 The client connects on first use, so a library opens (and indexes locally) while the
 server is down; every call that cannot reach the server raises :class:`StoreUnavailable`
 with a plain message. Threads: the HTTP client is thread-safe; the indexing thread
-writes, search threads read.
+writes (and alone creates collections), search threads read. Connecting is bounded by
+timeouts from the first request (``chroma_http.py``) and holds no lock while it talks to
+the server, so a server that stops answering can never block the other threads for good.
 """
 
 from __future__ import annotations
@@ -96,12 +98,23 @@ class RemoteVectorStore(VectorStore):
     # -- connection -------------------------------------------------------------------
     @property
     def client(self) -> Any:
+        """The connected client; connects on first use. The handshake (bounded by
+        timeouts, see ``chroma_http.py``) runs without the lock, so a server that does
+        not answer holds up only the threads that asked, each for its own timeout; the
+        lock only decides whose connection is kept when two raced."""
+        client = self._client
+        if client is not None:
+            return client
+        with self.reachable():
+            client = self._connect()
+            max_batch = min(REMOTE_CHUNK, int(client.get_max_batch_size()))
         with self._connect_lock:
             if self._client is None:
-                with self.reachable():
-                    self._client = self._connect()
-                    self.max_batch = min(REMOTE_CHUNK, int(self._client.get_max_batch_size()))
-            return self._client
+                self._client, self.max_batch = client, max_batch
+                return client
+            kept = self._client
+        _close_quietly(client)  # another thread connected first: use its client
+        return kept
 
     @client.setter
     def client(self, value: Any) -> None:
@@ -111,6 +124,10 @@ class RemoteVectorStore(VectorStore):
         import chromadb
         import httpx
         from chromadb.config import Settings as ChromaSettings
+
+        from desktop_app.engine import chroma_http
+
+        chroma_http.install()  # timeouts before the client's first request
 
         # chromadb's HTTP session has no timeout: a host that drops packets would hang
         # the caller for good. Check it answers first, then give the session timeouts.
@@ -170,6 +187,11 @@ class RemoteVectorStore(VectorStore):
             return str(exc) or type(exc).__name__
         if isinstance(exc, ValueError) and "could not connect" in str(exc).lower():
             return "connection refused"  # chromadb's own words at start-up
+        if isinstance(exc, ValueError):
+            # chromadb's handshake re-raises a transport error (a time-out) as ValueError
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, httpx.TransportError):
+                return str(cause) or type(cause).__name__
         return None
 
     def _unavailable(self, why: str) -> StoreUnavailable:
@@ -178,14 +200,10 @@ class RemoteVectorStore(VectorStore):
         )
 
     def close(self) -> None:
+        self.closed = True
         self._collections.clear()
         client, self._client = self._client, None
-        close = getattr(client, "close", None)
-        if close is not None:
-            try:
-                close()
-            except Exception:  # closing a client of a server that is gone
-                log.debug("closing the Chroma client failed", exc_info=True)
+        _close_quietly(client)
 
     def ping(self) -> None:
         with self.reachable():
@@ -385,6 +403,15 @@ class RemoteVectorStore(VectorStore):
                     embeddings=np.asarray([placeholder_vector(i) for i, _ in chunk], np.float32),
                     metadatas=[m for _, m in chunk],
                 )
+
+
+def _close_quietly(client: Any) -> None:
+    close = getattr(client, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:  # closing a client of a server that is gone
+            log.debug("closing the Chroma client failed", exc_info=True)
 
 
 def _chunks(items: list[Any], n: int) -> Iterator[list[Any]]:
