@@ -292,3 +292,36 @@ def test_a_thumbnail_that_failed_is_retried_once_its_file_changes_and_failures_a
             cache.get(cache.key_for(str(bad), ""), str(bad))
     assert cache.failed_count == 3
     assert pool.waitForDone(TIMEOUT)
+
+
+# -- 12: the worker's signals are cut at shutdown ---------------------------------------------
+def test_worker_reports_queued_before_shutdown_never_reach_the_controller(
+    qtbot: QtBot, controller: SearchController
+) -> None:
+    """Each worker-fed slot had a ``_shut`` guard of its own, and the passed-through
+    signals (busy, progress) none: a report queued just before the worker stopped still
+    reached the closing window. Shutdown now disconnects the worker and drops what its
+    signals had already queued (a disconnect alone still delivers those)."""
+    from PySide6.QtCore import QCoreApplication
+
+    w = controller.worker
+    late_status = controller.library.status(load_encoder=False)
+    seen: list[object] = []
+    for signal in (controller.busy, controller.counts_changed, controller.message):
+        signal.connect(lambda *args: seen.append(args))
+    model_before = controller.settings.model
+
+    def late_reports() -> None:  # the worker's thread, an instant before it stops
+        w.busy.emit(True)
+        w.status.emit(late_status)
+        w.model_switched.emit("ViT-B-32:laion2b_s34b_b79k")
+        w.failed.emit("Indexing failed: late")
+
+    reporter = threading.Thread(target=late_reports)
+    reporter.start()
+    reporter.join()
+    assert controller.shutdown() is True
+    QCoreApplication.processEvents()  # whatever was queued is delivered now, or never
+    assert seen == []
+    assert controller.settings.model == model_before
+    assert controller.last_status is None or controller.last_status is not late_status
