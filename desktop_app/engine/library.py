@@ -23,9 +23,13 @@ Ownership (who may call what, from which thread):
   thread in the window), which replaces it rather than changing it in place.
 
 The catalog lends pooled connections per call (any thread); Chroma reads are thread-safe.
-A store that fails is set aside and rebuilt from the catalog on the writer's side only
-(on open, and at the start of an index run); a search that meets a failing store raises
-:class:`StoreDamaged` and marks it for that repair.
+Searches read the store through :attr:`reads` (a ``StoreReader``): each call goes to the
+current store and holds it while it runs, and a read never creates a collection. A
+store that fails is set aside and rebuilt from the catalog on the writer's side only
+(on open, and at the start of an index run): the new store is swapped in first and the
+old one closes once the searches' calls on it are done, never under them. A search
+that meets a failing store raises :class:`StoreDamaged` and marks it for that repair.
+In server mode the writer's uploads stop between rounds when its run is cancelled.
 """
 
 from __future__ import annotations

@@ -9,8 +9,10 @@ leads to) belongs here rather than in ``main_window.py``.
 
 Ownership and threads: the controller lives on the GUI thread, and so do its signals'
 receivers. Searches run in ``pool`` (SearchRunner) and only read; image decoding (query
-previews, copies, thumbnails, the preview dialog) runs in ``image_pool``; indexing, every
-store write and the encoder swap run on the worker's own thread, the one writer. All of
+previews, copies, thumbnails, the preview dialog) runs in ``image_pool``; the duplicate
+finder and trash moves in ``finder_pool`` (one thread, so searches never wait behind a
+scan of the library); indexing, every catalog and store write ("not duplicates"
+included) and the encoder swap run on the worker's own thread, the one writer. All of
 them report back through queued signals handled here. The settings object
 (``library.settings``) belongs to this thread: a change replaces it (never edits it in
 place), and each worker job gets its own snapshot. The model setting is written only

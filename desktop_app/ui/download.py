@@ -2,9 +2,11 @@
 
 The engine calls the progress callback on the thread that downloads (the indexing
 worker); :class:`DownloadMonitor` turns each call into a queued signal for the GUI
-thread and raises :class:`DownloadCancelled` there once the user cancelled
-(``clip.cancellable``), so the download stops at its next chunk and the offline encoder
-runs with the reason. The dialog lives on the GUI thread.
+thread and raises :class:`DownloadCancelled` there once the user cancelled, so the
+download stops at its next chunk and the offline encoder runs with the reason. The worker
+wraps it (``clip_weights.cancellable``) with its own cancel event too, so quitting (or
+cancelling the job) also stops a download at its next chunk. The dialog lives on the GUI
+thread.
 """
 
 from __future__ import annotations
