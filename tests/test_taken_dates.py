@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -70,13 +69,6 @@ def test_capture_time_is_read_from_the_header_best_tag_first(tmp_path: Path) -> 
     assert read_header(edited)[2] == "2016-01-02T03:04:05"  # IFD0 DateTime as the fallback
     assert read_header(none)[2] == ""
     assert taken_time(None) == ""
-
-
-@pytest.fixture
-def lib(app_home: Path) -> Iterator[Library]:
-    library = Library.open(model=HISTOGRAM_MODEL)
-    yield library
-    library.close()
 
 
 def test_the_date_filter_uses_the_exif_date_else_the_modified_date(
