@@ -7,39 +7,16 @@ as the window's pools and worker use it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from desktop_app.engine import indexer as indexer_module
 from desktop_app.engine.library import Library
-from desktop_app.engine.settings import HISTOGRAM_MODEL
 
 from .conftest import run_index
-
-MODEL = HISTOGRAM_MODEL
-
-
-@pytest.fixture
-def lib(app_home: Path) -> Iterator[Library]:
-    library = Library.open(model=MODEL)
-    yield library
-    library.close()
-
-
-def make_images(folder: Path, n: int, seed: int = 0) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        p = folder / f"img-{seed}-{i:03d}.png"
-        Image.fromarray(rng.integers(0, 255, (48, 64, 3), np.uint8)).save(p)
-        out.append(p)
-    return out
+from .test_faults import make_images
 
 
 # -- 13: a drive unplugged between the offline check and the scan ---------------------------
