@@ -47,6 +47,34 @@ def test_a_folder_that_goes_away_during_the_scan_is_offline_not_emptied(
     assert (s.embedded, s.reused, s.removed, s.unchanged) == (0, 0, 0, 6)
 
 
+def test_a_folder_unplugged_half_way_through_its_scan_keeps_every_entry(
+    lib: Library, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same race, one step later (seen in the window test after the first fix): the
+    folder went after the scan listed it, so the files not yet stat'ed could not be, and
+    each was recorded as a failure: 36 of 40 photos vanished from the count."""
+    drive = tmp_path / "drive"
+    make_images(drive, 6, seed=12)
+    assert run_index(lib, [drive]).embedded == 6
+    away = tmp_path / "unplugged"
+    real_scan = indexer_module.scan
+
+    def unplugged_mid_scan(folder: Path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        for i, found in enumerate(real_scan(folder, *args, **kwargs)):
+            if i == 2 and not away.exists():
+                drive.rename(away)
+            yield found
+
+    monkeypatch.setattr(indexer_module, "scan", unplugged_mid_scan)
+    s = run_index(lib, [])
+    assert s.removed == 0 and s.failed == [] and s.offline == [str(drive)]
+    assert lib.catalog.counts() == {"files": 6, "distinct": 6, "failed": 0}
+    monkeypatch.setattr(indexer_module, "scan", real_scan)
+    away.rename(drive)
+    s = run_index(lib, [])
+    assert (s.embedded, s.reused, s.removed, s.unchanged) == (0, 0, 0, 6)
+
+
 # -- 5: a search never creates a collection ------------------------------------------------
 def test_a_search_on_an_empty_library_finds_nothing_and_creates_no_collection(
     lib: Library, tmp_path: Path

@@ -190,6 +190,10 @@ class Indexer:
             if os.path.lexists(target.folder):
                 for f in scan(target.folder, self.extensions, self.skip_dirs, self._unlisted):
                     found[f.path] = (f, target.root)
+        for target in self._gone_during_scan(scanned, s):
+            # its files could not be stat'ed once it went: those are not failures
+            scanned.remove(target)
+            found = {p: fr for p, fr in found.items() if fr[1] != target.root}
         s.unlisted = list(self._unlisted)
         s.seen = len(found)
         todo = self._changed(found, known, s)
@@ -264,6 +268,8 @@ class Indexer:
                 done += 1
                 size = (result.width, result.height)
                 pending_rows.append(file_row(f, root, result.fingerprint, size, taken=result.taken))
+            elif result.fingerprint is None and self._went_offline(root, s):
+                done += 1  # unreadable because its drive went: kept as it was, not failed
             else:
                 done += 1
                 s.failed.append((f.path, result.reason))
@@ -341,6 +347,30 @@ class Indexer:
         self.publish(analyses)
         s.embedded += len(analyses)
 
+    def _gone_during_scan(
+        self, scanned: Sequence[IndexTarget], s: IndexSummary
+    ) -> list[IndexTarget]:
+        """Targets whose root went offline while it was scanned (an unplugged drive)."""
+        gone = []
+        for target in scanned:
+            if self._offline(target.root):
+                if target.root not in s.offline:
+                    s.offline.append(target.root)
+                log.warning("%s went away during the scan; its entries are kept", target.root)
+                gone.append(target)
+        return gone
+
+    def _went_offline(self, root: str, s: IndexSummary) -> bool:
+        """For a file that could not be read: whether its root has gone meanwhile (then
+        the file is not a failure; its entry stays as it was)."""
+        if root in s.offline:
+            return True
+        if self._offline(root):
+            s.offline.append(root)
+            log.warning("%s went away during the run; its entries are kept", root)
+            return True
+        return False
+
     def _remove_missing(
         self,
         scanned: Sequence[IndexTarget],
@@ -354,7 +384,7 @@ class Indexer:
             if self._offline(target.root):
                 if target.root not in s.offline:
                     s.offline.append(target.root)
-                log.warning("%s went away during the scan; its entries are kept", target.root)
+                log.warning("%s went away during the run; its entries are kept", target.root)
                 continue
             gone += [
                 p
