@@ -37,7 +37,7 @@ from desktop_app.engine.analysis import Analyser, Analysis, Prepared
 from desktop_app.engine.catalog import Catalog, FileRow, VectorRow
 from desktop_app.engine.errors import ImageLoadError
 from desktop_app.engine.fingerprint import fingerprint_file
-from desktop_app.engine.imageio import load_image, read_size
+from desktop_app.engine.imageio import load_image, read_header
 from desktop_app.engine.scanner import FoundFile, is_within, scan
 from desktop_app.engine.store import VectorStore
 
@@ -108,6 +108,7 @@ class _Hashed:  # content already has vectors: reuse them
     fingerprint: str
     width: int
     height: int
+    taken: str
 
 
 @dataclass
@@ -235,6 +236,7 @@ class Indexer:
                 and row.mtime_ns == f.mtime_ns
                 and row.fingerprint in known
                 and row.root == root
+                and row.taken is not None  # else: a row from before format 3, header unread
             ):
                 s.unchanged += 1
             else:
@@ -259,9 +261,8 @@ class Indexer:
             elif isinstance(result, _Hashed):
                 s.reused += 1
                 done += 1
-                pending_rows.append(
-                    file_row(f, root, result.fingerprint, (result.width, result.height))
-                )
+                size = (result.width, result.height)
+                pending_rows.append(file_row(f, root, result.fingerprint, size, taken=result.taken))
             else:
                 done += 1
                 s.failed.append((f.path, result.reason))
@@ -300,8 +301,7 @@ class Indexer:
                 if first:
                     claimed.add(fp)
             if not first:
-                w, h = read_size(f.path)
-                return _Hashed(fp, w, h)
+                return _Hashed(fp, *read_header(f.path))
             loaded = load_image(
                 f.path, max_side=self.analyser.decode_side, max_megapixels=self.max_megapixels
             )
@@ -327,7 +327,10 @@ class Indexer:
                     s.failed.append((f.path, reason))
                     rows.append(file_row(f, root, p.fingerprint, None, reason))
                 batch = []
-        file_rows = [file_row(f, root, p.fingerprint, (p.width, p.height)) for p, f, root in batch]
+        file_rows = [
+            file_row(f, root, p.fingerprint, (p.width, p.height), taken=p.taken)
+            for p, f, root in batch
+        ]
         with self.catalog.transaction() as db:
             for a in analyses:
                 self.catalog.put_vectors(self.encoder_id, a.vectors, db)
@@ -358,11 +361,13 @@ def file_row(
     fingerprint: str | None,
     size: tuple[int, int] | None,
     error: str | None = None,
+    taken: str = "",
 ) -> FileRow:
-    """The catalog row for a scanned file: indexed (with its pixel size) or failed."""
+    """The catalog row for a scanned file: indexed (with its pixel size and capture
+    time) or failed."""
     w, h = size or (None, None)
     status = "failed" if error is not None else "ok"
-    return FileRow(f.path, root, f.size, f.mtime_ns, fingerprint, w, h, status, error)
+    return FileRow(f.path, root, f.size, f.mtime_ns, fingerprint, w, h, status, error, taken)
 
 
 def write_to_store(store: VectorStore, encoder_id: str, analyses: Sequence[Analysis]) -> None:
