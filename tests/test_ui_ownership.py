@@ -325,3 +325,44 @@ def test_worker_reports_queued_before_shutdown_never_reach_the_controller(
     assert seen == []
     assert controller.settings.model == model_before
     assert controller.last_status is None or controller.last_status is not late_status
+
+
+# -- R2 7: "not duplicates" waited behind a running (or paused) index job --------------------
+def test_not_duplicates_is_written_while_an_index_run_is_paused(
+    qtbot: QtBot, library: Library, few_photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mark queued behind the run: while indexing was paused it never ran, and the
+    review dialog showed "Remembering…" with every control disabled. It now runs on the
+    same worker thread (the one writer) between files, and while the run is paused."""
+    from desktop_app.engine.duplicates import DuplicateFile, DuplicateGroup
+    from desktop_app.ui.worker import MarkNotDuplicatesJob
+
+    w = IndexWorker(library)
+    real_index = library.index
+    mid_run = threading.Event()
+
+    def index(*args: Any, **kw: Any) -> Any:
+        for progress in real_index(*args, **kw):
+            mid_run.set()  # the run has started: the worker holds between files now
+            yield progress
+
+    monkeypatch.setattr(library, "index", index)
+    files = [DuplicateFile(f"/x/{fp}.jpg", fp, 1, 1, 1, 0) for fp in ("aa", "bb")]
+    group = DuplicateGroup(files, 0.99, "near")
+    marked: list[tuple[Any, str]] = []
+    w.not_duplicates_marked.connect(lambda g, why: marked.append((g, why)))
+    w.pause()
+    w.start()
+    try:
+        w.submit(IndexJob([str(few_photos)]))
+        qtbot.waitUntil(mid_run.is_set, timeout=TIMEOUT)
+        with qtbot.waitSignal(w.not_duplicates_marked, timeout=60_000):
+            w.submit(MarkNotDuplicatesJob(group))
+        assert w.paused  # still paused: the mark did not wait for the run
+        assert marked == [(group, "")]
+        assert library.catalog.not_duplicate_pairs() == {("aa", "bb")}
+        with qtbot.waitSignal(w.finished, timeout=TIMEOUT):
+            w.unpause()
+    finally:
+        assert w.stop()
+    assert library.catalog.counts()["files"] == 6  # the run went on after the mark

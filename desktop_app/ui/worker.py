@@ -17,6 +17,11 @@ Ownership:
   never reach it while it is busy, which is why control goes through events checked
   between files and batches. Jobs queued together run in one pass; ``cancel`` is
   cleared before each, so a cancel stops the job it was meant for only.
+- Small jobs (the duplicate review's "not duplicates", one short catalog write) do not
+  wait behind a long run: they go to their own queue, which this same thread drains
+  between files of a running job, while it is paused, and between jobs. They stay on the
+  one writer thread (no second writer), and the index run never yields inside a catalog
+  transaction, so a mark written at that point cannot meet a half-written batch.
 """
 
 from __future__ import annotations
@@ -75,6 +80,9 @@ class MarkNotDuplicatesJob:
 
 Job = IndexJob | ForgetJob | ReindexJob | LoadEncoderJob | MarkNotDuplicatesJob
 Queued = tuple[Job, Settings]  # a job and the settings snapshot taken when it was submitted
+# jobs that run between batches of a running job (or while it is paused), not after it
+QUICK_JOBS = (MarkNotDuplicatesJob,)
+_WAKE = "wake"  # put on the job queue to wake an idle loop for the quick queue
 
 
 def describe_job(job: Job) -> str:
@@ -119,7 +127,8 @@ class IndexWorker(QObject):
     def __init__(self, library: Library) -> None:
         super().__init__()
         self.library = library
-        self._jobs: queue.Queue[Queued | None] = queue.Queue()
+        self._jobs: queue.Queue[Queued | str | None] = queue.Queue()
+        self._quick: queue.SimpleQueue[Queued] = queue.SimpleQueue()
         # set by the controller: called on this worker's thread while weights download
         self.download_progress: DownloadProgress | None = None
         self.cancel = threading.Event()
@@ -136,8 +145,14 @@ class IndexWorker(QObject):
         self._thread.start()
 
     def submit(self, job: Job) -> None:
-        """Queue ``job`` with a snapshot of the library's settings as they are now."""
-        self._jobs.put((job, self.library.settings.snapshot()))
+        """Queue ``job`` with a snapshot of the library's settings as they are now. A
+        quick job runs at the running job's next file, not after it (module doc)."""
+        queued = (job, self.library.settings.snapshot())
+        if isinstance(job, QUICK_JOBS):
+            self._quick.put(queued)
+            self._jobs.put(_WAKE)  # an idle loop runs it now; a busy one at its next file
+            return
+        self._jobs.put(queued)
         self.queue_length.emit(self._jobs.qsize())
 
     def pause(self) -> None:
@@ -170,6 +185,10 @@ class IndexWorker(QObject):
             first = self._jobs.get()
             if first is None or self._stopping.is_set():
                 break
+            self._run_quick()
+            if first == _WAKE:
+                continue
+            assert not isinstance(first, str)
             jobs = self._coalesce(first)
             self.queue_length.emit(self._jobs.qsize())
             self.busy.emit(True)
@@ -180,6 +199,7 @@ class IndexWorker(QObject):
                     # stop() sets _stopping before cancel: seen here, or cancel stays set
                     if self._stopping.is_set():
                         break
+                    self._run_quick()
                     self._run_reporting(job, settings)
             finally:
                 self.busy.emit(False)
@@ -218,6 +238,8 @@ class IndexWorker(QObject):
             if nxt is None:
                 self._stopping.set()
                 return jobs
+            if isinstance(nxt, str):  # a wake for the quick queue: drained between jobs
+                continue
             job, last = nxt[0], jobs[-1][0]
             if (
                 isinstance(job, IndexJob)
@@ -232,6 +254,15 @@ class IndexWorker(QObject):
                 jobs = [q for q in jobs if not isinstance(q[0], ReindexJob)] + [nxt]
             else:
                 jobs.append(nxt)
+
+    def _run_quick(self) -> None:
+        """Run the quick jobs waiting now (this thread, between files or jobs)."""
+        while not self._stopping.is_set():
+            try:
+                job, settings = self._quick.get_nowait()
+            except queue.Empty:
+                return
+            self._run_reporting(job, settings)
 
     def _run(self, job: Job, settings: Settings) -> None:
         lib = self.library
@@ -280,7 +311,9 @@ class IndexWorker(QObject):
         summary: IndexSummary | None = None
         for p in run:
             progress: Progress = p
+            self._run_quick()  # between files: a "not duplicates" never waits for the run
             while not self.resume.wait(0.1):  # paused: hold between files
+                self._run_quick()  # ... nor for the user to resume it
                 if self.cancel.is_set():
                     break
             now = time.monotonic()
