@@ -5,10 +5,12 @@ between the embedded store and the server without embedding anything."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -342,3 +344,54 @@ def test_status_bar_says_when_uploads_wait(qtbot) -> None:  # type: ignore[no-un
     qtbot.addWidget(bar)
     bar.show_progress(Progress("indexing", 1, 2, "/x/a.jpg", 1, 0, 0, store_error="cannot reach"))
     assert bar.currentMessage() == "Uploads paused: cannot reach"
+
+
+@needs_chroma
+def test_a_chromadb_with_another_http_client_layout_still_connects(
+    server: ChromaServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The timeout patch hard-coded 1.5.9's ``FastAPI.__init__(self, system)`` and its
+    private ``_session``: a chromadb laid out otherwise made every connect raise an
+    AttributeError (or TypeError) that nothing turned into a message."""
+    from chromadb.api.fastapi import FastAPI
+
+    from desktop_app.engine import chroma_http
+    from desktop_app.engine.remote import RemoteVectorStore
+
+    stock = FastAPI.__init__
+
+    class OtherSession:
+        """Another chromadb's session: not an httpx.Client, its timeout not settable."""
+
+        __slots__ = ("_inner",)
+
+        def __init__(self, inner: object) -> None:
+            object.__setattr__(self, "_inner", inner)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._inner, name)
+
+        def __setattr__(self, name: str, value: object) -> None:
+            raise AttributeError(f"{name} cannot be set")
+
+    def other_init(self: FastAPI, system: object, *args: object, **kwargs: object) -> None:
+        stock(self, system)  # type: ignore[arg-type]
+        self._session = OtherSession(self._session)  # type: ignore[assignment]
+
+    monkeypatch.setattr(FastAPI, "__init__", other_init)
+    monkeypatch.setattr(chroma_http, "_installed", False)  # wrap this chromadb's init
+    monkeypatch.setattr(chroma_http, "_warned", threading.Event(), raising=False)
+    store = RemoteVectorStore(server.url)
+    try:
+        with caplog.at_level(logging.WARNING, logger="desktop_app.engine.chroma_http"):
+            assert store.count("enc") == 0
+            store.ping()
+            other = RemoteVectorStore(server.url)
+            try:
+                other.ping()
+            finally:
+                other.close()
+    finally:
+        store.close()
+    said = [r.getMessage() for r in caplog.records if "handshake" in r.getMessage()]
+    assert len(said) == 1 and "OtherSession" in said[0]  # said once, not per connection

@@ -8,6 +8,11 @@ good. chromadb accepts no other API class for HTTP (it checks the class name), s
 short handshake timeout before any request; ``remote.RemoteVectorStore`` raises it to the
 per-request timeout once connected. Only this app's remote store makes HTTP clients.
 
+The wrapper relies on no more of chromadb than it must: it passes whatever arguments it
+gets to the stock constructor (tested with 1.5.9's ``(self, system)``), and sets the
+timeouts only when the private ``_session`` is an ``httpx.Client``; a chromadb laid out
+otherwise still connects, without the handshake timeout, and says so once in the log.
+
 Imported only when a client connects (``remote.py``): chromadb is heavy to import. Any
 thread may connect; ``install`` is idempotent and guarded by a lock.
 """
@@ -15,14 +20,18 @@ thread may connect; ``install`` is idempotent and guarded by a lock.
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT_S = 10.0  # each request of the connection's handshake
 CONNECT_TIMEOUT_S = 5.0
 
 _installed = False
 _lock = threading.Lock()
+_warned = threading.Event()  # the "no handshake timeout" warning is logged once per process
 
 
 def install() -> None:
@@ -37,10 +46,26 @@ def install() -> None:
         stock_init = FastAPI.__init__
 
         @functools.wraps(stock_init)
-        def timed_init(self: Any, system: Any) -> None:
-            stock_init(self, system)
-            # read at each connection, so a test can shorten it
-            self._session.timeout = httpx.Timeout(HANDSHAKE_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
+        def timed_init(self: Any, *args: Any, **kwargs: Any) -> None:
+            stock_init(self, *args, **kwargs)
+            session = getattr(self, "_session", None)
+            if isinstance(session, httpx.Client):
+                # read at each connection, so a test can shorten it
+                session.timeout = httpx.Timeout(HANDSHAKE_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
+            else:
+                _warn_no_timeout(session)
 
         FastAPI.__init__ = timed_init  # type: ignore[method-assign]
         _installed = True
+
+
+def _warn_no_timeout(session: object) -> None:
+    """This chromadb keeps its HTTP session elsewhere: connect anyway, say so once."""
+    if _warned.is_set():
+        return
+    _warned.set()  # two threads racing here may both log it: harmless
+    log.warning(
+        "this chromadb's HTTP client keeps no httpx session in _session (found %s): "
+        "its handshake runs without this app's timeout",
+        type(session).__name__,
+    )
