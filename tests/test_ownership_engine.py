@@ -243,3 +243,125 @@ def test_a_cancelled_upload_stops_between_rounds_and_keeps_its_marks(
     assert uploader.drain()  # the next run uploads the rest
     assert unsynced_count(lib.catalog) == 0
     assert len(server.files) == 5 and len(server.vectors) >= 5
+
+
+# -- R2 5: connecting to a server: one thread at a time, and nothing leaks on failure -------
+class _FakeHttpClient:
+    """What ``RemoteVectorStore._connect`` returns: records whether it was closed."""
+
+    def __init__(self, batch_error: Exception | None = None) -> None:
+        self.batch_error = batch_error
+        self.closed = False
+
+    def get_max_batch_size(self) -> int:
+        if self.batch_error is not None:
+            raise self.batch_error
+        return 100
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_connection_that_fails_after_connecting_closes_its_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``get_max_batch_size`` raising left the new client open: a chromadb System (and
+    its HTTP session) leaked with every failed attempt."""
+    import httpx
+
+    from desktop_app.engine.remote import RemoteVectorStore, StoreUnavailable
+
+    made: list[_FakeHttpClient] = []
+
+    def connect(self: RemoteVectorStore) -> _FakeHttpClient:
+        made.append(_FakeHttpClient(httpx.ReadTimeout("the server stopped answering")))
+        return made[-1]
+
+    monkeypatch.setattr(RemoteVectorStore, "_connect", connect)
+    store = RemoteVectorStore("http://server.test:8000")
+    for _ in range(2):
+        with pytest.raises(StoreUnavailable, match="stopped answering"):
+            store.ping()
+    assert len(made) == 2 and all(c.closed for c in made)
+
+
+def test_threads_that_connect_at_once_make_one_client_and_waiters_are_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every thread ran ``chromadb.HttpClient(...)`` at once (chromadb's client cache is
+    filled check-then-insert without a lock: an orphaned System per race). Now one
+    connects; the others wait for it, and give up with a message if it takes longer
+    than a handshake."""
+    from desktop_app.engine import chroma_http
+    from desktop_app.engine.remote import RemoteVectorStore, StoreUnavailable
+
+    inside, go_on, second_reached = threading.Event(), threading.Event(), threading.Event()
+    connecting: list[int] = []  # threads inside _connect at each entry
+    made: list[_FakeHttpClient] = []
+    now_inside = 0
+
+    def connect(self: RemoteVectorStore) -> _FakeHttpClient:
+        nonlocal now_inside
+        now_inside += 1
+        connecting.append(now_inside)
+        if len(connecting) > 1:
+            second_reached.set()  # the fault: a second connection while one is under way
+        inside.set()
+        assert go_on.wait(60)
+        now_inside -= 1
+        made.append(_FakeHttpClient())
+        return made[-1]
+
+    class SeenLock:
+        """The store's connect lock, telling the test when a second thread reaches it."""
+
+        def __init__(self) -> None:
+            self._lock = threading.Lock()
+
+        def acquire(self, timeout: float = -1) -> bool:
+            if inside.is_set():
+                second_reached.set()
+            return self._lock.acquire(timeout=timeout)
+
+        def release(self) -> None:
+            self._lock.release()
+
+        def __enter__(self) -> bool:
+            return self.acquire()
+
+        def __exit__(self, *exc: object) -> None:
+            self.release()
+
+    monkeypatch.setattr(RemoteVectorStore, "_connect", connect)
+    store = RemoteVectorStore("http://server.test:8000")
+    store._connect_lock = SeenLock()  # type: ignore[assignment]
+    got: list[Any] = []
+
+    def call() -> None:
+        try:
+            got.append(store.client)
+        except StoreUnavailable as exc:
+            got.append(exc)
+
+    first = threading.Thread(target=call)
+    first.start()
+    assert inside.wait(60)
+    # a third thread that waits longer than a handshake gives up (shortened here)
+    monkeypatch.setattr(chroma_http, "HANDSHAKE_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(chroma_http, "CONNECT_TIMEOUT_S", 0.05)
+    impatient = threading.Thread(target=call)
+    impatient.start()
+    assert second_reached.wait(60)
+    impatient.join(60)
+    monkeypatch.setattr(chroma_http, "HANDSHAKE_TIMEOUT_S", 60.0)
+    patient = threading.Thread(target=call)
+    patient.start()
+    go_on.set()
+    first.join(60)
+    patient.join(60)
+    assert connecting == [1]  # one connection, never two at once
+    assert len(made) == 1 and not made[0].closed
+    gave_up = [g for g in got if isinstance(g, StoreUnavailable)]
+    assert len(gave_up) == 1 and "still waiting" in str(gave_up[0])  # the impatient one
+    # the first connected; the patient one got its client
+    assert [g for g in got if g not in gave_up] == [made[0], made[0]]

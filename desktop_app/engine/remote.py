@@ -17,9 +17,10 @@ by metadata filter, never by similarity.
 The client connects on first use, so a library opens (and indexes locally) while the
 server is down; every call that cannot reach the server raises :class:`StoreUnavailable`
 with a plain message. Threads: the HTTP client is thread-safe; the indexing thread
-writes (and alone creates collections), search threads read. Connecting is bounded by
-timeouts from the first request (``chroma_http.py``) and holds no lock while it talks to
-the server, so a server that stops answering can never block the other threads for good.
+writes (and alone creates collections), search threads read. One thread connects at a
+time (``_connect_lock``, see :attr:`RemoteVectorStore.client`); the connection is bounded
+by timeouts from the first request (``chroma_http.py``) and the others wait for it for a
+bounded time, so a server that stops answering can never block any thread for good.
 """
 
 from __future__ import annotations
@@ -98,23 +99,34 @@ class RemoteVectorStore(VectorStore):
     # -- connection -------------------------------------------------------------------
     @property
     def client(self) -> Any:
-        """The connected client; connects on first use. The handshake (bounded by
-        timeouts, see ``chroma_http.py``) runs without the lock, so a server that does
-        not answer holds up only the threads that asked, each for its own timeout; the
-        lock only decides whose connection is kept when two raced."""
+        """The connected client; connects on first use, one thread at a time: chromadb's
+        per-process cache of clients is filled check-then-insert without a lock, so two
+        connections made at once leave one System (and its HTTP session) orphaned. The
+        connecting thread is bounded by its timeouts (``chroma_http.py``); a thread that
+        waits for it longer than one handshake gives up with :class:`StoreUnavailable`,
+        so a server that does not answer never holds any thread for good."""
         client = self._client
         if client is not None:
             return client
-        with self.reachable():
-            client = self._connect()
-            max_batch = min(REMOTE_CHUNK, int(client.get_max_batch_size()))
-        with self._connect_lock:
-            if self._client is None:
-                self._client, self.max_batch = client, max_batch
-                return client
-            kept = self._client
-        _close_quietly(client)  # another thread connected first: use its client
-        return kept
+        from desktop_app.engine import chroma_http
+
+        wait = chroma_http.HANDSHAKE_TIMEOUT_S + chroma_http.CONNECT_TIMEOUT_S
+        if not self._connect_lock.acquire(timeout=wait):
+            raise self._unavailable("another connection attempt to it is still waiting")
+        try:
+            if self._client is not None:  # the thread before this one connected
+                return self._client
+            with self.reachable():
+                client = self._connect()
+                try:
+                    max_batch = min(REMOTE_CHUNK, int(client.get_max_batch_size()))
+                except BaseException:
+                    _close_quietly(client)  # else each failed attempt leaks a System
+                    raise
+            self._client, self.max_batch = client, max_batch
+            return client
+        finally:
+            self._connect_lock.release()
 
     @client.setter
     def client(self, value: Any) -> None:
