@@ -365,3 +365,42 @@ def test_threads_that_connect_at_once_make_one_client_and_waiters_are_bounded(
     assert len(gave_up) == 1 and "still waiting" in str(gave_up[0])  # the impatient one
     # the first connected; the patient one got its client
     assert [g for g in got if g not in gave_up] == [made[0], made[0]]
+
+
+# -- R2 4: a Chroma whose system cannot be detached ------------------------------------------
+def test_a_store_whose_chroma_system_cannot_be_detached_is_closed_before_its_rebuild(
+    lib: Library, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When detach failed (a Chroma laid out otherwise) the "rebuilt" store got the old
+    store's cached system back: it went on writing into the damaged files set aside,
+    and the new ``chroma`` folder stayed empty (the next start rebuilt it again)."""
+    import sqlite3
+
+    from desktop_app.engine.errors import StoreDamaged
+    from desktop_app.engine.store import VectorStore
+
+    folder = tmp_path / "photos"
+    images = make_images(folder, 8, seed=12)
+    run_index(lib, [folder])
+    old = lib.store
+    monkeypatch.setattr(VectorStore, "detach", lambda self: False)  # as for that layout
+    real_sync = lib.sync_store
+    calls: list[int] = []
+
+    def failing_once(encoder_id: str | None = None, cancel: Any = None) -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            raise StoreDamaged("the vector index failed to count its vectors (test)")
+        return real_sync(encoder_id, cancel)
+
+    monkeypatch.setattr(lib, "sync_store", failing_once)
+    lib.catch_up_store(lib.encoder_id)  # the writer: set aside and rebuilt
+    assert lib.store is not old and old.closed
+    assert lib.search_image(images[3], top_k=1)[0].path == str(images[3])
+    # the rebuilt vectors are in the store's own folder, not in the one set aside
+    db = sqlite3.connect(lib.dirs.chroma_path / "chroma.sqlite3")
+    try:
+        stored = db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
+        assert stored == sum(lib.catalog.vector_counts().values()) > 0
+    finally:
+        db.close()

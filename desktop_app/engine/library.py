@@ -95,6 +95,9 @@ log = logging.getLogger(__name__)
 
 Stage = Callable[[], list[SearchResult]]
 PROBE_K = 200  # neighbours asked of each collection when the store is checked
+# how long the writer waits for searches to finish with a store it replaces: a search's
+# call on the store takes well under a second; this bounds one that hangs
+STORE_WAIT_S = 30.0
 
 
 class EncoderSlot:
@@ -302,7 +305,15 @@ class Library:
         new store is swapped in first; the old one closes once the searches' calls on it
         are done (``StoreReader``), never under them."""
         old = self.store
-        old.detach()  # the new store at the same path must not share its Chroma system
+        # the new store at the same path must not share the old one's Chroma system
+        if not old.detach():
+            # this Chroma keeps it where we cannot take it out: a new client at the path
+            # would get the old system back, so the old store closes first, once the
+            # searches under way are done with it (bounded: then it closes under them)
+            old.retire()
+            if not old.wait_closed(STORE_WAIT_S):
+                log.warning("searches still held the damaged vector index; closing it")
+                old.close()
         self._rebuild_store(problem)
         old.retire()
 

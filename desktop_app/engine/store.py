@@ -208,52 +208,70 @@ class VectorStore:
 
     def _init_lifetime(self) -> None:
         # readers under way (StoreReader) and whether the writer replaced this store:
-        # a retired store closes when its last reader is done, never under one
-        self._use_lock = threading.Lock()
+        # a retired store closes when its last reader is done, never under one. The
+        # condition also wakes a writer waiting for that close (wait_closed).
+        self._use = threading.Condition()
         self._readers = 0
         self._retired = False
         self._detached: Any = None  # our Chroma system, once taken out of Chroma's cache
-        self.closed = False
+        self.closed = False  # set when close() starts: nothing may use it from then on
+        self._stopped = False  # set when close() is done: its files are no longer open
 
     # -- lifetime: readers hold the store, the writer retires it ------------------------
     def acquire(self) -> bool:
         """A reader starts a call; False once retired (read the current store again)."""
-        with self._use_lock:
+        with self._use:
             if self._retired:
                 return False
             self._readers += 1
             return True
 
     def release(self) -> None:
-        with self._use_lock:
+        with self._use:
             self._readers -= 1
             last = self._retired and self._readers == 0
         if last:
             self.close()
 
     def retire(self) -> None:
-        """The writer replaced this store: close it now if no reader holds it, else
-        when the last one releases it."""
-        with self._use_lock:
+        """The writer is replacing this store: no reader takes it any more; it closes
+        now if no reader holds it, else when the last one releases it."""
+        with self._use:
             self._retired = True
             idle = self._readers == 0
         if idle:
             self.close()
 
-    def detach(self) -> None:
+    def wait_closed(self, timeout: float) -> bool:
+        """Writer side, after :meth:`retire`: wait (bounded) for the readers under way
+        to finish and the store to close. False when some still hold it."""
+        with self._use:
+            return self._use.wait_for(lambda: self._stopped, timeout)
+
+    def detach(self) -> bool:
         """Take this store's Chroma system out of Chroma's per-path cache (private API,
         guarded): a new store at the same path then starts a system of its own instead of
-        sharing this one, which keeps answering the readers under way until retired."""
+        sharing this one, which keeps answering the readers under way until it closes.
+        False when this Chroma is laid out otherwise: a new ``PersistentClient`` at the
+        same path would then get this very system back, so the caller must close this
+        store before opening another there. Detaching twice keeps the first."""
+        if self._detached is not None:
+            return True  # again: the system is already ours alone, and close() stops it
         try:
             from chromadb.api.shared_system_client import SharedSystemClient
 
             ident = self.client._identifier
             with SharedSystemClient._refcount_lock:
-                self._detached = SharedSystemClient._identifier_to_system.pop(ident, None)
+                system = SharedSystemClient._identifier_to_system.pop(ident, None)
                 SharedSystemClient._identifier_to_refcount.pop(ident, None)
-            self.client._closed = True  # its close() must not release the new system
-        except Exception:  # a newer Chroma laid out differently: close() stops it
+        except Exception:
             log.debug("could not detach the Chroma system", exc_info=True)
+            return False
+        if system is None:  # not in the cache (closed, or a layout we do not know)
+            return False
+        self._detached = system
+        self.client._closed = True  # its close() must not release the new system
+        return True
 
     @classmethod
     def persistent(cls, path: Path) -> VectorStore:
@@ -273,16 +291,22 @@ class VectorStore:
     def close(self) -> None:
         """Release the client: Chroma shares one system per path within a process and
         stops it when its last client closes, so a reopened store starts fresh (e.g.
-        after its folder was deleted to be rebuilt)."""
-        self.closed = True
+        after its folder was deleted to be rebuilt). Closing twice does nothing more."""
+        with self._use:
+            if self.closed:
+                return
+            self.closed = True
+            detached, self._detached = self._detached, None
         self._collections.clear()
-        detached, self._detached = self._detached, None
         close = detached.stop if detached is not None else getattr(self.client, "close", None)
         if close is not None:
             try:
                 close()
             except Exception:  # a damaged store may fail even to close; it is set aside
                 log.warning("closing the vector index failed", exc_info=True)
+        with self._use:
+            self._stopped = True
+            self._use.notify_all()  # a writer in wait_closed
 
     def existing(self, encoder_id: str, kind: str = "full") -> Any | None:
         """The collection for reading, or None when it does not exist: a read (a search,
