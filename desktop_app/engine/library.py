@@ -524,13 +524,18 @@ class Library:
         region: Box | None = None,
         result_filter: ResultFilter = NO_FILTER,
         cleanup: Cleanup = NO_CLEANUP,
+        cancel: threading.Event | None = None,
     ) -> list[Stage]:
         """Search by an image (path, encoded bytes or Pillow image), or a region of it, in
         two stages: full-image matches (fast), then with partial matches merged in.
-        ``cleanup`` removes text overlays and/or enhances the query first (cleanup.py)."""
+        ``cleanup`` removes text overlays and/or enhances the query first (cleanup.py).
+        Once ``cancel`` is set, the partial stage stops between candidates and raises
+        :class:`SearchCancelled` (a newer query superseded it)."""
         k, t = self._limits(top_k, threshold)
         slot, encoder_id = self._search_slot()
-        search = PartialSearch(self.reader, self.store, encoder_id, result_filter=result_filter)
+        search = PartialSearch(
+            self.reader, self.store, encoder_id, result_filter=result_filter, cancel=cancel
+        )
         state: dict[str, QueryFeatures] = {}
         max_megapixels = self.settings.max_megapixels
 
@@ -547,12 +552,16 @@ class Library:
         top_k: int | None = None,
         threshold: float | None = None,
         result_filter: ResultFilter = NO_FILTER,
+        cancel: threading.Event | None = None,
     ) -> list[Stage]:
-        """ "Find similar" for an indexed file, from its stored vectors and keypoints."""
+        """ "Find similar" for an indexed file, from its stored vectors and keypoints;
+        ``cancel`` as for :meth:`image_stages`."""
         k, t = self._limits(top_k, threshold)
         _slot, encoder_id = self._search_slot()
         q = stored_query(self.reader, encoder_id, path)
-        search = PartialSearch(self.reader, self.store, encoder_id, result_filter=result_filter)
+        search = PartialSearch(
+            self.reader, self.store, encoder_id, result_filter=result_filter, cancel=cancel
+        )
         return self._stages(
             encoder_id, lambda: search.full(q, k, t), lambda: search.merged(q, k, t)
         )

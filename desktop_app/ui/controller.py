@@ -518,7 +518,7 @@ class SearchController(FeatureSlots, QObject):
         self._save_view_settings()
         self._rerun.stop()
         self.watcher.stop()
-        self.searcher.cancel_all()  # running searches stop at their next stage
+        self.searcher.cancel_all()  # running searches stop at their next stage or candidate
         clean = self.worker.stop(worker_timeout_ms)
         if not clean:
             log.error("the indexing worker did not stop within %d ms", worker_timeout_ms)
