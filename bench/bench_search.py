@@ -91,11 +91,14 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=30)
     ap.add_argument("--no-regions", action="store_true")
     ap.add_argument("--prepare-only", action="store_true", help="build and index, then stop")
+    ap.add_argument(
+        "--base", type=Path, default=None, help="library + data dir (default bench/out/libN)"
+    )
     args = ap.parse_args()
     regions = not args.no_regions
     if not os.environ.get("DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    base = OUT / f"lib{args.n}"
+    base = args.base or OUT / f"lib{args.n}"
     os.environ["DESKTOP_APP_HOME"] = str(base / ("home" if regions else "home-noregions"))
     lib_dir, queries = build_library(base, args.n)
     ensure_index(lib_dir, regions)
