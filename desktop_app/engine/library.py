@@ -8,7 +8,9 @@ Ownership (who may call what, from which thread):
   vector store; in the window that is the indexing worker (``ui/worker.py``), in the
   CLI the main thread. It also replaces :attr:`slot` when a re-index for another
   encoder completes. Opening the library writes too (a damaged store is set aside and
-  rebuilt), before any other thread can use it.
+  rebuilt), before any other thread can use it; a deferred store (the window's, so it
+  paints before Chroma loads) is opened so by the first thread that asks, under a lock
+  the others wait on: the worker, when it loads the encoder.
 - **Searches only read.** ``image_stages``/``similar_stages``/``search_*`` may run on
   any thread at the same time as the writer. They never write: they do not sync the
   store (the writer does that when the encoder loads and after each run), and a store
@@ -148,9 +150,12 @@ class Library:
         progress: DownloadProgress | None = None,
         store_url: str | None = None,
         store_token: str | None = None,
+        defer_store: bool = False,
     ) -> None:
         """``store_url`` (else the ``store_url`` setting) puts the vectors on a Chroma
-        server; ``store_token`` (else $DESKTOP_APP_STORE_TOKEN) authenticates there."""
+        server; ``store_token`` (else $DESKTOP_APP_STORE_TOKEN) authenticates there.
+        ``defer_store`` leaves the embedded store closed until first used (see
+        :attr:`store`): the window paints before Chroma is even imported."""
         self.dirs = dirs.ensure()
         self.settings = settings or Settings.load(dirs.settings_path)
         self._lock = DataDirLock(dirs.data)
@@ -174,12 +179,15 @@ class Library:
                 store = RemoteVectorStore(url, token)
             # a server is not ours to check and rebuild (nor is a store handed in)
             self._own_store = store is None
-            self.store = store or self._open_store()
+            self._store: VectorStore | None = store
+            self._store_lock = threading.Lock()
+            if store is None and not defer_store:
+                self._store = self._open_store()
             self.machine = machine_name(self.settings.machine_name)
             # what searches read: the catalog, or the catalog and the server
             self.reader: Catalog | SharedView = self.catalog
-            if isinstance(self.store, RemoteVectorStore):
-                self.remote = self.store
+            if isinstance(self._store, RemoteVectorStore):  # never deferred
+                self.remote = self._store
                 track_changes(self.catalog, self.remote.url)
                 self.uploader = Uploader(self.catalog, self.remote, self.machine)
                 self.reader = SharedView(self.catalog, self.remote, self.machine)
@@ -192,6 +200,26 @@ class Library:
             raise
 
     # -- the vector store's health (writer side) -----------------------------------------
+    @property
+    def store(self) -> VectorStore:
+        """The vector store. A deferred one (``defer_store``) is opened, checked and if
+        need be rebuilt by the first thread that asks, under a lock that makes every
+        other thread wait for it: in the window that is the worker, the writer, when it
+        loads the encoder (``catch_up_store``), so a search finds it open."""
+        store = self._store
+        if store is not None:
+            return store
+        with self._store_lock:
+            if self._store is None:
+                started = time.monotonic()
+                self._store = self._open_store()
+                log.info("vector index opened in %.2f s", time.monotonic() - started)
+            return self._store
+
+    @store.setter
+    def store(self, store: VectorStore) -> None:
+        self._store = store
+
     def _open_store(self) -> VectorStore:
         """Open the store; one that fails to open or answers wrongly is set aside and
         rebuilt from the catalog, with nothing re-embedded."""
@@ -293,7 +321,8 @@ class Library:
         return cls(resolve_dirs(data_dir), **kwargs)
 
     def close(self) -> None:
-        self.store.close()
+        if self._store is not None:  # a deferred store never used was never opened
+            self._store.close()
         self.catalog.close()
         self._lock.release()
 

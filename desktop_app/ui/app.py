@@ -65,7 +65,8 @@ def run_gui(
     if not icon.isNull():
         QApplication.setWindowIcon(icon)
     try:
-        library = Library(dirs)
+        # Chroma (seconds to import) opens on the worker after the window has painted
+        library = Library(dirs, defer_store=True)
     except DataDirLocked as exc:
         # a window launched a moment before may hold the lock and not listen yet
         if wait_for_running(dirs, image):
