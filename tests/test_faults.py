@@ -13,7 +13,6 @@ import shutil
 import socket
 import sqlite3
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -49,13 +48,6 @@ from .conftest import run_index
 from .store_check import assert_consistent
 
 MODEL = HISTOGRAM_MODEL  # the fast encoder: these tests are about storage and faults
-
-
-@pytest.fixture
-def lib(app_home: Path) -> Iterator[Library]:
-    library = Library.open(model=MODEL)
-    yield library
-    library.close()
 
 
 def make_images(

@@ -86,6 +86,7 @@ class DuplicateFile:
     width: int | None
     height: int | None
     mtime_ns: int
+    taken: str = ""  # EXIF capture time (FileRow.taken), "" when none
 
     @property
     def pixels(self) -> int:
@@ -93,7 +94,15 @@ class DuplicateFile:
 
     @classmethod
     def from_row(cls, row: FileRow) -> DuplicateFile:
-        return cls(row.path, row.fingerprint or "", row.size, row.width, row.height, row.mtime_ns)
+        return cls(
+            row.path,
+            row.fingerprint or "",
+            row.size,
+            row.width,
+            row.height,
+            row.mtime_ns,
+            row.taken or "",
+        )
 
 
 @dataclass

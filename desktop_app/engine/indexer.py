@@ -40,7 +40,7 @@ from desktop_app.engine.analysis import Analyser, Analysis, Prepared
 from desktop_app.engine.catalog import Catalog, FileRow, VectorRow
 from desktop_app.engine.errors import ImageLoadError
 from desktop_app.engine.fingerprint import fingerprint_file
-from desktop_app.engine.imageio import load_image, read_size
+from desktop_app.engine.imageio import load_image, read_header
 from desktop_app.engine.scanner import FoundFile, is_within, scan
 from desktop_app.engine.store import VectorStore
 
@@ -111,6 +111,7 @@ class _Hashed:  # content already has vectors: reuse them
     fingerprint: str
     width: int
     height: int
+    taken: str
 
 
 @dataclass
@@ -249,6 +250,7 @@ class Indexer:
                 and row.mtime_ns == f.mtime_ns
                 and row.fingerprint in known
                 and row.root == root
+                and row.taken is not None  # else: a row from before format 3, header unread
             ):
                 s.unchanged += 1
             else:
@@ -280,8 +282,9 @@ class Indexer:
                 elif isinstance(result, _Hashed):
                     s.reused += 1
                     done += 1
+                    size = (result.width, result.height)
                     pending_rows.append(
-                        file_row(f, root, result.fingerprint, (result.width, result.height))
+                        file_row(f, root, result.fingerprint, size, taken=result.taken)
                     )
                 else:
                     done += 1
@@ -339,8 +342,7 @@ class Indexer:
                 if first:
                     claimed.add(fp)
             if not first:
-                w, h = read_size(f.path)
-                return _Hashed(fp, w, h)
+                return _Hashed(fp, *read_header(f.path))
             loaded = load_image(
                 f.path, max_side=self.analyser.decode_side, max_megapixels=self.max_megapixels
             )
@@ -381,7 +383,8 @@ class Indexer:
                     rows.append(file_row(f, root, p.fingerprint, None, reason))
                 embedded = []
         file_rows = [
-            file_row(f, root, p.fingerprint, (p.width, p.height)) for p, f, root in embedded
+            file_row(f, root, p.fingerprint, (p.width, p.height), taken=p.taken)
+            for p, f, root in embedded
         ]
         with self.catalog.transaction() as db:
             for a in analyses:
@@ -414,11 +417,13 @@ def file_row(
     fingerprint: str | None,
     size: tuple[int, int] | None,
     error: str | None = None,
+    taken: str = "",
 ) -> FileRow:
-    """The catalog row for a scanned file: indexed (with its pixel size) or failed."""
+    """The catalog row for a scanned file: indexed (with its pixel size and capture
+    time) or failed."""
     w, h = size or (None, None)
     status = "failed" if error is not None else "ok"
-    return FileRow(f.path, root, f.size, f.mtime_ns, fingerprint, w, h, status, error)
+    return FileRow(f.path, root, f.size, f.mtime_ns, fingerprint, w, h, status, error, taken)
 
 
 def write_to_store(store: VectorStore, encoder_id: str, analyses: Sequence[Analysis]) -> None:

@@ -233,6 +233,8 @@ class Uploader:
         }
         if row.width and row.height:
             meta.update(width=int(row.width), height=int(row.height))
+        if row.taken is not None:
+            meta["taken"] = row.taken
         return meta
 
     def _upload_contents(self, keys: Sequence[Any]) -> None:
@@ -353,16 +355,23 @@ class SharedView:
         return None
 
 
+def file_fields(e: dict[str, Any]) -> dict[str, Any]:
+    """The ``FileRow`` fields of a server file entry (the inverse of ``_file_meta``)."""
+    path = str(e["path"])
+    return {
+        "path": path,
+        "root": str(e.get("root") or os.path.dirname(path)),
+        "size": int(e.get("size", 0)),
+        "mtime_ns": int(e.get("mtime_ns", 0)),
+        "fingerprint": str(e["fp"]),
+        "width": int(e["width"]) if "width" in e else None,
+        "height": int(e["height"]) if "height" in e else None,
+        "status": "ok",
+        "error": None,
+        # an entry from a client older than the capture time: unread (None)
+        "taken": str(e["taken"]) if "taken" in e else None,
+    }
+
+
 def _origin_row(e: dict[str, Any], host: str | None) -> OriginRow:
-    return OriginRow(
-        path=str(e["path"]),
-        root=str(e.get("root", "")),
-        size=int(e.get("size", 0)),
-        mtime_ns=int(e.get("mtime_ns", 0)),
-        fingerprint=str(e["fp"]),
-        width=int(e["width"]) if "width" in e else None,
-        height=int(e["height"]) if "height" in e else None,
-        status="ok",
-        error=None,
-        host=host,
-    )
+    return OriginRow(**file_fields(e), host=host)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 
 import shiboken6
@@ -51,6 +50,7 @@ from desktop_app.engine.duplicates import (
     DuplicateReport,
     last_report,
 )
+from desktop_app.engine.filters import when_label
 from desktop_app.engine.library import Library
 from desktop_app.ui.images import LoadedQImage, load_qimage
 from desktop_app.ui.tasks import BackgroundCalls
@@ -335,8 +335,7 @@ class DuplicateReviewDialog(QDialog):
 def describe_file(f: DuplicateFile) -> str:
     dims = f"{f.width} × {f.height} px" if f.width and f.height else "size unknown"
     size = f"{f.size / 1e6:.1f} MB" if f.size >= 1e5 else f"{f.size / 1e3:.0f} KB"
-    when = datetime.fromtimestamp(f.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M")
-    return f"{dims}\n{size}\n{when}"
+    return f"{dims}\n{size}\n{when_label(f.taken, f.mtime_ns)}"
 
 
 def describe_group(g: DuplicateGroup) -> str:
