@@ -46,7 +46,18 @@ from desktop_app.engine.store import VectorStore
 
 log = logging.getLogger(__name__)
 
-LOADER_THREADS = 2
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no sched_getaffinity
+        return os.cpu_count() or 2
+
+
+# Decoding (Pillow, OpenCV: both release the GIL) in a pool sized to the CPUs this
+# process may use, at least 2 so one file's read overlaps another's decode; capped,
+# since the encoder needs the same cores.
+LOADER_THREADS = min(8, max(2, _usable_cpus()))
 REUSE_FLUSH_EVERY = 256
 
 
