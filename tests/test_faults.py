@@ -302,7 +302,7 @@ def test_search_on_a_store_failing_under_it_says_so_and_the_next_run_heals(
     # What a search met in the issue once data_level0.bin was truncated under a running
     # app (done for real here, Chroma would crash the test process with it mmapped).
     store = lib.store
-    real_collection = store.collection
+    real_collection = store.existing  # the read path: searches never create collections
 
     class Failing:
         def __init__(self, col: object) -> None:
@@ -314,7 +314,7 @@ def test_search_on_a_store_failing_under_it_says_so_and_the_next_run_heals(
         def __getattr__(self, name: str) -> object:
             return getattr(self.col, name)
 
-    store.collection = lambda *a, **k: Failing(real_collection(*a, **k))  # type: ignore[method-assign]
+    store.existing = lambda *a, **k: Failing(real_collection(*a, **k))  # type: ignore[method-assign]
     with pytest.raises(DesktopAppError, match="vector index"):
         lib.search_image(images[0], top_k=5)
     assert lib.status(load_encoder=False).store_health.startswith("damaged")

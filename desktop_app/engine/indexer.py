@@ -16,8 +16,9 @@ between files and batches; what was written stays.
 Nothing is removed from the catalog on the strength of an absence the scan cannot vouch
 for: a library folder that is missing, or an empty folder where the catalog had files
 (the mount point of an unplugged drive), is offline; a subfolder that cannot be listed
-keeps its entries. A full disk stops the run with :class:`DiskFull`; the batches written
-before it stay.
+keeps its entries. The offline check runs again after the scan, before anything is
+removed: a drive unplugged during the scan leaves a scan that found nothing. A full
+disk stops the run with :class:`DiskFull`; the batches written before it stay.
 """
 
 from __future__ import annotations
@@ -214,6 +215,10 @@ class Indexer:
             if os.path.lexists(target.folder):
                 for f in scan(target.folder, self.extensions, self.skip_dirs, self._unlisted):
                     found[f.path] = (f, target.root)
+        for target in self._gone_during_scan(scanned, s):
+            # its files could not be stat'ed once it went: those are not failures
+            scanned.remove(target)
+            found = {p: fr for p, fr in found.items() if fr[1] != target.root}
         s.unlisted = list(self._unlisted)
         s.seen = len(found)
         todo = self._changed(found, known, s)
@@ -222,7 +227,7 @@ class Indexer:
             yield Progress(
                 Phase.CLEANING, len(todo), len(todo), None, s.embedded, s.reused, len(s.failed)
             )
-            s.removed = self._remove_missing(scanned, found)
+            s.removed = self._remove_missing(scanned, found, s)
         s.cancelled = self.cancel.is_set()
         s.seconds = time.monotonic() - started
         yield Progress(
@@ -297,6 +302,8 @@ class Indexer:
                     pending_rows.append(
                         file_row(f, root, result.fingerprint, size, taken=result.taken)
                     )
+                elif result.fingerprint is None and self._went_offline(root, s):
+                    done += 1  # unreadable because its drive went: kept as it was, not failed
                 else:
                     done += 1
                     s.failed.append((f.path, result.reason))
@@ -407,11 +414,45 @@ class Indexer:
         s.embedded += len(analyses)
         return len(batch)
 
+    def _gone_during_scan(
+        self, scanned: Sequence[IndexTarget], s: IndexSummary
+    ) -> list[IndexTarget]:
+        """Targets whose root went offline while it was scanned (an unplugged drive)."""
+        gone = []
+        for target in scanned:
+            if self._offline(target.root):
+                if target.root not in s.offline:
+                    s.offline.append(target.root)
+                log.warning("%s went away during the scan; its entries are kept", target.root)
+                gone.append(target)
+        return gone
+
+    def _went_offline(self, root: str, s: IndexSummary) -> bool:
+        """For a file that could not be read: whether its root has gone meanwhile (then
+        the file is not a failure; its entry stays as it was)."""
+        if root in s.offline:
+            return True
+        if self._offline(root):
+            s.offline.append(root)
+            log.warning("%s went away during the run; its entries are kept", root)
+            return True
+        return False
+
     def _remove_missing(
-        self, scanned: Sequence[IndexTarget], found: dict[str, tuple[FoundFile, str]]
+        self,
+        scanned: Sequence[IndexTarget],
+        found: dict[str, tuple[FoundFile, str]],
+        s: IndexSummary,
     ) -> int:
         gone: list[str] = []
         for target in scanned:
+            # Checked again now: a drive unplugged between the offline check and the end of
+            # the scan (the scan then found nothing, or half) is offline, not emptied.
+            if self._offline(target.root):
+                if target.root not in s.offline:
+                    s.offline.append(target.root)
+                log.warning("%s went away during the run; its entries are kept", target.root)
+                continue
             gone += [
                 p
                 for p in self.catalog.files_in(str(target.folder))

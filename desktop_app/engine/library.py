@@ -9,8 +9,8 @@ Ownership (who may call what, from which thread):
   CLI the main thread. It also replaces :attr:`slot` when a re-index for another
   encoder completes. Opening the library writes too (a damaged store is set aside and
   rebuilt), before any other thread can use it; a deferred store (the window's, so it
-  paints before Chroma loads) is opened so by the first thread that asks, under a lock
-  the others wait on: the worker, when it loads the encoder.
+  paints before Chroma loads) is opened and checked the same way by the first thread
+  that asks, under a lock the others wait on: the worker, when it loads the encoder.
 - **Searches only read.** ``image_stages``/``similar_stages``/``search_*`` may run on
   any thread at the same time as the writer. They never write: they do not sync the
   store (the writer does that when the encoder loads and after each run), and a store
@@ -25,9 +25,13 @@ Ownership (who may call what, from which thread):
   thread in the window), which replaces it rather than changing it in place.
 
 The catalog lends pooled connections per call (any thread); Chroma reads are thread-safe.
-A store that fails is set aside and rebuilt from the catalog on the writer's side only
-(on open, and at the start of an index run); a search that meets a failing store raises
-:class:`StoreDamaged` and marks it for that repair.
+Searches read the store through :attr:`reads` (a ``StoreReader``): each call goes to the
+current store and holds it while it runs, and a read never creates a collection. A
+store that fails is set aside and rebuilt from the catalog on the writer's side only
+(on open, and at the start of an index run): the new store is swapped in first and the
+old one closes once the searches' calls on it are done, never under them. A search
+that meets a failing store raises :class:`StoreDamaged` and marks it for that repair.
+In server mode the writer's uploads stop between rounds when its run is cancelled.
 """
 
 from __future__ import annotations
@@ -87,7 +91,7 @@ from desktop_app.engine.shared import (
     unsynced_count,
 )
 from desktop_app.engine.status import Failure, LibraryStatus, RootStatus
-from desktop_app.engine.store import VectorStore, hnsw_files_problem
+from desktop_app.engine.store import StoreReader, VectorStore, hnsw_files_problem
 
 log = logging.getLogger(__name__)
 
@@ -125,14 +129,17 @@ class EncoderSlot:
     def loaded(self) -> bool:
         return self._encoder is not None
 
-    def get(self) -> Encoder:
+    def get(self, progress: DownloadProgress | None = None) -> Encoder:
+        """The encoder, loaded now if it is not yet. ``progress`` replaces the slot's own
+        callback for a download this call makes (the window's worker passes one that
+        stops at the next chunk when its job is cancelled or the app quits)."""
         with self._lock:
             if self._encoder is None:
                 got = load_with_fallback(
                     self.spec,
                     self._device,
                     self._batch_size,
-                    self._progress,
+                    progress or self._progress,
                     self.allow_download,
                 )
                 self._encoder, self.warning = got.encoder, got.warning
@@ -183,6 +190,9 @@ class Library:
             self._store_lock = threading.Lock()
             if store is None and not defer_store:
                 self._store = self._open_store()
+            # what searches read the store through: always the current one, held while a
+            # call runs, so a rebuild (writer) never closes a store under a search
+            self.reads = StoreReader(lambda: self.store)
             self.machine = machine_name(self.settings.machine_name)
             # what searches read: the catalog, or the catalog and the server
             self.reader: Catalog | SharedView = self.catalog
@@ -312,9 +322,17 @@ class Library:
         if problem is None:
             self._store_suspect = False
             return False
-        self.store.close()
-        self._rebuild_store(problem)
+        self._replace_store(problem)
         return True
+
+    def _replace_store(self, problem: str) -> None:
+        """Writer side: rebuild a damaged store while searches may be reading it. The
+        new store is swapped in first; the old one closes once the searches' calls on it
+        are done (``StoreReader``), never under them."""
+        old = self.store
+        old.detach()  # the new store at the same path must not share its Chroma system
+        self._rebuild_store(problem)
+        old.retire()
 
     @classmethod
     def open(cls, data_dir: Path | str | None = None, **kwargs: Any) -> Library:
@@ -410,7 +428,7 @@ class Library:
             targets = [IndexTarget(Path(r), r) for r in self.catalog.roots()]
         slot = slot or self.slot
         encoder_id = slot.id
-        self.catch_up_store(encoder_id)
+        self.catch_up_store(encoder_id, cancel)
 
         regions = run_settings.regions_enabled
 
@@ -432,7 +450,7 @@ class Library:
         for progress in indexer.run(targets):
             s = progress.summary
             if s is not None:
-                self._finish_upload(s)
+                self._finish_upload(s, cancel)
             if s is not None and not s.cancelled:
                 self.catalog.set_meta("active_model", slot.spec)
                 self.slot = slot  # one assignment: searches see the old pair or the new
@@ -442,30 +460,31 @@ class Library:
                 progress = replace(progress, store_error=self.uploader.error)
             yield progress
 
-    def catch_up_store(self, encoder_id: str) -> None:
+    def catch_up_store(self, encoder_id: str, cancel: threading.Event | None = None) -> None:
         """Writer side: repair a store a search found failing, then make it match the
         catalog for ``encoder_id`` (rebuilding it if that fails). The window's worker
-        calls it when the encoder loads; every index run starts with it."""
+        calls it when the encoder loads; every index run starts with it. ``cancel``
+        stops a server upload between rounds (server mode)."""
         if self._store_suspect:
             self.heal_store()
         try:
-            self.sync_store(encoder_id)
+            self.sync_store(encoder_id, cancel)
         except StoreDamaged as exc:
             if not self._own_store:
                 raise
-            self.store.close()
-            self._rebuild_store(str(exc))
+            self._replace_store(str(exc))
 
     def _upload_step(self, analyses: object) -> None:
         """After each indexing batch: upload what the catalog marked (server mode)."""
         assert self.uploader is not None
         self.uploader.step()
 
-    def _finish_upload(self, summary: IndexSummary) -> None:
-        """End of a run: everything up, or what waits and why (the catalog keeps it)."""
+    def _finish_upload(self, summary: IndexSummary, cancel: threading.Event | None) -> None:
+        """End of a run: everything up, or what waits and why (the catalog keeps it).
+        A cancelled run stops uploading between rounds; its marks wait for the next."""
         if self.uploader is None:
             return
-        self.uploader.drain()
+        self.uploader.drain(cancel)
         summary.unsynced = unsynced_count(self.catalog)
         summary.store_error = self.uploader.error
 
@@ -478,7 +497,9 @@ class Library:
         self.uploader.upload()
         return waiting
 
-    def sync_store(self, encoder_id: str | None = None) -> int:
+    def sync_store(
+        self, encoder_id: str | None = None, cancel: threading.Event | None = None
+    ) -> int:
         """Make the vector index match the catalog (after a crash between the two writes,
         or when the index folder was deleted); returns how many vectors were re-added.
         Nothing is re-embedded: the catalog holds every vector. It writes: the writer
@@ -487,7 +508,7 @@ class Library:
         if self.uploader is not None:
             # a server holds other machines' vectors too: never reconcile by deleting;
             # upload what the catalog marked instead (paused if it does not answer)
-            self.uploader.step(max_rounds=None)
+            self.uploader.step(max_rounds=None, cancel=cancel)
             return 0
         added = 0
         for (enc, kind), n in self.catalog.vector_counts().items():
@@ -559,7 +580,7 @@ class Library:
         ``cleanup`` removes text overlays and/or enhances the query first (cleanup.py)."""
         k, t = self._limits(top_k, threshold)
         slot, encoder_id = self._search_slot()
-        search = PartialSearch(self.reader, self.store, encoder_id, result_filter=result_filter)
+        search = PartialSearch(self.reader, self.reads, encoder_id, result_filter=result_filter)
         state: dict[str, QueryFeatures] = {}
         max_megapixels = self.settings.max_megapixels
 
@@ -581,7 +602,7 @@ class Library:
         k, t = self._limits(top_k, threshold)
         _slot, encoder_id = self._search_slot()
         q = stored_query(self.reader, encoder_id, path)
-        search = PartialSearch(self.reader, self.store, encoder_id, result_filter=result_filter)
+        search = PartialSearch(self.reader, self.reads, encoder_id, result_filter=result_filter)
         return self._stages(
             encoder_id, lambda: search.full(q, k, t), lambda: search.merged(q, k, t)
         )
@@ -643,7 +664,7 @@ class Library:
         k, t = self._limits(top_k, threshold)
         slot, encoder_id = self._search_slot()
         q = QueryFeatures(slot.get().embed_text([text]))
-        search = PartialSearch(self.reader, self.store, encoder_id, result_filter=result_filter)
+        search = PartialSearch(self.reader, self.reads, encoder_id, result_filter=result_filter)
         return search.full(q, k, t)
 
     # -- duplicates -------------------------------------------------------------------
@@ -655,7 +676,7 @@ class Library:
     ) -> Iterator[DuplicateProgress]:
         """Groups of duplicates (``duplicates.py``); read-only, any thread may run it."""
         _slot, encoder_id = self._search_slot()
-        return find_duplicates(self.catalog, self.store, encoder_id, preset, threshold, cancel)
+        return find_duplicates(self.catalog, self.reads, encoder_id, preset, threshold, cancel)
 
     def trash_duplicates(self, group: DuplicateGroup, keep: Sequence[str]) -> TrashReport:
         """Move the group's other files to the system trash; call it on the writer thread."""
