@@ -15,7 +15,6 @@ recall@1 / @5 say how often the original comes first / in the top five.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 import time
@@ -26,7 +25,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFont
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import OUT, copy_photos, real_photos, report  # noqa: E402
+from common import OUT, bench_folder, real_photos, report  # noqa: E402
 
 WORDS = [
     "when",
@@ -87,10 +86,7 @@ def main() -> None:
     ap.add_argument("--model", default="efficientnet-lite0")
     args = ap.parse_args()
     base = OUT / f"cleanup{args.n}"
-    os.environ["DESKTOP_APP_HOME"] = str(base / "home")
-    lib_dir = base / "lib"
-    if not lib_dir.exists():
-        copy_photos(real_photos(args.n, seed=1), lib_dir)
+    lib_dir = bench_folder(base, real_photos(args.n, seed=1))
 
     from desktop_app.engine.cleanup import Cleanup
     from desktop_app.engine.imageio import load_image

@@ -13,7 +13,6 @@ cost is the larger neighbour query plus a pass over the rows.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import OUT, copy_photos, median, percentile, real_photos, report  # noqa: E402
+from common import OUT, bench_folder, median, percentile, real_photos, report  # noqa: E402
 
 
 def main() -> None:
@@ -32,11 +31,8 @@ def main() -> None:
     ap.add_argument("--model", default="efficientnet-lite0")
     args = ap.parse_args()
     base = OUT / f"filters{args.n}"
-    os.environ["DESKTOP_APP_HOME"] = str(base / "home")
     photos = real_photos(args.n + args.queries)
-    lib_dir = base / "lib"
-    if not lib_dir.exists():
-        copy_photos(photos[: args.n], lib_dir)
+    lib_dir = bench_folder(base, photos[: args.n])
     queries = photos[args.n :]
 
     from desktop_app.engine.filters import NO_FILTER, ResultFilter

@@ -131,7 +131,7 @@ def main() -> None:
             if p.summary:
                 s = p.summary
                 print(f"index: {s.embedded} embedded, {s.unchanged} unchanged ({s.seconds:.0f} s)")
-        vectors = lib.status(load_encoder=False)["vectors"]
+        vectors = lib.status(load_encoder=False).vectors
 
     server_dir = base / "chroma-server"
     shutil.rmtree(server_dir, ignore_errors=True)

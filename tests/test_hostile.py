@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,19 +19,10 @@ from PIL import Image
 from desktop_app.engine import indexer as indexer_module
 from desktop_app.engine.errors import ImageLoadError
 from desktop_app.engine.library import Library
-from desktop_app.engine.settings import HISTOGRAM_MODEL as MODEL
 
 from .conftest import run_index
 from .hostile import bind_socket, make_hostile_corpus
 from .loading import exercise_loading, seed_images
-
-
-@pytest.fixture
-def lib(app_home: Path) -> Iterator[Library]:
-    library = Library.open(model=MODEL)
-    yield library
-    library.close()
-
 
 # Pillow warns (UserWarning) about corrupt EXIF and similar while it reads on; the app
 # runs with default warning filters, where that is a log line, not the error pytest makes it.

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from desktop_app.engine.errors import ImageLoadError
-from desktop_app.engine.imageio import load_image, read_size
+from desktop_app.engine.imageio import load_image, read_header
 
 from .conftest import PHOTOS
 
@@ -69,7 +69,7 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     loaded = load_image(path)
     assert (loaded.width, loaded.height) == (32, 64)
     assert loaded.image.size == (32, 64)
-    assert read_size(path) == (32, 64)
+    assert read_header(path) == (32, 64, "")
 
 
 def test_animated_gif_gives_first_frame(tmp_path: Path) -> None:

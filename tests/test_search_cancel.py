@@ -17,17 +17,15 @@ from desktop_app.engine.errors import SearchCancelled
 from desktop_app.engine.library import Library
 from desktop_app.engine.search import SearchResult
 
-from .conftest import FAST_MODEL, PHOTOS, run_index
+from .conftest import PHOTOS, run_index
 
 TIMEOUT = 30_000
 
 
 @pytest.fixture
-def indexed_library(app_home: Path, photos: Path) -> Any:
-    lib = Library.open(model=FAST_MODEL)
+def indexed_library(lib: Library, photos: Path) -> Library:
     run_index(lib, [photos])
-    yield lib
-    lib.close()
+    return lib
 
 
 def counting_verify(monkeypatch: pytest.MonkeyPatch, cancel: threading.Event | None) -> list[int]:

@@ -444,7 +444,8 @@ def test_not_duplicates_is_remembered(
     row = next(i for i, g in enumerate(dialog.groups) if small in g.paths)
     dialog.group_list.setCurrentRow(row)
     before = len(dialog.groups)
-    with qtbot.waitSignal(dialog.finder_calls._relay.done, timeout=TIMEOUT):
+    # a catalog write: the indexing worker does it and answers
+    with qtbot.waitSignal(window.controller.not_duplicates_marked, timeout=TIMEOUT):
         dialog.not_dup_button.click()
     assert len(dialog.groups) == before - 1
     with qtbot.waitSignal(dialog.finder_calls._relay.done, timeout=TIMEOUT):

@@ -162,7 +162,7 @@ def test_a_failed_switch_says_so_and_keeps_the_current_encoder(
     controller: SearchController, qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     class BrokenSlot(EncoderSlot):
-        def get(self) -> Any:
+        def get(self, progress: Any = None) -> Any:
             raise EncoderUnavailable(f"cannot load {self.spec}: the file is damaged")
 
     monkeypatch.setattr("desktop_app.ui.worker.EncoderSlot", BrokenSlot)
@@ -458,7 +458,7 @@ def test_show_in_folder_falls_back_and_leaves_no_zombie(
 def test_worker_failures_say_what_failed_and_the_encoder_label_moves_on(
     qtbot: QtBot, library: Library, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def bad_weights() -> Any:
+    def bad_weights(progress: Any = None) -> Any:
         raise EncoderUnavailable("the weights file model.pt is damaged: choose another")
 
     monkeypatch.setattr(library.slot, "get", bad_weights)

@@ -39,6 +39,7 @@ class Prepared:
     keypoints: bytes | None = None  # serialised local features (region matching)
     tiny: bytes | None = None  # serialised colour copy (region matching)
     boxes: list[NormBox] = field(default_factory=list)  # region boxes, fractions
+    taken: str = ""  # EXIF capture time (imageio.LoadedImage.taken)
 
 
 @dataclass
@@ -72,7 +73,7 @@ class Analyser:
         """Runs in a loader thread."""
         if self.thumbnails is not None:
             save_thumbnail(loaded.image, self.thumbnails, fingerprint)
-        return Prepared(fingerprint, loaded.width, loaded.height, loaded.image)
+        return Prepared(fingerprint, loaded.width, loaded.height, loaded.image, taken=loaded.taken)
 
     def embed(self, batch: Sequence[Prepared]) -> list[Analysis]:
         vectors = self.encoder.embed_images([p.image for p in batch])
@@ -136,6 +137,7 @@ class RegionAnalyser(Analyser):
             keypoints_to_bytes(keypoints),
             tiny_to_bytes(loaded.image, loaded.width, loaded.height),
             list(boxes),
+            loaded.taken,
         )
 
     def embed(self, batch: Sequence[Prepared]) -> list[Analysis]:

@@ -1,8 +1,8 @@
 """The catalog: a SQLite database that is the source of truth for the library.
 
 It holds the library's folders, one row per file (path, size, mtime, content fingerprint,
-size in pixels, status, error) and every embedding per distinct content and encoder, so
-the vector index (Chroma) can always be rebuilt from it without re-embedding.
+size in pixels, EXIF capture time, status, error) and every embedding per distinct content
+and encoder, so the vector index (Chroma) can always be rebuilt from it without re-embedding.
 
 Paths are stored as bytes (``os.fsencode``): a file name that is not valid UTF-8 (a
 surrogate-escaped ``str`` in Python) is kept losslessly instead of aborting a write.
@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,7 +39,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # 1: paths as TEXT (valid UTF-8 only). 2: paths as BLOB (os.fsencode), any file name.
-SCHEMA_VERSION = 2
+# 3: files.taken, the EXIF capture time (NULL: not read yet; the next scan reads it).
+SCHEMA_VERSION = 3
 IDLE_CONNECTIONS = 4  # kept open between calls; more may exist while busy, then close
 BACKUPS_KEPT = 3
 BACKUP_EVERY_S = 3600.0  # at most one backup an hour: a large catalog takes a while
@@ -57,7 +59,8 @@ CREATE TABLE IF NOT EXISTS files (
     height INTEGER,
     status TEXT NOT NULL,          -- 'ok' or 'failed'
     error TEXT,
-    indexed_at REAL NOT NULL
+    indexed_at REAL NOT NULL,
+    taken TEXT                     -- EXIF capture time, ISO; '' none; NULL not read yet
 );
 CREATE INDEX IF NOT EXISTS files_fingerprint ON files(fingerprint);
 CREATE INDEX IF NOT EXISTS files_root ON files(root);
@@ -100,10 +103,20 @@ class FileRow:
     height: int | None
     status: str
     error: str | None
+    # EXIF capture time "YYYY-MM-DDTHH:MM:SS" (imageio.taken_time); "" when the file has
+    # none; None when not read yet (a row from before catalog format 3)
+    taken: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def day(self) -> date:
+        """The day the photo was taken (EXIF), else the day it was last modified (local)."""
+        if self.taken:
+            return date.fromisoformat(self.taken[:10])
+        return datetime.fromtimestamp(self.mtime_ns / 1e9).date()
 
 
 @dataclass(frozen=True)
@@ -115,7 +128,7 @@ class VectorRow:
     vector: np.ndarray
 
 
-_FILE_COLUMNS = "path, root, size, mtime_ns, fingerprint, width, height, status, error"
+_FILE_COLUMNS = "path, root, size, mtime_ns, fingerprint, width, height, status, error, taken"
 
 
 def encode_path(path: str) -> bytes:
@@ -135,8 +148,17 @@ def _migrate_1_to_2(db: sqlite3.Connection) -> None:
     db.execute("UPDATE roots SET path=CAST(path AS BLOB)")
 
 
+def _migrate_2_to_3(db: sqlite3.Connection) -> None:
+    """The EXIF capture time; NULL in every existing row, so the next scan reads each
+    file's header once (no re-embedding: the content is known)."""
+    db.execute("ALTER TABLE files ADD COLUMN taken TEXT")
+
+
 # MIGRATIONS[n] upgrades a version-n catalog to n + 1, inside one transaction.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _migrate_1_to_2,
+    2: _migrate_2_to_3,
+}
 
 
 class _Rows:
@@ -429,7 +451,7 @@ class Catalog:
         now = time.time()
         db.executemany(
             f"INSERT OR REPLACE INTO files({_FILE_COLUMNS}, indexed_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     encode_path(r.path),
@@ -441,6 +463,7 @@ class Catalog:
                     r.height,
                     r.status,
                     r.error,
+                    r.taken,
                     now,
                 )
                 for r in rows

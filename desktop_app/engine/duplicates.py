@@ -41,7 +41,7 @@ from desktop_app.engine.analysis import KEYPOINTS
 from desktop_app.engine.catalog import Catalog, FileRow, VectorRow
 from desktop_app.engine.errors import DesktopAppError
 from desktop_app.engine.regions import Keypoints, keypoints_from_bytes, verify
-from desktop_app.engine.store import VectorStore
+from desktop_app.engine.store import ReadableStore
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,7 @@ class DuplicateFile:
     width: int | None
     height: int | None
     mtime_ns: int
+    taken: str = ""  # EXIF capture time (FileRow.taken), "" when none
 
     @property
     def pixels(self) -> int:
@@ -93,7 +94,15 @@ class DuplicateFile:
 
     @classmethod
     def from_row(cls, row: FileRow) -> DuplicateFile:
-        return cls(row.path, row.fingerprint or "", row.size, row.width, row.height, row.mtime_ns)
+        return cls(
+            row.path,
+            row.fingerprint or "",
+            row.size,
+            row.width,
+            row.height,
+            row.mtime_ns,
+            row.taken or "",
+        )
 
 
 @dataclass
@@ -170,7 +179,7 @@ class UnionFind:
 
 def find_duplicates(
     catalog: Catalog,
-    store: VectorStore,
+    store: ReadableStore,
     encoder_id: str,
     preset: str = "near",
     threshold: float | None = None,
@@ -267,7 +276,7 @@ def _has_region_data(catalog: Catalog, encoder_id: str) -> bool:
 
 def _crop_edges(
     catalog: Catalog,
-    store: VectorStore,
+    store: ReadableStore,
     encoder_id: str,
     own: list[str],
     vectors: np.ndarray,

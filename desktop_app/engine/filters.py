@@ -6,10 +6,10 @@ A filter is applied to catalog rows right after the vector store lookup
 ``OVERFETCH`` times as many neighbours when a filter is on, so a filter that removes most
 of the nearest contents still fills the page from the next ones.
 
-Dates: the catalog stores each file's modified time at index time; the filter uses it.
-EXIF capture dates are not read (reading them would mean opening every candidate file at
-search time, or a catalog schema change at index time); a photo copied without its times
-kept is therefore dated by the copy.
+Dates: the day a photo was taken, from its EXIF capture time (read from the header at
+index time and kept in the catalog, ``FileRow.taken``), else the day the file was last
+modified (local time). EXIF times are the camera's clock, without a time zone, so the day
+is the one the photographer saw.
 
 Pure data and pure functions: any thread may use them.
 """
@@ -30,8 +30,8 @@ MATCH_KINDS = ("full", "partial")
 class ResultFilter:
     folders: tuple[str, ...] = ()  # watched folders (roots) to keep; empty: all
     file_types: tuple[str, ...] = ()  # extensions without the dot, lower case; empty: all
-    date_from: date | None = None  # modified on or after (local time)
-    date_to: date | None = None  # modified on or before (local time)
+    date_from: date | None = None  # taken (else modified) on or after: FileRow.day
+    date_to: date | None = None  # taken (else modified) on or before
     min_width: int = 0
     min_height: int = 0
     match: str = ""  # "full" | "partial" | "": both
@@ -72,7 +72,7 @@ class ResultFilter:
         if self.min_height and (row.height or 0) < self.min_height:
             return False
         if self.date_from or self.date_to:
-            day = datetime.fromtimestamp(row.mtime_ns / 1e9).date()
+            day = row.day
             if self.date_from and day < self.date_from:
                 return False
             if self.date_to and day > self.date_to:
@@ -101,3 +101,23 @@ class ResultFilter:
 
 
 NO_FILTER = ResultFilter()
+
+
+def when_label(taken: str, mtime_ns: int) -> str:
+    """ "taken 2019-07-14 15:32" from EXIF, else "modified …" from the file, else ""."""
+    if taken:
+        return "taken " + taken.replace("T", " ")[:16]
+    if mtime_ns:
+        return "modified " + datetime.fromtimestamp(mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M")
+    return ""
+
+
+def when_timestamp(taken: str, mtime_ns: int) -> float:
+    """Seconds since the epoch for sorting by date: the capture time read as local time,
+    else the modified time."""
+    if taken:
+        try:
+            return datetime.fromisoformat(taken).timestamp()
+        except (ValueError, OverflowError, OSError):
+            pass
+    return mtime_ns / 1e9

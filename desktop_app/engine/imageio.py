@@ -1,11 +1,12 @@
 """Reading any image a user may have into an RGB Pillow image, safely.
 
-EXIF orientation is applied, JPEGs are decoded at reduced size when the caller needs
-less than the full resolution (``draft``), every pixel mode ends as RGB, animated images
-give their first frame, and a megapixel cap guards against decompression bombs. Any
-failure is an :class:`ImageLoadError` with a reason a user can act on, whatever the
-bytes (the path is fuzzed: ``bench/fuzz_loading.py``). Files are opened without blocking
-and only if regular (``fingerprint.open_regular``) and closed when loading ends.
+EXIF orientation is applied and the EXIF capture time read (``taken``), JPEGs are
+decoded at reduced size when the caller needs less than the full resolution (``draft``),
+every pixel mode ends as RGB, animated images give their first frame, and a megapixel
+cap guards against decompression bombs. Any failure is an :class:`ImageLoadError` with a
+reason a user can act on, whatever the bytes (fuzzed: ``bench/fuzz_loading.py``). Files
+are opened without blocking and only if regular (``fingerprint.open_regular``) and closed
+when loading ends.
 
 Threads: any; the indexer's loader threads and the search pool call it concurrently
 (no shared state).
@@ -17,6 +18,7 @@ import io
 import logging
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +51,7 @@ class LoadedImage:
     image: Image.Image  # RGB, possibly reduced (see ``scale``)
     width: int  # full size after EXIF orientation
     height: int
+    taken: str = ""  # EXIF capture time, "YYYY-MM-DDTHH:MM:SS" on the camera's clock; "" none
 
     @property
     def scale(self) -> float:
@@ -94,7 +97,8 @@ def _decode(
     _check_size(im, path, max_megapixels)
     if getattr(im, "is_animated", False):
         im.seek(0)
-    width, height = _oriented_size(im)  # before draft() shrinks im.size
+    exif = _read_exif(im)
+    width, height = _oriented_size(im, exif)  # before draft() shrinks im.size
     if max_side and im.format == "JPEG":
         im.draft("RGB", _fit(im.size, max_side))
     try:
@@ -105,15 +109,17 @@ def _decode(
         raise ImageLoadError(path, _describe_decode_error(exc)) from exc
     if max_side and max(rgb.size) > max_side:
         rgb = rgb.resize(_fit(rgb.size, max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    return LoadedImage(rgb, width, height)
+    return LoadedImage(rgb, width, height, taken_time(exif))
 
 
-def read_size(source: Path | str) -> tuple[int, int]:
-    """The oriented width and height from the header alone, without decoding pixels."""
+def read_header(source: Path | str) -> tuple[int, int, str]:
+    """The oriented width and height and the EXIF capture time (``LoadedImage.taken``),
+    from the header alone, without decoding pixels."""
     path = Path(source)
     im = _open(path, path)
     try:
-        return _oriented_size(im)
+        exif = _read_exif(im)
+        return (*_oriented_size(im, exif), taken_time(exif))
     finally:
         im.close()
 
@@ -172,13 +178,60 @@ def _exif_transpose(im: Image.Image) -> Image.Image:
         return im
 
 
-def _oriented_size(im: Image.Image) -> tuple[int, int]:
+def _read_exif(im: Image.Image) -> Image.Exif | None:
+    try:
+        return im.getexif()
+    except Exception:  # a broken EXIF block must not make the image unreadable
+        return None
+
+
+def _oriented_size(im: Image.Image, exif: Image.Exif | None) -> tuple[int, int]:
     w, h = im.size
     try:
-        orientation = im.getexif().get(0x0112, 1)
-    except Exception:  # a broken EXIF block must not make the image unreadable
+        orientation = exif.get(ORIENTATION, 1) if exif is not None else 1
+    except Exception:
         orientation = 1
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+ORIENTATION = 0x0112
+EXIF_IFD = 0x8769
+# Where a capture time may be, best first: DateTimeOriginal and DateTimeDigitized (in the
+# Exif sub-IFD), then IFD0's DateTime (the last edit, still closer than the file's time).
+_TIME_TAGS = ((EXIF_IFD, 0x9003), (EXIF_IFD, 0x9004), (None, 0x0132))
+
+
+def taken_time(exif: Image.Exif | None) -> str:
+    """The capture time as "YYYY-MM-DDTHH:MM:SS" on the camera's clock (EXIF has no time
+    zone as a rule), or "" when there is none or it is blank, zero or malformed."""
+    if exif is None:
+        return ""
+    for ifd, tag in _TIME_TAGS:
+        try:
+            value = (exif.get_ifd(ifd) if ifd is not None else exif).get(tag)
+        except Exception:  # a broken sub-IFD: try the next tag
+            continue
+        parsed = parse_exif_time(value)
+        if parsed:
+            return parsed
+    return ""
+
+
+def parse_exif_time(value: object) -> str:
+    """EXIF's "YYYY:MM:DD HH:MM:SS" (as str or bytes, maybe NUL-padded) in ISO form."""
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    if not isinstance(value, str):
+        return ""
+    text = value.strip("\x00 ")[:19]
+    try:
+        when = datetime.strptime(text, "%Y:%m:%d %H:%M:%S")
+    except ValueError:
+        try:  # some software writes the date alone
+            when = datetime.strptime(text[:10], "%Y:%m:%d")
+        except ValueError:
+            return ""
+    return when.isoformat() if 1826 <= when.year <= 9999 else ""
 
 
 def _fit(size: tuple[int, int], max_side: int) -> tuple[int, int]:

@@ -3,18 +3,22 @@
 A file whose size and mtime are unchanged is skipped without reading it. Otherwise its
 content is fingerprinted; content that already has vectors (a renamed, moved or copied
 file) reuses them, new content is decoded in loader threads while the encoder works on
-the previous batch (a pipeline), and each batch is written in one catalog transaction
-followed by one vector-store upsert, so a crash loses at most the batch in flight.
+the previous batch, and the encoder works on the next batch while this one is written
+(a pipeline limited by its slowest stage: ``bench/bench_pipeline.py``). Each batch is
+written in one catalog transaction followed by one vector-store upsert, so a crash loses
+at most the two batches in flight.
 
 It is a generator of :class:`Progress` values; the caller (CLI or UI worker thread) owns
 the thread it runs on, which is the only writer (the loader threads only read files and
-decode). Setting ``cancel`` stops it between files and batches; what was written stays.
+decode; the one encoder thread only computes vectors). Setting ``cancel`` stops it
+between files and batches; what was written stays.
 
 Nothing is removed from the catalog on the strength of an absence the scan cannot vouch
 for: a library folder that is missing, or an empty folder where the catalog had files
 (the mount point of an unplugged drive), is offline; a subfolder that cannot be listed
-keeps its entries. A full disk stops the run with :class:`DiskFull`; the batches written
-before it stay.
+keeps its entries. The offline check runs again after the scan, before anything is
+removed: a drive unplugged during the scan leaves a scan that found nothing. A full
+disk stops the run with :class:`DiskFull`; the batches written before it stay.
 """
 
 from __future__ import annotations
@@ -37,13 +41,24 @@ from desktop_app.engine.analysis import Analyser, Analysis, Prepared
 from desktop_app.engine.catalog import Catalog, FileRow, VectorRow
 from desktop_app.engine.errors import ImageLoadError
 from desktop_app.engine.fingerprint import fingerprint_file
-from desktop_app.engine.imageio import load_image, read_size
+from desktop_app.engine.imageio import load_image, read_header
 from desktop_app.engine.scanner import FoundFile, is_within, scan
 from desktop_app.engine.store import VectorStore
 
 log = logging.getLogger(__name__)
 
-LOADER_THREADS = 2
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no sched_getaffinity
+        return os.cpu_count() or 2
+
+
+# Decoding (Pillow, OpenCV: both release the GIL) in a pool sized to the CPUs this
+# process may use, at least 2 so one file's read overlaps another's decode; capped,
+# since the encoder needs the same cores.
+LOADER_THREADS = min(8, max(2, _usable_cpus()))
 REUSE_FLUSH_EVERY = 256
 
 
@@ -108,12 +123,24 @@ class _Hashed:  # content already has vectors: reuse them
     fingerprint: str
     width: int
     height: int
+    taken: str
 
 
 @dataclass
 class _Failed:
     fingerprint: str | None
     reason: str
+
+
+@dataclass
+class _Embedding:  # a batch on the encoder thread, and the rows written with it
+    batch: list[tuple[Prepared, FoundFile, str]]
+    rows: list[FileRow]
+    future: Future[list[Analysis]] | None
+
+    @property
+    def ready(self) -> bool:
+        return self.future is None or self.future.done()
 
 
 @dataclass(frozen=True)
@@ -188,6 +215,10 @@ class Indexer:
             if os.path.lexists(target.folder):
                 for f in scan(target.folder, self.extensions, self.skip_dirs, self._unlisted):
                     found[f.path] = (f, target.root)
+        for target in self._gone_during_scan(scanned, s):
+            # its files could not be stat'ed once it went: those are not failures
+            scanned.remove(target)
+            found = {p: fr for p, fr in found.items() if fr[1] != target.root}
         s.unlisted = list(self._unlisted)
         s.seen = len(found)
         todo = self._changed(found, known, s)
@@ -196,7 +227,7 @@ class Indexer:
             yield Progress(
                 Phase.CLEANING, len(todo), len(todo), None, s.embedded, s.reused, len(s.failed)
             )
-            s.removed = self._remove_missing(scanned, found)
+            s.removed = self._remove_missing(scanned, found, s)
         s.cancelled = self.cancel.is_set()
         s.seconds = time.monotonic() - started
         yield Progress(
@@ -235,6 +266,7 @@ class Indexer:
                 and row.mtime_ns == f.mtime_ns
                 and row.fingerprint in known
                 and row.root == root
+                and row.taken is not None  # else: a row from before format 3, header unread
             ):
                 s.unchanged += 1
             else:
@@ -253,29 +285,57 @@ class Indexer:
         def prepare(item: tuple[FoundFile, str]) -> Prepared | _Hashed | _Failed:
             return self._prepare(item[0], known, claimed)
 
-        for (f, root), result in _pipelined(prepare, todo, self.cancel):
-            if isinstance(result, Prepared):
-                batch.append((result, f, root))
-            elif isinstance(result, _Hashed):
-                s.reused += 1
-                done += 1
-                pending_rows.append(
-                    file_row(f, root, result.fingerprint, (result.width, result.height))
+        # One encoder thread embeds batch k+1 while this thread writes batch k: the
+        # writes (catalog transaction, Chroma upsert: mostly waiting on the disk) leave
+        # the encoder's critical path. This thread stays the only writer; the encoder
+        # thread only computes. At most two batches are in flight, so a crash loses at
+        # most those.
+        with ThreadPoolExecutor(1, thread_name_prefix="encoder") as encoding:
+            in_flight: _Embedding | None = None
+            for (f, root), result in _pipelined(prepare, todo, self.cancel):
+                if isinstance(result, Prepared):
+                    batch.append((result, f, root))
+                elif isinstance(result, _Hashed):
+                    s.reused += 1
+                    done += 1
+                    size = (result.width, result.height)
+                    pending_rows.append(
+                        file_row(f, root, result.fingerprint, size, taken=result.taken)
+                    )
+                elif result.fingerprint is None and self._went_offline(root, s):
+                    done += 1  # unreadable because its drive went: kept as it was, not failed
+                else:
+                    done += 1
+                    s.failed.append((f.path, result.reason))
+                    pending_rows.append(file_row(f, root, result.fingerprint, None, result.reason))
+                if in_flight is not None and in_flight.ready:  # written as soon as it can be
+                    done += self._write(in_flight, s)
+                    in_flight = None
+                full = bool(batch) and len(batch) >= self.analyser.encoder.batch_size
+                if full or len(pending_rows) >= REUSE_FLUSH_EVERY:
+                    started = self._start_embedding(encoding, batch, pending_rows)
+                    if in_flight is not None:
+                        done += self._write(in_flight, s)
+                    in_flight = started
+                    batch, pending_rows = [], []
+                yield Progress(
+                    Phase.INDEXING, done, total, f.path, s.embedded, s.reused, len(s.failed)
                 )
-            else:
-                done += 1
-                s.failed.append((f.path, result.reason))
-                pending_rows.append(file_row(f, root, result.fingerprint, None, result.reason))
-            full = bool(batch) and len(batch) >= self.analyser.encoder.batch_size
-            if full or len(pending_rows) >= REUSE_FLUSH_EVERY:
-                done += len(batch)
-                self._flush(batch, pending_rows, s)
-                batch, pending_rows = [], []
-            yield Progress(Phase.INDEXING, done, total, f.path, s.embedded, s.reused, len(s.failed))
-        if batch or pending_rows:
-            done += len(batch)
-            self._flush(batch, pending_rows, s)
-            yield Progress(Phase.INDEXING, done, total, None, s.embedded, s.reused, len(s.failed))
+            if in_flight is not None and (batch or pending_rows):
+                # written and reported first: a cancel asked for on seeing it skips the
+                # last partial batch (the next run does it) instead of embedding it
+                done += self._write(in_flight, s)
+                in_flight = None
+                yield Progress(
+                    Phase.INDEXING, done, total, None, s.embedded, s.reused, len(s.failed)
+                )
+            if (batch or pending_rows) and not self.cancel.is_set():
+                in_flight = self._start_embedding(encoding, batch, pending_rows)
+            if in_flight is not None:
+                done += self._write(in_flight, s)
+                yield Progress(
+                    Phase.INDEXING, done, total, None, s.embedded, s.reused, len(s.failed)
+                )
 
     def _prepare(
         self, f: FoundFile, known: set[str], claimed: set[str]
@@ -300,8 +360,7 @@ class Indexer:
                 if first:
                     claimed.add(fp)
             if not first:
-                w, h = read_size(f.path)
-                return _Hashed(fp, w, h)
+                return _Hashed(fp, *read_header(f.path))
             loaded = load_image(
                 f.path, max_side=self.analyser.decode_side, max_megapixels=self.max_megapixels
             )
@@ -312,22 +371,39 @@ class Indexer:
             log.exception("unexpected error reading %s", f.path)
             return _Failed(fp, f"unexpected error: {type(exc).__name__}: {exc}")
 
-    def _flush(
-        self, batch: list[tuple[Prepared, FoundFile, str]], rows: list[FileRow], s: IndexSummary
-    ) -> None:
-        """Embed a batch and write it: catalog first (the source of truth), then the index."""
-        analyses: list[Analysis] = []
+    def _start_embedding(
+        self,
+        encoding: ThreadPoolExecutor,
+        batch: list[tuple[Prepared, FoundFile, str]],
+        rows: list[FileRow],
+    ) -> _Embedding:
+        """Hand a batch to the encoder thread (nothing to embed: no thread needed)."""
+        future: Future[list[Analysis]] | None = None
         if batch:
+            analyser = self.analyser  # built here, on the indexing thread
+            future = encoding.submit(analyser.embed, [p for p, _, _ in batch])
+        return _Embedding(batch, rows, future)
+
+    def _write(self, job: _Embedding, s: IndexSummary) -> int:
+        """Wait for a batch's vectors and write it: catalog first (the source of truth),
+        then the index. Returns how many files of the batch are now done."""
+        batch, rows = job.batch, job.rows
+        analyses: list[Analysis] = []
+        embedded = batch
+        if job.future is not None:
             try:
-                analyses = self.analyser.embed([p for p, _, _ in batch])
+                analyses = job.future.result()
             except Exception as exc:
                 log.exception("encoder failed on a batch")
                 reason = f"encoder error: {type(exc).__name__}: {exc}"
                 for p, f, root in batch:
                     s.failed.append((f.path, reason))
                     rows.append(file_row(f, root, p.fingerprint, None, reason))
-                batch = []
-        file_rows = [file_row(f, root, p.fingerprint, (p.width, p.height)) for p, f, root in batch]
+                embedded = []
+        file_rows = [
+            file_row(f, root, p.fingerprint, (p.width, p.height), taken=p.taken)
+            for p, f, root in embedded
+        ]
         with self.catalog.transaction() as db:
             for a in analyses:
                 self.catalog.put_vectors(self.encoder_id, a.vectors, db)
@@ -336,12 +412,47 @@ class Indexer:
             self.catalog.put_files(file_rows + rows, db)
         self.publish(analyses)
         s.embedded += len(analyses)
+        return len(batch)
+
+    def _gone_during_scan(
+        self, scanned: Sequence[IndexTarget], s: IndexSummary
+    ) -> list[IndexTarget]:
+        """Targets whose root went offline while it was scanned (an unplugged drive)."""
+        gone = []
+        for target in scanned:
+            if self._offline(target.root):
+                if target.root not in s.offline:
+                    s.offline.append(target.root)
+                log.warning("%s went away during the scan; its entries are kept", target.root)
+                gone.append(target)
+        return gone
+
+    def _went_offline(self, root: str, s: IndexSummary) -> bool:
+        """For a file that could not be read: whether its root has gone meanwhile (then
+        the file is not a failure; its entry stays as it was)."""
+        if root in s.offline:
+            return True
+        if self._offline(root):
+            s.offline.append(root)
+            log.warning("%s went away during the run; its entries are kept", root)
+            return True
+        return False
 
     def _remove_missing(
-        self, scanned: Sequence[IndexTarget], found: dict[str, tuple[FoundFile, str]]
+        self,
+        scanned: Sequence[IndexTarget],
+        found: dict[str, tuple[FoundFile, str]],
+        s: IndexSummary,
     ) -> int:
         gone: list[str] = []
         for target in scanned:
+            # Checked again now: a drive unplugged between the offline check and the end of
+            # the scan (the scan then found nothing, or half) is offline, not emptied.
+            if self._offline(target.root):
+                if target.root not in s.offline:
+                    s.offline.append(target.root)
+                log.warning("%s went away during the run; its entries are kept", target.root)
+                continue
             gone += [
                 p
                 for p in self.catalog.files_in(str(target.folder))
@@ -358,11 +469,13 @@ def file_row(
     fingerprint: str | None,
     size: tuple[int, int] | None,
     error: str | None = None,
+    taken: str = "",
 ) -> FileRow:
-    """The catalog row for a scanned file: indexed (with its pixel size) or failed."""
+    """The catalog row for a scanned file: indexed (with its pixel size and capture
+    time) or failed."""
     w, h = size or (None, None)
     status = "failed" if error is not None else "ok"
-    return FileRow(f.path, root, f.size, f.mtime_ns, fingerprint, w, h, status, error)
+    return FileRow(f.path, root, f.size, f.mtime_ns, fingerprint, w, h, status, error, taken)
 
 
 def write_to_store(store: VectorStore, encoder_id: str, analyses: Sequence[Analysis]) -> None:

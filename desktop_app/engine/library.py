@@ -8,7 +8,9 @@ Ownership (who may call what, from which thread):
   vector store; in the window that is the indexing worker (``ui/worker.py``), in the
   CLI the main thread. It also replaces :attr:`slot` when a re-index for another
   encoder completes. Opening the library writes too (a damaged store is set aside and
-  rebuilt), before any other thread can use it.
+  rebuilt), before any other thread can use it; a deferred store (the window's, so it
+  paints before Chroma loads) is opened and checked the same way by the first thread
+  that asks, under a lock the others wait on: the worker, when it loads the encoder.
 - **Searches only read.** ``image_stages``/``similar_stages``/``search_*`` may run on
   any thread at the same time as the writer. They never write: they do not sync the
   store (the writer does that when the encoder loads and after each run), and a store
@@ -23,9 +25,13 @@ Ownership (who may call what, from which thread):
   thread in the window), which replaces it rather than changing it in place.
 
 The catalog lends pooled connections per call (any thread); Chroma reads are thread-safe.
-A store that fails is set aside and rebuilt from the catalog on the writer's side only
-(on open, and at the start of an index run); a search that meets a failing store raises
-:class:`StoreDamaged` and marks it for that repair.
+Searches read the store through :attr:`reads` (a ``StoreReader``): each call goes to the
+current store and holds it while it runs, and a read never creates a collection. A
+store that fails is set aside and rebuilt from the catalog on the writer's side only
+(on open, and at the start of an index run): the new store is swapped in first and the
+old one closes once the searches' calls on it are done, never under them. A search
+that meets a failing store raises :class:`StoreDamaged` and marks it for that repair.
+In server mode the writer's uploads stop between rounds when its run is cancelled.
 """
 
 from __future__ import annotations
@@ -85,7 +91,7 @@ from desktop_app.engine.shared import (
     unsynced_count,
 )
 from desktop_app.engine.status import Failure, LibraryStatus, RootStatus
-from desktop_app.engine.store import VectorStore, hnsw_files_problem
+from desktop_app.engine.store import StoreReader, VectorStore, hnsw_files_problem
 
 log = logging.getLogger(__name__)
 
@@ -123,14 +129,17 @@ class EncoderSlot:
     def loaded(self) -> bool:
         return self._encoder is not None
 
-    def get(self) -> Encoder:
+    def get(self, progress: DownloadProgress | None = None) -> Encoder:
+        """The encoder, loaded now if it is not yet. ``progress`` replaces the slot's own
+        callback for a download this call makes (the window's worker passes one that
+        stops at the next chunk when its job is cancelled or the app quits)."""
         with self._lock:
             if self._encoder is None:
                 got = load_with_fallback(
                     self.spec,
                     self._device,
                     self._batch_size,
-                    self._progress,
+                    progress or self._progress,
                     self.allow_download,
                 )
                 self._encoder, self.warning = got.encoder, got.warning
@@ -148,9 +157,12 @@ class Library:
         progress: DownloadProgress | None = None,
         store_url: str | None = None,
         store_token: str | None = None,
+        defer_store: bool = False,
     ) -> None:
         """``store_url`` (else the ``store_url`` setting) puts the vectors on a Chroma
-        server; ``store_token`` (else $DESKTOP_APP_STORE_TOKEN) authenticates there."""
+        server; ``store_token`` (else $DESKTOP_APP_STORE_TOKEN) authenticates there.
+        ``defer_store`` leaves the embedded store closed until first used (see
+        :attr:`store`): the window paints before Chroma is even imported."""
         self.dirs = dirs.ensure()
         self.settings = settings or Settings.load(dirs.settings_path)
         self._lock = DataDirLock(dirs.data)
@@ -174,12 +186,18 @@ class Library:
                 store = RemoteVectorStore(url, token)
             # a server is not ours to check and rebuild (nor is a store handed in)
             self._own_store = store is None
-            self.store = store or self._open_store()
+            self._store: VectorStore | None = store
+            self._store_lock = threading.Lock()
+            if store is None and not defer_store:
+                self._store = self._open_store()
+            # what searches read the store through: always the current one, held while a
+            # call runs, so a rebuild (writer) never closes a store under a search
+            self.reads = StoreReader(lambda: self.store)
             self.machine = machine_name(self.settings.machine_name)
             # what searches read: the catalog, or the catalog and the server
             self.reader: Catalog | SharedView = self.catalog
-            if isinstance(self.store, RemoteVectorStore):
-                self.remote = self.store
+            if isinstance(self._store, RemoteVectorStore):  # never deferred
+                self.remote = self._store
                 track_changes(self.catalog, self.remote.url)
                 self.uploader = Uploader(self.catalog, self.remote, self.machine)
                 self.reader = SharedView(self.catalog, self.remote, self.machine)
@@ -192,6 +210,26 @@ class Library:
             raise
 
     # -- the vector store's health (writer side) -----------------------------------------
+    @property
+    def store(self) -> VectorStore:
+        """The vector store. A deferred one (``defer_store``) is opened, checked and if
+        need be rebuilt by the first thread that asks, under a lock that makes every
+        other thread wait for it: in the window that is the worker, the writer, when it
+        loads the encoder (``catch_up_store``), so a search finds it open."""
+        store = self._store
+        if store is not None:
+            return store
+        with self._store_lock:
+            if self._store is None:
+                started = time.monotonic()
+                self._store = self._open_store()
+                log.info("vector index opened in %.2f s", time.monotonic() - started)
+            return self._store
+
+    @store.setter
+    def store(self, store: VectorStore) -> None:
+        self._store = store
+
     def _open_store(self) -> VectorStore:
         """Open the store; one that fails to open or answers wrongly is set aside and
         rebuilt from the catalog, with nothing re-embedded."""
@@ -284,16 +322,25 @@ class Library:
         if problem is None:
             self._store_suspect = False
             return False
-        self.store.close()
-        self._rebuild_store(problem)
+        self._replace_store(problem)
         return True
+
+    def _replace_store(self, problem: str) -> None:
+        """Writer side: rebuild a damaged store while searches may be reading it. The
+        new store is swapped in first; the old one closes once the searches' calls on it
+        are done (``StoreReader``), never under them."""
+        old = self.store
+        old.detach()  # the new store at the same path must not share its Chroma system
+        self._rebuild_store(problem)
+        old.retire()
 
     @classmethod
     def open(cls, data_dir: Path | str | None = None, **kwargs: Any) -> Library:
         return cls(resolve_dirs(data_dir), **kwargs)
 
     def close(self) -> None:
-        self.store.close()
+        if self._store is not None:  # a deferred store never used was never opened
+            self._store.close()
         self.catalog.close()
         self._lock.release()
 
@@ -381,7 +428,7 @@ class Library:
             targets = [IndexTarget(Path(r), r) for r in self.catalog.roots()]
         slot = slot or self.slot
         encoder_id = slot.id
-        self.catch_up_store(encoder_id)
+        self.catch_up_store(encoder_id, cancel)
 
         regions = run_settings.regions_enabled
 
@@ -403,7 +450,7 @@ class Library:
         for progress in indexer.run(targets):
             s = progress.summary
             if s is not None:
-                self._finish_upload(s)
+                self._finish_upload(s, cancel)
             if s is not None and not s.cancelled:
                 self.catalog.set_meta("active_model", slot.spec)
                 self.slot = slot  # one assignment: searches see the old pair or the new
@@ -413,30 +460,31 @@ class Library:
                 progress = replace(progress, store_error=self.uploader.error)
             yield progress
 
-    def catch_up_store(self, encoder_id: str) -> None:
+    def catch_up_store(self, encoder_id: str, cancel: threading.Event | None = None) -> None:
         """Writer side: repair a store a search found failing, then make it match the
         catalog for ``encoder_id`` (rebuilding it if that fails). The window's worker
-        calls it when the encoder loads; every index run starts with it."""
+        calls it when the encoder loads; every index run starts with it. ``cancel``
+        stops a server upload between rounds (server mode)."""
         if self._store_suspect:
             self.heal_store()
         try:
-            self.sync_store(encoder_id)
+            self.sync_store(encoder_id, cancel)
         except StoreDamaged as exc:
             if not self._own_store:
                 raise
-            self.store.close()
-            self._rebuild_store(str(exc))
+            self._replace_store(str(exc))
 
     def _upload_step(self, analyses: object) -> None:
         """After each indexing batch: upload what the catalog marked (server mode)."""
         assert self.uploader is not None
         self.uploader.step()
 
-    def _finish_upload(self, summary: IndexSummary) -> None:
-        """End of a run: everything up, or what waits and why (the catalog keeps it)."""
+    def _finish_upload(self, summary: IndexSummary, cancel: threading.Event | None) -> None:
+        """End of a run: everything up, or what waits and why (the catalog keeps it).
+        A cancelled run stops uploading between rounds; its marks wait for the next."""
         if self.uploader is None:
             return
-        self.uploader.drain()
+        self.uploader.drain(cancel)
         summary.unsynced = unsynced_count(self.catalog)
         summary.store_error = self.uploader.error
 
@@ -449,7 +497,9 @@ class Library:
         self.uploader.upload()
         return waiting
 
-    def sync_store(self, encoder_id: str | None = None) -> int:
+    def sync_store(
+        self, encoder_id: str | None = None, cancel: threading.Event | None = None
+    ) -> int:
         """Make the vector index match the catalog (after a crash between the two writes,
         or when the index folder was deleted); returns how many vectors were re-added.
         Nothing is re-embedded: the catalog holds every vector. It writes: the writer
@@ -458,7 +508,7 @@ class Library:
         if self.uploader is not None:
             # a server holds other machines' vectors too: never reconcile by deleting;
             # upload what the catalog marked instead (paused if it does not answer)
-            self.uploader.step(max_rounds=None)
+            self.uploader.step(max_rounds=None, cancel=cancel)
             return 0
         added = 0
         for (enc, kind), n in self.catalog.vector_counts().items():
@@ -534,7 +584,7 @@ class Library:
         k, t = self._limits(top_k, threshold)
         slot, encoder_id = self._search_slot()
         search = PartialSearch(
-            self.reader, self.store, encoder_id, result_filter=result_filter, cancel=cancel
+            self.reader, self.reads, encoder_id, result_filter=result_filter, cancel=cancel
         )
         state: dict[str, QueryFeatures] = {}
         max_megapixels = self.settings.max_megapixels
@@ -560,7 +610,7 @@ class Library:
         _slot, encoder_id = self._search_slot()
         q = stored_query(self.reader, encoder_id, path)
         search = PartialSearch(
-            self.reader, self.store, encoder_id, result_filter=result_filter, cancel=cancel
+            self.reader, self.reads, encoder_id, result_filter=result_filter, cancel=cancel
         )
         return self._stages(
             encoder_id, lambda: search.full(q, k, t), lambda: search.merged(q, k, t)
@@ -623,7 +673,7 @@ class Library:
         k, t = self._limits(top_k, threshold)
         slot, encoder_id = self._search_slot()
         q = QueryFeatures(slot.get().embed_text([text]))
-        search = PartialSearch(self.reader, self.store, encoder_id, result_filter=result_filter)
+        search = PartialSearch(self.reader, self.reads, encoder_id, result_filter=result_filter)
         return search.full(q, k, t)
 
     # -- duplicates -------------------------------------------------------------------
@@ -635,7 +685,7 @@ class Library:
     ) -> Iterator[DuplicateProgress]:
         """Groups of duplicates (``duplicates.py``); read-only, any thread may run it."""
         _slot, encoder_id = self._search_slot()
-        return find_duplicates(self.catalog, self.store, encoder_id, preset, threshold, cancel)
+        return find_duplicates(self.catalog, self.reads, encoder_id, preset, threshold, cancel)
 
     def trash_duplicates(self, group: DuplicateGroup, keep: Sequence[str]) -> TrashReport:
         """Move the group's other files to the system trash; call it on the writer thread."""

@@ -70,7 +70,7 @@ from desktop_app.engine.errors import SearchCancelled
 from desktop_app.engine.filters import NO_FILTER, ResultFilter
 from desktop_app.engine.regions import Keypoints, Verification, keypoints_from_bytes, verify
 from desktop_app.engine.search import Box, ContentReader, Match, SearchResult, expand_to_files
-from desktop_app.engine.store import VectorStore
+from desktop_app.engine.store import ReadableStore
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class PartialSearch:
     def __init__(
         self,
         catalog: ContentReader,
-        store: VectorStore,
+        store: ReadableStore,
         encoder_id: str,
         params: PartialParams | None = None,
         result_filter: ResultFilter = NO_FILTER,

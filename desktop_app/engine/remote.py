@@ -17,7 +17,9 @@ by metadata filter, never by similarity.
 The client connects on first use, so a library opens (and indexes locally) while the
 server is down; every call that cannot reach the server raises :class:`StoreUnavailable`
 with a plain message. Threads: the HTTP client is thread-safe; the indexing thread
-writes, search threads read.
+writes (and alone creates collections), search threads read. Connecting is bounded by
+timeouts from the first request (``chroma_http.py``) and holds no lock while it talks to
+the server, so a server that stops answering can never block the other threads for good.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from desktop_app.engine.errors import DesktopAppError, StoreDamaged
-from desktop_app.engine.store import Hit, VectorStore
+from desktop_app.engine.store import Hit, VectorStore, is_not_found
 
 log = logging.getLogger(__name__)
 
@@ -91,16 +93,28 @@ class RemoteVectorStore(VectorStore):
         self._connect_lock = threading.Lock()
         self._collections: dict[str, Any] = {}
         self.max_batch = REMOTE_CHUNK
+        self._init_lifetime()
 
     # -- connection -------------------------------------------------------------------
     @property
     def client(self) -> Any:
+        """The connected client; connects on first use. The handshake (bounded by
+        timeouts, see ``chroma_http.py``) runs without the lock, so a server that does
+        not answer holds up only the threads that asked, each for its own timeout; the
+        lock only decides whose connection is kept when two raced."""
+        client = self._client
+        if client is not None:
+            return client
+        with self.reachable():
+            client = self._connect()
+            max_batch = min(REMOTE_CHUNK, int(client.get_max_batch_size()))
         with self._connect_lock:
             if self._client is None:
-                with self.reachable():
-                    self._client = self._connect()
-                    self.max_batch = min(REMOTE_CHUNK, int(self._client.get_max_batch_size()))
-            return self._client
+                self._client, self.max_batch = client, max_batch
+                return client
+            kept = self._client
+        _close_quietly(client)  # another thread connected first: use its client
+        return kept
 
     @client.setter
     def client(self, value: Any) -> None:
@@ -110,6 +124,10 @@ class RemoteVectorStore(VectorStore):
         import chromadb
         import httpx
         from chromadb.config import Settings as ChromaSettings
+
+        from desktop_app.engine import chroma_http
+
+        chroma_http.install()  # timeouts before the client's first request
 
         # chromadb's HTTP session has no timeout: a host that drops packets would hang
         # the caller for good. Check it answers first, then give the session timeouts.
@@ -169,6 +187,11 @@ class RemoteVectorStore(VectorStore):
             return str(exc) or type(exc).__name__
         if isinstance(exc, ValueError) and "could not connect" in str(exc).lower():
             return "connection refused"  # chromadb's own words at start-up
+        if isinstance(exc, ValueError):
+            # chromadb's handshake re-raises a transport error (a time-out) as ValueError
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, httpx.TransportError):
+                return str(cause) or type(cause).__name__
         return None
 
     def _unavailable(self, why: str) -> StoreUnavailable:
@@ -177,14 +200,10 @@ class RemoteVectorStore(VectorStore):
         )
 
     def close(self) -> None:
+        self.closed = True
         self._collections.clear()
         client, self._client = self._client, None
-        close = getattr(client, "close", None)
-        if close is not None:
-            try:
-                close()
-            except Exception:  # closing a client of a server that is gone
-                log.debug("closing the Chroma client failed", exc_info=True)
+        _close_quietly(client)
 
     def ping(self) -> None:
         with self.reachable():
@@ -194,6 +213,10 @@ class RemoteVectorStore(VectorStore):
     def collection(self, encoder_id: str, kind: str = "full") -> Any:
         with self.reachable():
             return super().collection(encoder_id, kind)
+
+    def existing(self, encoder_id: str, kind: str = "full") -> Any | None:
+        with self.reachable():
+            return super().existing(encoder_id, kind)
 
     def upsert(
         self,
@@ -245,8 +268,10 @@ class RemoteVectorStore(VectorStore):
         self, encoder_id: str, kind: str, fingerprints: Sequence[str]
     ) -> list[tuple[str, dict[str, Any], np.ndarray]]:
         """(id, metadata, vector) of these contents' vectors of one kind."""
-        col = self.collection(encoder_id, kind)
-        out = []
+        col = self.existing(encoder_id, kind)
+        out: list[tuple[str, dict[str, Any], np.ndarray]] = []
+        if col is None:
+            return out
         with self.reachable():
             step = REMOTE_GET if kind == "full" else REMOTE_GET // 10  # ≤ 9 regions each
             for chunk in _chunks(list(fingerprints), step):
@@ -264,7 +289,9 @@ class RemoteVectorStore(VectorStore):
             return
         with self.reachable():
             for encoder, kind in self.vector_collections():
-                col = self.collection(encoder, kind)
+                col = self.existing(encoder, kind)
+                if col is None:  # removed by another client meanwhile
+                    continue
                 for chunk in _chunks(list(fingerprints), REMOTE_GET):
                     if kind == "full":
                         col.delete(ids=chunk)
@@ -276,6 +303,7 @@ class RemoteVectorStore(VectorStore):
 
     # -- files and features ------------------------------------------------------------
     def _aux(self, name: str) -> Any:
+        """The files or features collection for writing, created when missing."""
         col = self._collections.get(name)
         if col is None:
             with self.reachable():
@@ -285,19 +313,38 @@ class RemoteVectorStore(VectorStore):
             self._collections[name] = col
         return col
 
+    def _aux_existing(self, name: str) -> Any | None:
+        """The files or features collection for reading; None when no client wrote one
+        yet (a search never creates it)."""
+        col = self._collections.get(name)
+        if col is None:
+            with self.reachable():
+                try:
+                    col = self.client.get_collection(name, embedding_function=None)
+                except Exception as exc:
+                    if is_not_found(exc):
+                        return None
+                    raise
+            self._collections[name] = col
+        return col
+
     def put_files(self, entries: Sequence[tuple[str, dict[str, Any]]]) -> None:
         self._put(FILES, entries)
 
     def delete_files(self, ids: Sequence[str]) -> None:
-        col = self._aux(FILES)
+        col = self._aux_existing(FILES)
+        if col is None:
+            return
         with self.reachable():
             for chunk in _chunks(list(ids), REMOTE_GET):
                 col.delete(ids=chunk)
 
     def files_for(self, fingerprints: Sequence[str]) -> list[dict[str, Any]]:
         """The file entries (every machine's) holding these contents."""
-        col = self._aux(FILES)
+        col = self._aux_existing(FILES)
         out: list[dict[str, Any]] = []
+        if col is None:
+            return out
         with self.reachable():
             for chunk in _chunks(list(dict.fromkeys(fingerprints)), REMOTE_GET):
                 got = col.get(where={"fp": {"$in": chunk}}, include=["metadatas"])
@@ -305,15 +352,17 @@ class RemoteVectorStore(VectorStore):
         return out
 
     def files_at(self, path: str) -> list[dict[str, Any]]:
-        col = self._aux(FILES)
+        col = self._aux_existing(FILES)
+        if col is None:
+            return []
         with self.reachable():
             got = col.get(where={"path": path}, include=["metadatas"])
         return [dict(m) for m in got["metadatas"] if m]
 
     def all_files(self) -> Iterator[dict[str, Any]]:
-        col = self._aux(FILES)
+        col = self._aux_existing(FILES)
         offset = 0
-        while True:
+        while col is not None:
             with self.reachable():
                 got = col.get(include=["metadatas"], limit=REMOTE_GET, offset=offset)
             yield from (dict(m) for m in got["metadatas"] if m)
@@ -325,8 +374,10 @@ class RemoteVectorStore(VectorStore):
         self._put(FEATURES, [(fp, {k: b64(v) for k, v in feats.items()}) for fp, feats in entries])
 
     def features(self, kind: str, fingerprints: Sequence[str]) -> dict[str, bytes]:
-        col = self._aux(FEATURES)
+        col = self._aux_existing(FEATURES)
         out: dict[str, bytes] = {}
+        if col is None:
+            return out
         with self.reachable():
             for chunk in _chunks(list(dict.fromkeys(fingerprints)), REMOTE_GET // 3):
                 got = col.get(ids=chunk, include=["metadatas"])
@@ -336,8 +387,11 @@ class RemoteVectorStore(VectorStore):
         return out
 
     def count_aux(self, name: str) -> int:
+        col = self._aux_existing(name)
+        if col is None:
+            return 0
         with self.reachable():
-            return int(self._aux(name).count())
+            return int(col.count())
 
     def _put(self, name: str, entries: Sequence[tuple[str, dict[str, Any]]]) -> None:
         col = self._aux(name)
@@ -349,6 +403,15 @@ class RemoteVectorStore(VectorStore):
                     embeddings=np.asarray([placeholder_vector(i) for i, _ in chunk], np.float32),
                     metadatas=[m for _, m in chunk],
                 )
+
+
+def _close_quietly(client: Any) -> None:
+    close = getattr(client, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:  # closing a client of a server that is gone
+            log.debug("closing the Chroma client failed", exc_info=True)
 
 
 def _chunks(items: list[Any], n: int) -> Iterator[list[Any]]:

@@ -58,6 +58,7 @@ class SearchResult:
     # a partial match confirmed by keypoints or the colour layout ("verified partial"),
     # not only by region-embedding similarity ("similar region")
     confirmed: bool = False
+    taken: str = ""  # EXIF capture time (FileRow.taken), "" when none
 
     @property
     def here(self) -> bool:
@@ -90,6 +91,7 @@ def result_for(
         row.size,
         row.mtime_ns,
         getattr(row, "host", None),  # shared.OriginRow: another machine's file
+        taken=row.taken or "",
     )
 
 

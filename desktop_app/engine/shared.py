@@ -12,8 +12,9 @@ Order matters for the shared data: file entries go up before contents, and a con
 this catalog no longer holds is removed from the server only when no machine's file
 entry refers to it any more.
 
-Threads: the uploader runs on the indexing thread (the only writer); :class:`SharedView`
-is used by search threads and only reads.
+Threads: the uploader runs on the indexing thread (the only writer) and stops between
+rounds when the indexing job's cancel event is set (Cancel, or quitting): the marks stay.
+:class:`SharedView` is used by search threads and only reads.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import hashlib
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -148,20 +150,21 @@ class Uploader:
     def paused(self) -> bool:
         return self.error is not None and time.monotonic() < self._next_try
 
-    def step(self, max_rounds: int | None = 4) -> None:
+    def step(self, max_rounds: int | None = 4, cancel: threading.Event | None = None) -> None:
         """Upload some marks unless paused; never raises for an unreachable server
         (called between indexing batches: indexing goes on locally meanwhile)."""
         if self.paused:
             return
         try:
-            self.upload(max_rounds)
+            self.upload(max_rounds, cancel)
         except StoreUnavailable as exc:
             self._failed(exc)
 
-    def drain(self) -> bool:
-        """Upload every mark; False (and ``error`` set) when the server is unreachable."""
+    def drain(self, cancel: threading.Event | None = None) -> bool:
+        """Upload every mark; False (and ``error`` set) when the server is unreachable.
+        ``cancel`` stops it between rounds: what is not up yet stays marked."""
         try:
-            self.upload(None)
+            self.upload(None, cancel)
         except StoreUnavailable as exc:
             self._failed(exc)
             return False
@@ -174,14 +177,21 @@ class Uploader:
         self._next_try = time.monotonic() + BACKOFF_S[min(self._failures, len(BACKOFF_S) - 1)]
         self._failures += 1
 
-    def upload(self, max_rounds: int | None = None) -> UploadStats:
+    def upload(
+        self, max_rounds: int | None = None, cancel: threading.Event | None = None
+    ) -> UploadStats:
         """Marks to the server, files first (see the module docstring); raises
-        :class:`StoreUnavailable`. A mark is cleared only after its write succeeded."""
+        :class:`StoreUnavailable`. A mark is cleared only after its write succeeded.
+        ``cancel`` (the indexing job's: set by Cancel or at quit) is checked before each
+        round, so a stop waits at most for the round in flight (each HTTP call is bounded
+        by the store's request timeout); the marks not uploaded stay for the next run."""
         rounds = 0
         # asked once per upload: a scan of every vector row, too slow per chunk
         self._encoders = self.catalog.encoders()
         for what in ("file", "content"):
             while max_rounds is None or rounds < max_rounds:
+                if cancel is not None and cancel.is_set():
+                    return self.stats
                 keys = [
                     r[0]
                     for r in self.catalog.db.execute(
@@ -233,6 +243,8 @@ class Uploader:
         }
         if row.width and row.height:
             meta.update(width=int(row.width), height=int(row.height))
+        if row.taken is not None:
+            meta["taken"] = row.taken
         return meta
 
     def _upload_contents(self, keys: Sequence[Any]) -> None:
@@ -353,16 +365,23 @@ class SharedView:
         return None
 
 
+def file_fields(e: dict[str, Any]) -> dict[str, Any]:
+    """The ``FileRow`` fields of a server file entry (the inverse of ``_file_meta``)."""
+    path = str(e["path"])
+    return {
+        "path": path,
+        "root": str(e.get("root") or os.path.dirname(path)),
+        "size": int(e.get("size", 0)),
+        "mtime_ns": int(e.get("mtime_ns", 0)),
+        "fingerprint": str(e["fp"]),
+        "width": int(e["width"]) if "width" in e else None,
+        "height": int(e["height"]) if "height" in e else None,
+        "status": "ok",
+        "error": None,
+        # an entry from a client older than the capture time: unread (None)
+        "taken": str(e["taken"]) if "taken" in e else None,
+    }
+
+
 def _origin_row(e: dict[str, Any], host: str | None) -> OriginRow:
-    return OriginRow(
-        path=str(e["path"]),
-        root=str(e.get("root", "")),
-        size=int(e.get("size", 0)),
-        mtime_ns=int(e.get("mtime_ns", 0)),
-        fingerprint=str(e["fp"]),
-        width=int(e["width"]) if "width" in e else None,
-        height=int(e["height"]) if "height" in e else None,
-        status="ok",
-        error=None,
-        host=host,
-    )
+    return OriginRow(**file_fields(e), host=host)

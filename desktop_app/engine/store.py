@@ -6,8 +6,10 @@ rebuilt (``Library.sync_store``) at any time without re-embedding. It is an embe
 
 Every Chroma failure leaves this module as a typed error: :class:`DiskFull` when a write
 found no space, :class:`StoreDamaged` otherwise (the library then sets the store aside
-and rebuilds it from the catalog). Threads: the indexing thread is the only writer;
-searches query from any thread.
+and rebuilds it from the catalog). Threads: the indexing thread is the only writer and
+the only one that creates a collection (:meth:`VectorStore.collection`); searches query
+from any thread through :meth:`VectorStore.existing`, which never creates one, so a
+missing collection reads as empty.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ import hashlib
 import logging
 import re
 import struct
+import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -122,6 +125,57 @@ def hnsw_files_problem(chroma_dir: Path) -> str | None:
     return None
 
 
+class ReadableStore(Protocol):
+    """What searches read: a :class:`VectorStore` or a :class:`StoreReader`."""
+
+    def count(self, encoder_id: str, kind: str = "full") -> int: ...
+
+    def query(
+        self, encoder_id: str, vectors: np.ndarray, k: int, kind: str = "full"
+    ) -> list[list[Hit]]: ...
+
+
+class StoreReader:
+    """The store as searches see it (any thread): each call goes to the library's
+    *current* store and holds it while it runs. The writer swaps in a rebuilt store
+    first, then retires the old one, which closes once the calls under way are done:
+    a rebuild never closes a store under a running search."""
+
+    def __init__(self, current: Callable[[], VectorStore]) -> None:
+        self._current = current
+
+    @contextmanager
+    def _held(self) -> Iterator[VectorStore]:
+        while True:
+            store = self._current()
+            if store.acquire():
+                break  # else it was retired just now: the current one is its successor
+        try:
+            yield store
+        finally:
+            store.release()
+
+    def count(self, encoder_id: str, kind: str = "full") -> int:
+        with self._held() as store:
+            return store.count(encoder_id, kind)
+
+    def ids(self, encoder_id: str, kind: str = "full") -> set[str]:
+        with self._held() as store:
+            return store.ids(encoder_id, kind)
+
+    def query(
+        self, encoder_id: str, vectors: np.ndarray, k: int, kind: str = "full"
+    ) -> list[list[Hit]]:
+        with self._held() as store:
+            return store.query(encoder_id, vectors, k, kind)
+
+
+def is_not_found(exc: BaseException) -> bool:
+    """Whether Chroma's error says a collection does not exist (``NotFoundError`` in
+    Chroma 1.x, a ``ValueError`` with these words in older versions and over HTTP)."""
+    return type(exc).__name__ == "NotFoundError" or "does not exist" in str(exc)
+
+
 @contextmanager
 def _guard(what: str) -> Iterator[None]:
     """Chroma's many exception kinds (sqlite, HNSW, Rust bindings) as our two."""
@@ -150,6 +204,56 @@ class VectorStore:
         self.client = client
         self.max_batch = int(client.get_max_batch_size())
         self._collections: dict[str, Any] = {}
+        self._init_lifetime()
+
+    def _init_lifetime(self) -> None:
+        # readers under way (StoreReader) and whether the writer replaced this store:
+        # a retired store closes when its last reader is done, never under one
+        self._use_lock = threading.Lock()
+        self._readers = 0
+        self._retired = False
+        self._detached: Any = None  # our Chroma system, once taken out of Chroma's cache
+        self.closed = False
+
+    # -- lifetime: readers hold the store, the writer retires it ------------------------
+    def acquire(self) -> bool:
+        """A reader starts a call; False once retired (read the current store again)."""
+        with self._use_lock:
+            if self._retired:
+                return False
+            self._readers += 1
+            return True
+
+    def release(self) -> None:
+        with self._use_lock:
+            self._readers -= 1
+            last = self._retired and self._readers == 0
+        if last:
+            self.close()
+
+    def retire(self) -> None:
+        """The writer replaced this store: close it now if no reader holds it, else
+        when the last one releases it."""
+        with self._use_lock:
+            self._retired = True
+            idle = self._readers == 0
+        if idle:
+            self.close()
+
+    def detach(self) -> None:
+        """Take this store's Chroma system out of Chroma's per-path cache (private API,
+        guarded): a new store at the same path then starts a system of its own instead of
+        sharing this one, which keeps answering the readers under way until retired."""
+        try:
+            from chromadb.api.shared_system_client import SharedSystemClient
+
+            ident = self.client._identifier
+            with SharedSystemClient._refcount_lock:
+                self._detached = SharedSystemClient._identifier_to_system.pop(ident, None)
+                SharedSystemClient._identifier_to_refcount.pop(ident, None)
+            self.client._closed = True  # its close() must not release the new system
+        except Exception:  # a newer Chroma laid out differently: close() stops it
+            log.debug("could not detach the Chroma system", exc_info=True)
 
     @classmethod
     def persistent(cls, path: Path) -> VectorStore:
@@ -170,15 +274,34 @@ class VectorStore:
         """Release the client: Chroma shares one system per path within a process and
         stops it when its last client closes, so a reopened store starts fresh (e.g.
         after its folder was deleted to be rebuilt)."""
+        self.closed = True
         self._collections.clear()
-        close = getattr(self.client, "close", None)
+        detached, self._detached = self._detached, None
+        close = detached.stop if detached is not None else getattr(self.client, "close", None)
         if close is not None:
             try:
                 close()
             except Exception:  # a damaged store may fail even to close; it is set aside
                 log.warning("closing the vector index failed", exc_info=True)
 
+    def existing(self, encoder_id: str, kind: str = "full") -> Any | None:
+        """The collection for reading, or None when it does not exist: a read (a search,
+        a count) never creates one; only the writer does, through :meth:`collection`.
+        An absence is not remembered: the writer may create it at any moment."""
+        name = collection_name(encoder_id, kind)
+        col = self._collections.get(name)
+        if col is None:
+            try:
+                col = self.client.get_collection(name, embedding_function=None)
+            except Exception as exc:
+                if is_not_found(exc):
+                    return None
+                raise
+            self._collections[name] = col
+        return col
+
     def collection(self, encoder_id: str, kind: str = "full") -> Any:
+        """The collection for writing, created when missing (the writer's thread only)."""
         name = collection_name(encoder_id, kind)
         col = self._collections.get(name)
         if col is None:
@@ -221,7 +344,9 @@ class VectorStore:
     def delete(self, encoder_id: str, ids: Iterable[str], kind: str = "full") -> None:
         ids = list(ids)
         with _guard("delete"):
-            col = self.collection(encoder_id, kind)
+            col = self.existing(encoder_id, kind)
+            if col is None:  # nothing was ever written there: nothing to delete
+                return
             for i in range(0, len(ids), self.max_batch):
                 col.delete(ids=ids[i : i + self.max_batch])
 
@@ -229,17 +354,19 @@ class VectorStore:
         out: set[str] = set()
         offset = 0
         with _guard("list its vectors"):
-            col = self.collection(encoder_id, kind)
-            while True:
+            col = self.existing(encoder_id, kind)
+            while col is not None:
                 got = col.get(include=[], limit=self.max_batch, offset=offset)["ids"]
                 out.update(got)
                 if len(got) < self.max_batch:
                     return out
                 offset += len(got)
+        return out
 
     def count(self, encoder_id: str, kind: str = "full") -> int:
         with _guard("count its vectors"):
-            return int(self.collection(encoder_id, kind).count())
+            col = self.existing(encoder_id, kind)
+            return 0 if col is None else int(col.count())
 
     def query(
         self, encoder_id: str, vectors: np.ndarray, k: int, kind: str = "full"
@@ -247,7 +374,9 @@ class VectorStore:
         """The k nearest vectors for each query vector (fewer when the collection holds
         fewer; none when it is empty)."""
         with _guard("answer a query"):
-            col = self.collection(encoder_id, kind)
+            col = self.existing(encoder_id, kind)
+            if col is None:  # nothing indexed with this encoder yet: no neighbours
+                return [[] for _ in range(len(vectors))]
             try:
                 res = col.query(
                     query_embeddings=np.asarray(vectors, np.float32),

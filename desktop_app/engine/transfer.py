@@ -18,7 +18,7 @@ from desktop_app.engine.analysis import REGION_FEATURES
 from desktop_app.engine.catalog import FileRow, VectorRow, encode_path
 from desktop_app.engine.library import Library
 from desktop_app.engine.remote import RemoteVectorStore
-from desktop_app.engine.shared import mark_everything
+from desktop_app.engine.shared import file_fields, mark_everything
 
 PULL_CHUNK = 200  # files per catalog transaction
 
@@ -142,17 +142,7 @@ def _pull_chunk(
 
 
 def _file_row(e: dict[str, Any]) -> FileRow:
-    return FileRow(
-        path=str(e["path"]),
-        root=str(e.get("root") or os.path.dirname(str(e["path"]))),
-        size=int(e.get("size", 0)),
-        mtime_ns=int(e.get("mtime_ns", 0)),
-        fingerprint=str(e["fp"]),
-        width=int(e["width"]) if "width" in e else None,
-        height=int(e["height"]) if "height" in e else None,
-        status="ok",
-        error=None,
-    )
+    return FileRow(**file_fields(e))
 
 
 def _chunks(items: list[Any], n: int) -> Iterator[list[Any]]:

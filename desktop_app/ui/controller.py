@@ -9,31 +9,46 @@ leads to) belongs here rather than in ``main_window.py``.
 
 Ownership and threads: the controller lives on the GUI thread, and so do its signals'
 receivers. Searches run in ``pool`` (SearchRunner) and only read; image decoding (query
-previews, copies, thumbnails, the preview dialog) runs in ``image_pool``; indexing, every
-store write and the encoder swap run on the worker's own thread, the one writer. All of
+previews, copies, thumbnails, the preview dialog) runs in ``image_pool``; the duplicate
+finder and trash moves in ``finder_pool`` (one thread, so searches never wait behind a
+scan of the library); indexing, every catalog and store write ("not duplicates"
+included) and the encoder swap run on the worker's own thread, the one writer. All of
 them report back through queued signals handled here. The settings object
 (``library.settings``) belongs to this thread: a change replaces it (never edits it in
 place), and each worker job gets its own snapshot. The model setting is written only
 when a switch completes (``model_switched``), so ``settings.json`` and the catalog's
 ``active_model`` agree even if the app dies mid-switch; ``start`` reconciles them if an
 older version left them apart. ``shutdown`` closes nothing under a running thread: it
-reports whether the worker and the pools stopped in time (``safe_to_close``).
+cancels the searches and the duplicate finder (its own one-thread ``finder_pool``), stops
+the worker, cuts the worker's signals and drops the calls they already queued here (so a
+late report never reaches a closing window), drains the three pools, and reports whether
+all of that stopped in time (``safe_to_close``).
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal
+from PySide6.QtCore import (
+    QCoreApplication,
+    QEvent,
+    QMetaObject,
+    QObject,
+    QThreadPool,
+    QTimer,
+    Signal,
+)
 from PySide6.QtGui import QImage
 
 from desktop_app.engine.cleanup import NO_CLEANUP
+from desktop_app.engine.duplicates import DuplicateGroup
 from desktop_app.engine.imageio import Source
 from desktop_app.engine.indexer import IndexSummary
 from desktop_app.engine.library import Library
@@ -56,6 +71,7 @@ from desktop_app.ui.worker import (
     IndexJob,
     IndexWorker,
     LoadEncoderJob,
+    MarkNotDuplicatesJob,
     ReindexJob,
     describe_summary,
 )
@@ -97,6 +113,7 @@ class SearchController(FeatureSlots, QObject):
     progress = Signal(object)  # Progress
     busy = Signal(bool)
     queue_length = Signal(int)
+    not_duplicates_marked = Signal(object, str)  # DuplicateGroup, why it failed ('' if not)
 
     def __init__(self, library: Library, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -109,6 +126,13 @@ class SearchController(FeatureSlots, QObject):
         self.image_pool = QThreadPool(self)
         self.image_pool.setMaxThreadCount(max(2, QThreadPool.globalInstance().maxThreadCount()))
         self.calls = BackgroundCalls(self.image_pool, self)
+        # The duplicate finder (a scan of the whole library) and trash moves get a pool of
+        # their own, one thread: searches never wait behind them. Each finder run gets a
+        # cancel event from ``finder_cancel``; shutdown sets them all, then drains it.
+        self.finder_pool = QThreadPool(self)
+        self.finder_pool.setMaxThreadCount(1)
+        self.finder_calls = BackgroundCalls(self.finder_pool, self)
+        self._finder_cancels: list[threading.Event] = []
         self.thumbnails = ThumbnailCache(library.dirs.thumbnails, self.image_pool, self)
         self.model = ResultsModel(self.thumbnails, self)
         self.model.sort_order = self.settings.sort_order
@@ -147,16 +171,24 @@ class SearchController(FeatureSlots, QObject):
         self.searcher.updated.connect(self._show_results)  # partial matches merged in
         self.searcher.failed.connect(self._search_failed)
         w = self.worker
-        w.progress.connect(self.progress)
-        w.busy.connect(self.busy)
-        w.queue_length.connect(self.queue_length)
-        w.finished.connect(self._index_finished)
-        w.failed.connect(self._worker_failed)  # it says what failed
-        w.status.connect(self._on_status)
-        w.encoder_ready.connect(self._on_encoder_ready)
-        w.encoder_failed.connect(self.encoder_failed)
-        w.model_switched.connect(self._model_switched)
-        w.switch_abandoned.connect(self._switch_abandoned)
+        # Every link from the worker to this object is kept, so shutdown can cut them
+        # all (and drop what they already queued) before the references go.
+        self._worker_links: list[QMetaObject.Connection] = [
+            signal.connect(slot)
+            for signal, slot in (
+                (w.progress, self.progress),
+                (w.busy, self.busy),
+                (w.queue_length, self.queue_length),
+                (w.finished, self._index_finished),
+                (w.failed, self._worker_failed),  # it says what failed
+                (w.status, self._on_status),
+                (w.encoder_ready, self._on_encoder_ready),
+                (w.encoder_failed, self.encoder_failed),
+                (w.model_switched, self._model_switched),
+                (w.switch_abandoned, self._switch_abandoned),
+                (w.not_duplicates_marked, self.not_duplicates_marked),
+            )
+        ]
         self.watcher.changed.connect(lambda paths: self.worker.submit(IndexJob(paths, add=False)))
         self.watcher.root_returned.connect(lambda root: self.worker.submit(IndexJob([root])))
         self.watcher.root_offline.connect(self._root_offline)
@@ -346,6 +378,19 @@ class SearchController(FeatureSlots, QObject):
     def remove_folder(self, folder: str) -> None:
         self.worker.submit(ForgetJob(folder))
 
+    def mark_not_duplicates(self, group: DuplicateGroup) -> None:
+        """A catalog write: the worker does it (the one writer) and answers with
+        ``not_duplicates_marked``."""
+        self.worker.submit(MarkNotDuplicatesJob(group))
+
+    def finder_cancel(self) -> threading.Event:
+        """A cancel event for one duplicate-finder run; shutdown sets it (closing the
+        main window never reaches the review dialog's closeEvent)."""
+        self._finder_cancels = [e for e in self._finder_cancels if not e.is_set()]
+        event = threading.Event()
+        self._finder_cancels.append(event)
+        return event
+
     def toggle_pause(self) -> None:
         if self.worker.paused:
             self.worker.unpause()
@@ -369,19 +414,13 @@ class SearchController(FeatureSlots, QObject):
         self.message.emit(f"{root} is offline; its photos stay in the library", 10000)
 
     def _worker_failed(self, message: str) -> None:
-        if self._shut:  # queued from the worker before it stopped: the window is going
-            return
         self.message.emit(message, 0)
 
     def _index_finished(self, summary: IndexSummary) -> None:
-        if self._shut:  # queued from the worker before it stopped: the window is going
-            return
         self.last_summary = summary
         self.message.emit(describe_summary(summary), 10000)
 
     def _on_status(self, st: LibraryStatus) -> None:
-        if self._shut:  # queued from the worker before it stopped: the window is going
-            return
         self.last_status = st
         self.counts_changed.emit(st.files, st.failed)
         self.model.set_offline_roots([r.path for r in st.roots if not r.online])
@@ -405,8 +444,6 @@ class SearchController(FeatureSlots, QObject):
         )
 
     def _on_encoder_ready(self, description: str, warning: str) -> None:
-        if self._shut:  # queued from the worker before it stopped: the window is going
-            return
         # torch, Chroma and Qt are loaded now: move their millions of long-lived objects
         # out of the collector's sight, so a full collection (which stops every thread,
         # this one too) scans only what the app allocates from here on. Once only: a
@@ -456,8 +493,6 @@ class SearchController(FeatureSlots, QObject):
             self.message.emit(f"Could not save the settings: {exc}", 10000)
 
     def _model_switched(self, model: str) -> None:
-        if self._shut:  # queued from the worker before it stopped: the window is going
-            return
         """The worker completed a switch: the catalog says ``model`` now; so do the
         settings."""
         if self.pending_model == model:
@@ -465,8 +500,6 @@ class SearchController(FeatureSlots, QObject):
         self._replace_settings(replace(self.settings, model=model))
 
     def _switch_abandoned(self, model: str) -> None:
-        if self._shut:  # queued from the worker before it stopped: the window is going
-            return
         """A switch failed (its message says why) or was cancelled: the dialog shows the
         encoder that answers, not one that will never come."""
         if self.pending_model == model:
@@ -497,6 +530,17 @@ class SearchController(FeatureSlots, QObject):
             self._replace_settings(replace(self.settings, thumbnail_size=size, sort_order=order))
 
     # -- quitting --------------------------------------------------------------------
+    def _cut_worker_links(self) -> None:
+        """After the worker stopped (or was given up on): disconnect its signals from
+        this object, then drop the calls they already queued here. A disconnect alone
+        is not enough: Qt still delivers a queued call posted before it. From here on no
+        worker report can reach the controller (or through it the window), even one
+        from a worker that outlived its time-out, so no slot needs a guard of its own."""
+        for link in self._worker_links:
+            QObject.disconnect(link)
+        self._worker_links = []
+        QCoreApplication.removePostedEvents(self, QEvent.Type.MetaCall)
+
     @property
     def stopped(self) -> bool:
         return self._shut
@@ -519,10 +563,13 @@ class SearchController(FeatureSlots, QObject):
         self._rerun.stop()
         self.watcher.stop()
         self.searcher.cancel_all()  # running searches stop at their next stage or candidate
+        for event in self._finder_cancels:  # a duplicate finder stops at its next batch
+            event.set()
         clean = self.worker.stop(worker_timeout_ms)
         if not clean:
             log.error("the indexing worker did not stop within %d ms", worker_timeout_ms)
-        for pool in (self.pool, self.image_pool):
+        self._cut_worker_links()
+        for pool in (self.pool, self.image_pool, self.finder_pool):
             pool.clear()
             if not pool.waitForDone(pool_timeout_ms):
                 log.error("background tasks still running after %d ms", pool_timeout_ms)

@@ -2,9 +2,11 @@
 
 The engine calls the progress callback on the thread that downloads (the indexing
 worker); :class:`DownloadMonitor` turns each call into a queued signal for the GUI
-thread and raises :class:`DownloadCancelled` there once the user cancelled
-(``clip.cancellable``), so the download stops at its next chunk and the offline encoder
-runs with the reason. The dialog lives on the GUI thread.
+thread and raises :class:`DownloadCancelled` there once the user cancelled, so the
+download stops at its next chunk and the offline encoder runs with the reason. The worker
+wraps it (``clip_weights.cancellable``) with its own cancel event too, so quitting (or
+cancelling the job) also stops a download at its next chunk. The dialog lives on the GUI
+thread.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ MB = 1 << 20
 
 
 class DownloadMonitor(QObject):
-    progressed = Signal(int, int, str)  # done bytes, total bytes, description
+    # objects, not ints: a Qt int is 32 bits and weights past 2 GB would overflow the emit
+    progressed = Signal(object, object, str)  # done bytes, total bytes, description
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)

@@ -3,11 +3,13 @@
 system trash, or mark the group as not duplicates.
 
 Threads: the dialog and its cards live on the GUI thread. The finder (read-only) runs in
-the search pool, thumbnails in the image pool, both through ``BackgroundCalls``. Moving
-files to the trash (send2trash, never a hard delete) runs in the search pool too: it
-only touches the files; the catalog and the index then follow through an index job of
-those paths on the indexing worker, the one writer. "Not duplicates" writes one small
-catalog table in the pool (SQLite serialises writers).
+the controller's finder pool (one thread of its own, so searches never wait behind it),
+thumbnails in the image pool, both through ``BackgroundCalls``; its cancel event comes
+from the controller, which sets it at quit (closing the main window never calls this
+dialog's closeEvent) before draining that pool. Moving files to the trash (send2trash,
+never a hard delete) runs in the finder pool too: it only touches the files; the
+catalog and the index then follow through an index job of those paths on the indexing
+worker, the one writer. "Not duplicates" is a catalog write, so it is a worker job too.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 
 import shiboken6
@@ -41,7 +42,6 @@ from PySide6.QtWidgets import (
 from desktop_app.engine.duplicate_review import (
     KEEP_RULES,
     TrashReport,
-    mark_not_duplicates,
     move_to_trash,
 )
 from desktop_app.engine.duplicates import (
@@ -51,6 +51,7 @@ from desktop_app.engine.duplicates import (
     DuplicateReport,
     last_report,
 )
+from desktop_app.engine.filters import when_label
 from desktop_app.engine.library import Library
 from desktop_app.ui.images import LoadedQImage, load_qimage
 from desktop_app.ui.tasks import BackgroundCalls
@@ -105,7 +106,13 @@ class DuplicateReviewDialog(QDialog):
         reindex: Callable[[list[str]], None],
         parent: QWidget | None = None,
         trash: Trash | None = None,
+        *,
+        mark: Callable[[DuplicateGroup], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> None:
+        """``mark`` submits "not duplicates" to the one writer (the window passes the
+        controller's; its answer comes back to :meth:`marked`); ``cancel`` stops a
+        running finder, set here on close and by the controller at quit."""
         super().__init__(parent)
         self.setWindowTitle("Find duplicates")
         self.resize(1100, 700)
@@ -113,8 +120,10 @@ class DuplicateReviewDialog(QDialog):
         self.finder_calls, self.image_calls = finder_calls, image_calls
         self.reindex = reindex
         self.trash = trash  # None: send2trash (tests pass a stand-in)
-        self.cancel = threading.Event()
+        self.cancel = cancel or threading.Event()
+        self._mark = mark
         self.report: DuplicateReport | None = None
+        self._pending_mark: DuplicateGroup | None = None  # sent to the worker, no answer yet
         self.groups: list[DuplicateGroup] = []
         self.cards: list[FileCard] = []
         self.busy = False
@@ -287,21 +296,25 @@ class DuplicateReviewDialog(QDialog):
             self._drop_group(group)
 
     def mark_not_duplicates(self) -> None:
+        """Remember the group as not duplicates: a catalog write, so it goes to the
+        indexing worker (the one writer); :meth:`marked` hears back."""
         group = self.current_group()
-        if group is None or self.busy:
+        if group is None or self.busy or self._mark is None:
             return
-        catalog = self.library.catalog
         self._set_busy(True, "Remembering…")
-        self.finder_calls.call(
-            lambda: mark_not_duplicates(catalog, group),
-            lambda _n: self._marked(group),
-            self._failed,
-        )
+        self._pending_mark = group
+        self._mark(group)
 
-    def _marked(self, group: DuplicateGroup) -> None:
-        if shiboken6.isValid(self.status):
-            self._set_busy(False, "Marked as not duplicates; they are not grouped again.")
-            self._drop_group(group)
+    def marked(self, group: DuplicateGroup, error: str) -> None:
+        """The worker's answer (GUI thread), for this dialog's request only."""
+        if group is not self._pending_mark:
+            return
+        self._pending_mark = None
+        if error:
+            self._set_busy(False, f"Could not remember it: {error}")
+            return
+        self._set_busy(False, "Marked as not duplicates; they are not grouped again.")
+        self._drop_group(group)
 
     def _drop_group(self, group: DuplicateGroup) -> None:
         if group in self.groups:
@@ -335,8 +348,7 @@ class DuplicateReviewDialog(QDialog):
 def describe_file(f: DuplicateFile) -> str:
     dims = f"{f.width} × {f.height} px" if f.width and f.height else "size unknown"
     size = f"{f.size / 1e6:.1f} MB" if f.size >= 1e5 else f"{f.size / 1e3:.0f} KB"
-    when = datetime.fromtimestamp(f.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M")
-    return f"{dims}\n{size}\n{when}"
+    return f"{dims}\n{size}\n{when_label(f.taken, f.mtime_ns)}"
 
 
 def describe_group(g: DuplicateGroup) -> str:

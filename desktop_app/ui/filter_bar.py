@@ -1,10 +1,10 @@
-"""The filter bar: narrow the results by watched folder, file type, modified date,
-minimum dimensions and match kind.
+"""The filter bar: narrow the results by watched folder, file type, date taken (EXIF,
+else modified), minimum dimensions and match kind.
 
 A view part: it turns its controls into one ``ResultFilter`` (engine/filters.py) and
 emits it; the controller re-runs the query with it and the engine applies it right
-after the vector store lookup. Dates are the files' modified times (the catalog has no
-EXIF dates). GUI thread only.
+after the vector store lookup. Dates are EXIF capture dates, else the files' modified
+dates (``FileRow.day``). GUI thread only.
 """
 
 from __future__ import annotations
@@ -41,8 +41,12 @@ class FilterBar(QToolBar):
         self.type_box.addItem("All types", "")
         for ext in file_types:
             self.type_box.addItem(ext, ext)
-        self.date_from = _date_edit("Modified on or after this day")
-        self.date_to = _date_edit("Modified on or before this day")
+        self.date_from = _date_edit(
+            "Taken on or after this day (EXIF date; the modified date when it has none)"
+        )
+        self.date_to = _date_edit(
+            "Taken on or before this day (EXIF date; the modified date when it has none)"
+        )
         self.min_width = _pixels_box("Narrowest image to show")
         self.min_height = _pixels_box("Lowest image to show")
         self.match_box = QComboBox()
@@ -54,7 +58,7 @@ class FilterBar(QToolBar):
         for label, widget in (
             (" Filter: ", self.folder_box),
             (" ", self.type_box),
-            ("  Modified ", self.date_from),
+            ("  Taken ", self.date_from),
             (" to ", self.date_to),
             ("  At least ", self.min_width),
             (" × ", self.min_height),

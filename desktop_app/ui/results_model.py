@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from datetime import datetime
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from PySide6.QtCore import (
     Slot,
 )
 
+from desktop_app.engine.filters import when_label, when_timestamp
 from desktop_app.engine.search import SearchResult
 from desktop_app.ui.thumbnails import ThumbnailCache
 
@@ -42,7 +42,7 @@ class Role(IntEnum):
 SORT_KEYS = {
     "score": lambda r: (-r.score, r.path),
     "name": lambda r: (Path(r.path).name.lower(), r.path),
-    "date": lambda r: (-r.mtime_ns, r.path),
+    "date": lambda r: (-when_timestamp(r.taken, r.mtime_ns), r.path),
     "size": lambda r: (-r.size, r.path),
 }
 
@@ -178,7 +178,7 @@ class ResultsModel(QAbstractListModel):
 def tooltip(r: SearchResult) -> str:
     dims = f"{r.width} × {r.height} px" if r.width and r.height else "size unknown"
     size = f"{r.size / 1e6:.1f} MB" if r.size >= 1e5 else f"{r.size / 1e3:.0f} KB"
-    when = datetime.fromtimestamp(r.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M") if r.mtime_ns else ""
+    when = when_label(r.taken, r.mtime_ns)
     lines = [r.path, f"{dims} · {size} · {when}", f"similarity {r.score:.3f} ({match_label(r)})"]
     if r.region:
         x, y, w, h = r.region

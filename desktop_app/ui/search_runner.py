@@ -5,7 +5,9 @@ for the new query instead of finishing work nobody will see.
 
 ``_SearchTask.run`` runs on a pool thread (the engine's search stages, a URL download);
 ``SearchRunner`` lives on the GUI thread, sets the superseded tasks' events and re-emits
-only the current generation's results there."""
+only the current generation's results there. A ``Query`` belongs to the GUI thread: a
+search thread only reads it (a URL's downloaded bytes come back through a signal and are
+stored on the GUI thread)."""
 
 from __future__ import annotations
 
@@ -73,6 +75,7 @@ class Query:
 class _Signals(QObject):
     done = Signal(int, object, object, float, bool)  # generation, query, results, s, final
     failed = Signal(int, object, str)  # generation, query, message
+    fetched = Signal(int, object, object)  # generation, query, the URL's bytes
 
 
 class _SearchTask(QRunnable):
@@ -88,8 +91,14 @@ class _SearchTask(QRunnable):
             return  # superseded before it started
         started = time.perf_counter()
         try:
+            q, data = self.query, None
+            if q.kind == QueryKind.URL and q.data is None:
+                data = fetch_url(q.text or "")
+                # the Query belongs to the GUI thread: it keeps the bytes (a region of it
+                # searches again without a download) when the runner gets them there
+                self._emit(self.runner.signals.fetched, data)
             # Stages: full-image results first, then partial-region matches merged in.
-            stages = run_query(self.runner.library, self.query, self.cancel)
+            stages = run_query(self.runner.library, q, data, self.cancel)
             for i, compute in enumerate(stages):
                 if self.cancel.is_set():
                     return  # superseded: stop spending CPU on it
@@ -117,18 +126,28 @@ class _SearchTask(QRunnable):
 Stage = Callable[[], list[SearchResult]]
 
 
-def run_query(library: Library, q: Query, cancel: threading.Event | None = None) -> list[Stage]:
+def run_query(
+    library: Library,
+    q: Query,
+    data: bytes | None = None,
+    cancel: threading.Event | None = None,
+) -> list[Stage]:
     """The query as a list of stages, each computing the whole result list so far; once
-    ``cancel`` is set, a partial stage stops early with :class:`SearchCancelled`."""
+    ``cancel`` is set, a partial stage stops early with :class:`SearchCancelled`.
+
+    Runs on a search thread and never changes ``q``, which belongs to the GUI thread: a
+    URL query's image comes in ``data`` (else it is downloaded here, for this call)."""
     f = q.result_filter
     if q.kind == QueryKind.TEXT:
         return [lambda: library.search_text(q.text or "", q.top_k, q.threshold, f)]
     if q.kind == QueryKind.SIMILAR and not q.region:
         assert q.path
         return library.similar_stages(q.path, q.top_k, q.threshold, f, cancel=cancel)
-    if q.kind == QueryKind.URL and q.data is None:
-        q.data = fetch_url(q.text or "")
-    source: Path | bytes = q.data if q.data is not None else Path(q.path or "")
+    if q.kind == QueryKind.URL and q.data is None and data is None:
+        data = fetch_url(q.text or "")
+    source: Path | bytes = (
+        q.data if q.data is not None else data if data is not None else Path(q.path or "")
+    )
     return library.image_stages(
         source,
         q.top_k,
@@ -174,6 +193,7 @@ class SearchRunner(QObject):
         self.signals = _Signals()
         self.signals.done.connect(self._done)
         self.signals.failed.connect(self._failed)
+        self.signals.fetched.connect(self._fetched)
 
     def cancel_all(self) -> None:
         """Drop every search under way: a running one stops at its next stage, or within
@@ -204,6 +224,12 @@ class SearchRunner(QObject):
             self.updated.emit(query, results, seconds)
         if final:
             self.completed.emit(query, results, seconds)
+
+    def _fetched(self, _generation: int, query: Query, data: bytes) -> None:
+        """A URL query's image arrived (GUI thread): the query keeps it, so a search by a
+        region of it, or a re-run, needs no second download."""
+        if query.data is None:
+            query.data = data
 
     def _failed(self, generation: int, query: Query, message: str) -> None:
         if generation == self.generation:

@@ -2,8 +2,9 @@
 the filter bar, the sort direction and "hide query file" controls, and the duplicate
 review opened from the tool bar.
 
-GUI thread only. The duplicate finder and trash moves run in the controller's search
-pool, thumbnails in its image pool (see ``duplicates_view.py``).
+GUI thread only. The duplicate finder and trash moves run in the controller's finder
+pool (one thread of its own), thumbnails in its image pool, "not duplicates" on the
+indexing worker (see ``duplicates_view.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from PySide6.QtCore import QObject, Qt
 from desktop_app.ui.download import DownloadDialog, DownloadMonitor
 from desktop_app.ui.duplicates_view import DuplicateReviewDialog, Trash
 from desktop_app.ui.filter_bar import FilterBar
-from desktop_app.ui.tasks import BackgroundCalls
 
 if TYPE_CHECKING:
     from desktop_app.ui.main_window import MainWindow
@@ -30,7 +30,8 @@ class WindowFeatures(QObject):
         window.addToolBarBreak()
         window.addToolBar(self.filter_bar)
         self.filter_bar.set_folders(c.roots)
-        self.finder_calls = BackgroundCalls(c.pool, self)
+        # the finder's own one-thread pool (controller): searches never wait behind it
+        self.finder_calls = c.finder_calls
         self.trash: Trash | None = None  # None: send2trash; tests put a stand-in here
         self.duplicates: DuplicateReviewDialog | None = None
         tb = window.toolbar
@@ -56,8 +57,16 @@ class WindowFeatures(QObject):
             return self.duplicates
         c = self.window.controller
         dialog = DuplicateReviewDialog(
-            c.library, self.finder_calls, c.calls, c.reindex_paths, self.window, self.trash
+            c.library,
+            self.finder_calls,
+            c.calls,
+            c.reindex_paths,
+            self.window,
+            self.trash,
+            mark=c.mark_not_duplicates,
+            cancel=c.finder_cancel(),
         )
+        c.not_duplicates_marked.connect(dialog.marked)  # gone with the dialog
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.destroyed.connect(self._closed)
         self.duplicates = dialog

@@ -5,7 +5,9 @@ Ownership:
 
 - The worker thread (``index-worker``) is the window's only writer: every catalog and
   store write (indexing, forgetting a folder, syncing the store with the catalog when the
-  encoder loads) and the swap to a new encoder (``Library.slot``) happen in ``_run``.
+  encoder loads, the duplicate review's "not duplicates") and the swap to a new encoder
+  (``Library.slot``) happen in ``_run``. A weights download runs here too and stops at
+  its next chunk once ``cancel`` is set (by the user, or by ``stop`` at quit).
   Searches on pool threads only read (``engine/library.py``).
 - Each job runs with the settings as they were when it was submitted: ``submit`` (GUI
   thread) takes a snapshot and the job reads only that, so a change in Settings on the
@@ -13,7 +15,8 @@ Ownership:
 - The GUI talks to it through a thread-safe job queue and three events (cancel, resume,
   stop); it answers with signals, queued to the GUI thread. A queued Qt signal would
   never reach it while it is busy, which is why control goes through events checked
-  between files and batches.
+  between files and batches. Jobs queued together run in one pass; ``cancel`` is
+  cleared before each, so a cancel stops the job it was meant for only.
 """
 
 from __future__ import annotations
@@ -23,18 +26,19 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PIL import Image
 from PySide6.QtCore import QObject, QThread, Signal
 
+# clip_weights imports no torch (clip.py does: the worker module must not, at start)
+from desktop_app.engine.duplicate_review import mark_not_duplicates
+from desktop_app.engine.duplicates import DuplicateGroup
+from desktop_app.engine.encoders.clip_weights import DownloadProgress, cancellable
 from desktop_app.engine.errors import DesktopAppError
 from desktop_app.engine.indexer import IndexSummary, Progress
 from desktop_app.engine.library import EncoderSlot, Library
 from desktop_app.engine.settings import Settings
-
-if TYPE_CHECKING:  # clip.py imports torch: the worker module must not, at start
-    from desktop_app.engine.encoders.clip_weights import DownloadProgress
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +66,14 @@ class LoadEncoderJob:
     pass
 
 
-Job = IndexJob | ForgetJob | ReindexJob | LoadEncoderJob
+@dataclass
+class MarkNotDuplicatesJob:
+    """The duplicate review's "Not duplicates": a catalog write, so the writer's."""
+
+    group: DuplicateGroup
+
+
+Job = IndexJob | ForgetJob | ReindexJob | LoadEncoderJob | MarkNotDuplicatesJob
 Queued = tuple[Job, Settings]  # a job and the settings snapshot taken when it was submitted
 
 
@@ -74,6 +85,8 @@ def describe_job(job: Job) -> str:
         return f"Switching the encoder to {job.model}"
     if isinstance(job, ForgetJob):
         return f"Removing {job.folder} from the library"
+    if isinstance(job, MarkNotDuplicatesJob):
+        return "Marking a group as not duplicates"
     if not job.paths:
         return "Checking the library folders for changes"
     if job.add:
@@ -99,6 +112,7 @@ class IndexWorker(QObject):
     encoder_failed = Signal(str)  # the encoder could not be loaded: why
     model_switched = Signal(str)  # a re-index for this model completed: it answers now
     switch_abandoned = Signal(str)  # a switch to this model failed or was cancelled
+    not_duplicates_marked = Signal(object, str)  # DuplicateGroup, why it failed ('' if not)
     busy = Signal(bool)
     queue_length = Signal(int)
 
@@ -158,13 +172,15 @@ class IndexWorker(QObject):
                 break
             jobs = self._coalesce(first)
             self.queue_length.emit(self._jobs.qsize())
-            self.cancel.clear()
             self.busy.emit(True)
             try:
                 for job, settings in jobs:
-                    self._run_reporting(job, settings)
+                    # a cancel stops the job it was meant for, not the ones merged after it
+                    self.cancel.clear()
+                    # stop() sets _stopping before cancel: seen here, or cancel stays set
                     if self._stopping.is_set():
                         break
+                    self._run_reporting(job, settings)
             finally:
                 self.busy.emit(False)
             if not self._stopping.is_set():
@@ -187,6 +203,8 @@ class IndexWorker(QObject):
             self.encoder_failed.emit(reason)
         if isinstance(job, ReindexJob):
             self.switch_abandoned.emit(job.model)
+        if isinstance(job, MarkNotDuplicatesJob):
+            self.not_duplicates_marked.emit(job.group, reason)
 
     def _coalesce(self, first: Queued) -> list[Queued]:
         """Merge queued watcher jobs into one run: a burst of 1,000 copied files is one
@@ -218,10 +236,13 @@ class IndexWorker(QObject):
     def _run(self, job: Job, settings: Settings) -> None:
         lib = self.library
         if isinstance(job, LoadEncoderJob):
-            encoder = lib.encoder  # loads (maybe downloads) the weights, off the GUI thread
+            # loads (maybe downloads) the weights, off the GUI thread
+            encoder = lib.slot.get(progress=self._download_progress())
+            if self._stopping.is_set():  # a quit cancelled the download: nothing more
+                return
             # the writer catches the store up with the catalog (a crash between the two
             # writes): searches never write, so this is where it happens
-            lib.catch_up_store(lib.encoder_id)
+            lib.catch_up_store(lib.encoder_id, self.cancel)
             # Run the input shapes a query uses once (the query and its mirror; the query
             # windows), so the first real search does not pay the backend's first-call
             # cost for each shape — nor stall the window while it does.
@@ -233,16 +254,26 @@ class IndexWorker(QObject):
             self._index(lib.index(job.paths, self.cancel, add=job.add, settings=settings))
         elif isinstance(job, ForgetJob):
             lib.forget(job.folder)
+        elif isinstance(job, MarkNotDuplicatesJob):
+            mark_not_duplicates(lib.catalog, job.group)
+            self.not_duplicates_marked.emit(job.group, "")
         elif isinstance(job, ReindexJob):
             # a first-run CLIP download reports (and can be cancelled) through this
-            slot = EncoderSlot(job.model, settings, progress=self.download_progress)
-            slot.get()
+            slot = EncoderSlot(job.model, settings)
+            slot.get(progress=self._download_progress())
             self._index(lib.index((), self.cancel, slot=slot, settings=settings))
             if lib.slot is slot:  # completed: the new encoder serves searches now
                 self.encoder_ready.emit(slot.get().describe(), slot.warning or "")
                 self.model_switched.emit(job.model)
             else:  # cancelled: the current encoder stays
                 self.switch_abandoned.emit(job.model)
+
+    def _download_progress(self) -> DownloadProgress:
+        """The callback a weights download on this thread reports to: the window's
+        monitor (its dialog can cancel), and it raises at the next chunk once the job is
+        cancelled or the worker stops (``stop`` sets ``cancel``): a quit never waits for
+        a 600 MB download to finish."""
+        return cancellable(self.download_progress, self.cancel)
 
     def _index(self, run: Any) -> None:
         last = 0.0

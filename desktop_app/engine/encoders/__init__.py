@@ -47,9 +47,10 @@ def load_encoder(
         from desktop_app.engine.encoders.histogram import HistogramEncoder
 
         return HistogramEncoder(batch_size)
+    from desktop_app.engine.bundled import torch_installed
     from desktop_app.engine.encoders.runtime import cpu_for_certain
 
-    if cpu_for_certain(device):
+    if cpu_for_certain(device) or not torch_installed():
         torch_device: Any = "cpu"  # the ONNX path then never imports torch
     else:
         from desktop_app.engine.encoders.device import pick_device

