@@ -2,7 +2,11 @@
 
     python bench/bench_regions.py [--wallpapers DIR] [--distractors 300] [--max-parents N]
                                   [--max-queries N] [--stage-sample 40] [--quick]
-                                  [--seed 1234] [--keep]
+                                  [--seed 1234] [--keep] [--path torch,onnx]
+
+``--path torch,onnx`` runs everything below once per inference path (``DESKTOP_APP_RUNTIME``)
+on the same database and queries, and prints recall@1 per query kind for each path with
+its difference to the first (target: within 0.01), saved as ``bench_regions[_quick]_paths``.
 
 Database: the Debian desktop wallpapers (high-res real photos and artworks; fetched with
 ``../shared/scripts/fetch-wallpapers.sh DIR`` when DIR has none) plus N clothing photos
@@ -67,6 +71,7 @@ from common import CLOTHING, OUT, ROOT, SHARED, median, percentile, report  # no
 
 sys.path.insert(0, str(ROOT))
 from desktop_app.engine.analysis import KEYPOINTS, TINY  # noqa: E402
+from desktop_app.engine.encoders.runtime import RUNTIME_ENV, RUNTIMES  # noqa: E402
 from desktop_app.engine.imageio import to_rgb  # noqa: E402
 from desktop_app.engine.library import Library  # noqa: E402
 from desktop_app.engine.paths import HOME_ENV  # noqa: E402
@@ -443,7 +448,18 @@ def parse_args() -> argparse.Namespace:
         help="search only a seeded sample of the queries, equal per kind (default: all)",
     )
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (libraries, queries)")
+    ap.add_argument(
+        "--path",
+        default="",
+        help="inference paths to compare, comma-separated (torch, onnx, onnx-int8); each "
+        "indexes and searches the same database and queries; the first is the reference "
+        "(default: the app's automatic choice only)",
+    )
     args = ap.parse_args()
+    args.paths = [p.strip() for p in args.path.split(",") if p.strip()] or [""]
+    unknown = [p for p in args.paths if p not in RUNTIMES]
+    if args.path and unknown:
+        ap.error(f"unknown path {unknown}; choose from {', '.join(RUNTIMES)}")
     if args.quick:
         args.max_parents = args.max_parents or 12
         args.distractors = min(args.distractors, 60)
@@ -519,7 +535,7 @@ def generate_queries(
 
 
 def index_both(work: Path, db_walls: Path, db_dis: Path, parent_of: dict[str, int]) -> Indexed:
-    """Index the database twice, with and without region matching."""
+    """Index the database twice, with and without region matching (homes under ``work``)."""
     libs: dict[str, Library] = {}
     index_stats: dict[str, Any] = {}
     for label, regions in (("regions", True), ("baseline", False)):
@@ -755,29 +771,107 @@ def main() -> None:
     qdir.mkdir(parents=True)
     parent_of = build_database(photos, db_walls, db_dis)
     queries, made, t_queries = generate_queries(args, photos, qdir, crops)
-    ix = index_both(work, db_walls, db_dis, parent_of)
-    per, t_search = search_all(ix.libs, queries, parent_of, photos.designs)
-    sample = stratified(queries, args.stage_sample, args.seed)
-    stages = time_stages(ix.libs, queries, sample)
-
-    summary: dict[str, dict[str, Any]] = {}
-    for label in ix.libs:
-        summary[label] = summarise_library(per[label], queries, ix.untextured)
-        summary[label]["stages_ms"] = stage_summary(stages[label], len(sample))
-    print_matrix(summary)
-
-    rows = quality_rows(summary) + latency_rows(summary) + index_rows(ix.stats)
+    runs = {
+        path or "auto": run_path(path, work, db_walls, db_dis, parent_of, photos, queries, args)
+        for path in args.paths
+    }
+    ref = next(iter(runs.values()))
+    print_matrix(ref.summary)
+    rows = quality_rows(ref.summary) + latency_rows(ref.summary) + index_rows(ref.ix.stats)
+    if len(runs) > 1:
+        rows += path_rows(runs, queries)
     rows.append(("queries", len(queries), ""))
     rows.append(("total seconds", time.perf_counter() - t_start, "< 1500"))
-    seconds = {"queries_made": t_queries, "searching": t_search}
+    seconds = {"queries_made": t_queries, "searching": sum(r.t_search for r in runs.values())}
     setup = setup_record(args, photos, crops, made, queries, seconds)
-    write_report(name, rows, setup, ix, photos, summary, queries, per)
-    for lib in ix.libs.values():
-        lib.close()
+    setup["paths"] = {p: r.describe for p, r in runs.items()}
+    if len(runs) > 1:
+        name += "_paths"  # beside the main figures, not over them
+        setup["path_summaries"] = {
+            p: {label: {k: r.summary[label][k] for k in KINDS + ["all"]} for label in r.summary}
+            for p, r in runs.items()
+        }
+    write_report(name, rows, setup, ref.ix, photos, ref.summary, queries, ref.per)
     if args.keep:
         print(f"kept {work}")
     else:
         shutil.rmtree(work, ignore_errors=True)
+
+
+@dataclass
+class PathRun:
+    """One inference path's figures on the shared database and queries."""
+
+    describe: str  # the encoder as the app names it (runtime and precision)
+    ix: Indexed
+    per: dict[str, list[dict[str, Any]]]
+    summary: dict[str, dict[str, Any]]
+    t_search: float
+
+
+def run_path(
+    path: str,
+    work: Path,
+    db_walls: Path,
+    db_dis: Path,
+    parent_of: dict[str, int],
+    photos: Photos,
+    queries: list[dict[str, Any]],
+    args: argparse.Namespace,
+) -> PathRun:
+    """Index and search with one inference path (``DESKTOP_APP_RUNTIME``; empty: auto)."""
+    if path:
+        os.environ[RUNTIME_ENV] = path
+    else:
+        os.environ.pop(RUNTIME_ENV, None)
+    home = work / (path or "auto")
+    home.mkdir(parents=True, exist_ok=True)
+    ix = index_both(home, db_walls, db_dis, parent_of)
+    describe = ix.libs["regions"].encoder.describe()
+    print(f"path {path or 'auto'}: {describe}", flush=True)
+    per, t_search = search_all(ix.libs, queries, parent_of, photos.designs)
+    sample = stratified(queries, args.stage_sample, args.seed)
+    stages = time_stages(ix.libs, queries, sample)
+    summary: dict[str, dict[str, Any]] = {}
+    for label in ix.libs:
+        summary[label] = summarise_library(per[label], queries, ix.untextured)
+        summary[label]["stages_ms"] = stage_summary(stages[label], len(sample))
+    for lib in ix.libs.values():
+        lib.close()
+    return PathRun(describe, ix, per, summary, t_search)
+
+
+def path_rows(
+    runs: dict[str, PathRun], queries: list[dict[str, Any]]
+) -> list[tuple[str, Any, str]]:
+    """Each path's recall@1 per query kind next to the reference path's (the first), and
+    how often its top result is the same file."""
+    names = list(runs)
+    ref = runs[names[0]]
+    rows: list[tuple[str, Any, str]] = []
+    print(f"\nrecall@1 per query kind and path (reference: {names[0]})")
+    print(f"{'library':<10}{'kind':<8}" + "".join(f"{n:>12}" for n in names))
+    for label in ref.summary:
+        for k in KINDS + ["all"]:
+            values = [runs[n].summary[label][k]["recall@1"] for n in names]
+            print(f"{label:<10}{k:<8}" + "".join(f"{v:>12.3f}" for v in values))
+            for n, v in zip(names[1:], values[1:], strict=True):
+                rows.append(
+                    (
+                        f"path {n} {label} {k} recall@1 − {names[0]}",
+                        round(v - values[0], 4),
+                        "|Δ| ≤ 0.01",
+                    )
+                )
+        for n in names[1:]:
+            same = sum(
+                a.get("top1") == b.get("top1") and a["rank"] == b["rank"]
+                for a, b in zip(ref.per[label], runs[n].per[label], strict=True)
+            )
+            rows.append(
+                (f"path {n} {label}: same rank of the parent", f"{same}/{len(queries)}", "")
+            )
+    return rows
 
 
 def setup_record(

@@ -3,11 +3,24 @@ changed, moved and deleted at random and searches run; then the index is checked
 against the folder exactly, and memory, open files and threads are reported over time.
 
     python bench/soak.py [--minutes 30] [--ops 5000] [--searches 2000] [--model histogram]
+                         [--trace-malloc FRAMES] [--no-trim]
+
+``--ops 0`` or ``--searches 0`` leaves that half out (to tell indexing's memory from
+searching's); ``--trace-malloc`` prints the Python allocations that grew between the end
+of warm-up and the end; ``--no-trim`` stops the window handing freed heap back to the
+system once a minute (``engine/heap.py``), to see what that does.
+
+Searches follow one another as a user's do: one in flight until its last stage (partial
+matches merged in) is shown, then the next, at most at the target rate. The mix: a new
+image from outside the library, a file of the library (it may have just moved or gone),
+and Find similar on a shown result (on its matched region when it is a partial match).
 
 Threads: the window (and this script's search driver and samplers, QTimers) run on the
 main thread, which is the GUI thread; the file operations run on one plain thread, as
 another program changing the folder would. Targets (issue 9): zero mismatches, flat
-memory, open files and threads after warm-up. Writes bench/out/soak.json.
+memory, open files and threads after warm-up (the first third of the run): RSS slope at
+most ``FLAT_MB_PER_MIN``, open files and threads within a few of their warm-up level.
+Writes bench/out/soak.json.
 """
 
 from __future__ import annotations
@@ -18,6 +31,7 @@ import logging
 import os
 import random
 import shutil
+import statistics
 import sys
 import tempfile
 import threading
@@ -34,6 +48,9 @@ SAMPLE_S = 10.0
 START_FILES = 150
 MIN_FILES, MAX_FILES = 100, 400
 SUBFOLDERS = 8
+WARM_UP = 1 / 3  # of the run: caches fill (thumbnails, Chroma's, SQLite's) before flatness
+FLAT_MB_PER_MIN = 0.5  # RSS slope after warm-up at most this: 15 MB over a 30-min run
+FLAT_COUNT = 4  # open files and threads: at most this above their warm-up level
 
 
 def source_photos() -> list[Path]:
@@ -141,6 +158,21 @@ def process_figures() -> dict[str, float]:
     }
 
 
+def slope_per_min(samples: list[dict[str, Any]], key: str) -> float:
+    """Least-squares slope of ``key`` against time, per minute."""
+    if len(samples) < 2:
+        return 0.0
+    t = [s["t_s"] / 60 for s in samples]
+    return statistics.linear_regression(t, [float(s[key]) for s in samples]).slope
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
 def check_index(lib: Any, folder: Path) -> dict[str, Any]:
     """The catalog and the vector index against the folder, exactly."""
     from desktop_app.engine.fingerprint import fingerprint_file
@@ -182,10 +214,19 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     ap.add_argument("--searches", type=int, default=None, help="default 2000 per 30 min")
     ap.add_argument("--model", default="histogram", help="encoder (efficientnet-lite0: real)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--start-files", type=int, default=START_FILES, help="near 400 for a library that stays"
+    )
+    ap.add_argument("--trace-malloc", type=int, default=0, metavar="FRAMES")
+    ap.add_argument("--no-trim", action="store_true")
     args = ap.parse_args()
     seconds = args.minutes * 60
-    ops_target = args.ops or round(5000 * args.minutes / 30)
-    search_target = args.searches or round(2000 * args.minutes / 30)
+    ops_target = round(5000 * args.minutes / 30) if args.ops is None else args.ops
+    search_target = round(2000 * args.minutes / 30) if args.searches is None else args.searches
+    if args.trace_malloc:
+        import tracemalloc
+
+        tracemalloc.start(args.trace_malloc)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     # expected along the way (a query file deleted before it is read): keep errors only
     logging.getLogger("desktop_app").setLevel(logging.ERROR)
@@ -194,8 +235,8 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     folder = work / "library"
     sources = source_photos()
     rng = random.Random(args.seed)
-    churn = FileChurn(folder, sources, ops_target / seconds, args.seed)
-    for _ in range(START_FILES):
+    churn = FileChurn(folder, sources, max(ops_target, 1) / seconds, args.seed)
+    for _ in range(args.start_files):
         churn.write(churn.new_path())
 
     from PySide6.QtCore import QTimer, qInstallMessageHandler
@@ -204,8 +245,11 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     from desktop_app.engine.library import Library
     from desktop_app.engine.paths import resolve_dirs
     from desktop_app.engine.settings import Settings
+    from desktop_app.ui import collector
     from desktop_app.ui.main_window import MainWindow
 
+    if args.no_trim:
+        collector.TRIM_EVERY_S = float("inf")
     app = QApplication([])
     qInstallMessageHandler(quiet_qt)
     lib = Library(resolve_dirs(), Settings(model=args.model))
@@ -229,24 +273,29 @@ def main() -> None:  # noqa: PLR0915 - one linear script
 
     pump(lambda: win.status_bar.encoder_label.text().startswith(args.model), 600)
     win.add_folder(str(folder))
-    pump(lambda: files() >= START_FILES and not busy[0], 1800)
+    pump(lambda: files() >= args.start_files and not busy[0], 1800)
     print(f"start: {files()} files indexed; soaking {args.minutes} min")
 
-    # a search is answered when its first (full-image) results are shown; the next one
-    # may then supersede its partial-match stage, as a user's next query would
-    searches = {"started": 0, "answered": 0, "completed": 0, "failed": 0, "similar": 0}
+    # One search in flight, as a user who looks at the whole answer: the next starts once
+    # the last stage (partial matches merged in) is shown, or the search failed.
+    searches = {"started": 0, "answered": 0, "completed": 0, "failed": 0, "gave_up": 0}
+    mix = {"outside image": 0, "library file": 0, "find similar": 0, "find similar region": 0}
+    first_s: list[float] = []
+    all_s: list[float] = []
     in_flight = [False]
 
-    def answered(*_: object) -> None:
+    def answered(_q: object, _r: object, s: float) -> None:
         searches["answered"] += 1
-        in_flight[0] = False
+        first_s.append(s)
 
     def failed(*_: object) -> None:
         searches["failed"] += 1
         in_flight[0] = False
 
-    def completed(*_: object) -> None:
+    def completed(_q: object, _r: object, s: float) -> None:
         searches["completed"] += 1
+        all_s.append(s)
+        in_flight[0] = False
 
     c.searcher.finished.connect(answered)
     c.searcher.failed.connect(failed)
@@ -256,17 +305,22 @@ def main() -> None:  # noqa: PLR0915 - one linear script
 
     def search_tick() -> None:
         now = time.monotonic()
-        if in_flight[0] and now - last_search[0] < 30:
-            return  # one at a time (a superseded search never completes: give up after 30 s)
+        if in_flight[0]:
+            if now - last_search[0] < 30:
+                return
+            searches["gave_up"] += 1  # never seen to happen; counted, not hidden
         in_flight[0], last_search[0] = True, now
         searches["started"] += 1
         results = c.model.results()
         if results and rng.random() < 0.3:
-            searches["similar"] += 1
-            c.find_similar(rng.choice(results))  # it may have moved or gone: that is the point
+            pick = rng.choice(results)
+            mix["find similar region" if pick.match == "partial" else "find similar"] += 1
+            c.find_similar(pick)  # it may have moved or gone: that is the point
         elif rng.random() < 0.5:
+            mix["outside image"] += 1
             c.search_file(rng.choice(sources))
         else:
+            mix["library file"] += 1
             files = churn.files()
             c.search_file(rng.choice(files) if files else rng.choice(sources))
 
@@ -278,25 +332,37 @@ def main() -> None:  # noqa: PLR0915 - one linear script
                 "t_s": round(time.monotonic() - started, 1),
                 **process_figures(),
                 "ops": churn.ops,
-                "searches": searches["answered"] + searches["failed"],
+                "searches": searches["completed"] + searches["failed"],
                 "indexed": files(),
                 "thumbs_mb": round(c.thumbnails.memory_bytes / 2**20, 1),
             }
         )
 
     search_timer = QTimer()
-    search_timer.setInterval(max(20, int(1000 * seconds / search_target)))
+    search_timer.setInterval(max(20, int(1000 * seconds / max(search_target, 1))))
     search_timer.timeout.connect(search_tick)
     sampler = QTimer()
     sampler.setInterval(int(SAMPLE_S * 1000))
     sampler.timeout.connect(sample)
     sample()
-    churn.start()
-    search_timer.start()
+    if ops_target:
+        churn.start()
+    if search_target:
+        search_timer.start()
     sampler.start()
-    pump(lambda: False, seconds)
+    snapshots: list[Any] = []
+    if args.trace_malloc:
+        import tracemalloc
+
+        pump(lambda: False, seconds * WARM_UP)
+        snapshots.append(tracemalloc.take_snapshot())
+        pump(lambda: False, seconds * (1 - WARM_UP))
+        snapshots.append(tracemalloc.take_snapshot())
+    else:
+        pump(lambda: False, seconds)
     churn.stop.set()
-    churn.join()
+    if churn.is_alive():
+        churn.join()
     search_timer.stop()
     pump(lambda: not in_flight[0], 60)
     sample()
@@ -316,8 +382,12 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     lib.close()
     app.processEvents()
 
-    warm = [s for s in samples if s["t_s"] >= seconds * 0.2] or samples
+    warm = [s for s in samples if s["t_s"] >= seconds * WARM_UP] or samples
     first, last = warm[0], samples[-1]
+    rss_slope = slope_per_min(warm, "rss_mb")
+    files_rise = max(s["open_files"] for s in warm) - first["open_files"]
+    threads_rise = max(s["threads"] for s in warm) - first["threads"]
+    flat = rss_slope <= FLAT_MB_PER_MIN and files_rise <= FLAT_COUNT and threads_rise <= FLAT_COUNT
     print(
         f"\n{'t (s)':>7} {'RSS MB':>8} {'thumbs MB':>9} {'files':>6} {'threads':>7} "
         f"{'ops':>6} {'searches':>8}"
@@ -328,22 +398,33 @@ def main() -> None:  # noqa: PLR0915 - one linear script
             f"{s['threads']:>7} "
             f"{s['ops']:>6} {s['searches']:>8}"
         )
+    if len(snapshots) == 2:
+        print("\nPython allocations grown after warm-up (tracemalloc, top 15):")
+        for stat in snapshots[1].compare_to(snapshots[0], "traceback")[:15]:
+            print(f"{stat.size_diff / 2**20:+8.2f} MB {stat.count_diff:+7d} blocks")
+            for line in stat.traceback.format()[-2 * min(args.trace_malloc, 6) :]:
+                print(f"      {line}")
     rows = [
         ("minutes", args.minutes, ""),
         ("model", args.model, ""),
+        ("load average (1 min) at end", round(os.getloadavg()[0], 1), "2 cores, shared"),
         ("file operations", churn.ops, f"target {ops_target}"),
-        ("searches answered", searches["answered"], f"target {search_target}"),
-        ("searches with every stage done", searches["completed"], "(others superseded)"),
+        ("searches completed", searches["completed"], f"target {search_target}, all stages"),
         ("searches failed", searches["failed"], "(a query file moved or deleted meanwhile)"),
+        ("search first results p50, s", round(percentile(first_s, 0.5), 3), ""),
+        ("search all stages p50, s", round(percentile(all_s, 0.5), 3), ""),
+        ("search all stages p90, s", round(percentile(all_s, 0.9), 3), ""),
         ("files on disk", check["files_on_disk"], ""),
         ("files indexed", check["files_indexed"], ""),
         ("mismatches", check["mismatches"], "target 0"),
         ("RSS after warm-up, MB", round(first["rss_mb"], 1), ""),
-        ("RSS at end, MB", round(last["rss_mb"], 1), "flat"),
+        ("RSS at end, MB", round(last["rss_mb"], 1), ""),
+        ("RSS slope after warm-up, MB/min", round(rss_slope, 2), f"flat: <= {FLAT_MB_PER_MIN}"),
         ("open files after warm-up", first["open_files"], ""),
-        ("open files at end", last["open_files"], "flat"),
+        ("open files at end", last["open_files"], f"flat: max <= +{FLAT_COUNT}"),
         ("threads after warm-up", first["threads"], ""),
-        ("threads at end", last["threads"], "flat"),
+        ("threads at end", last["threads"], f"flat: max <= +{FLAT_COUNT}"),
+        ("flat after warm-up", flat, ""),
     ]
     report(
         "soak",
@@ -352,6 +433,9 @@ def main() -> None:  # noqa: PLR0915 - one linear script
             "operations": churn.counts,
             "churn_errors": churn.errors[:20],
             "searches": searches,
+            "search_mix": mix,
+            "heap_trims": c.collector.trims,
+            "heap_trim_ms_max": round(c.collector.trim_seconds_max * 1000, 1),
             "check": check,
             "samples": samples,
         },

@@ -135,6 +135,29 @@ def test_vector_index_rebuilds_from_catalog(library: Library, photos: Path, mode
         library.__init__(lib.dirs, model=model)  # reopen for the fixture's close()
 
 
+def test_deferred_store_opens_on_first_use_and_still_rebuilds(
+    library: Library, photos: Path, model: str
+) -> None:
+    """The window opens its library with the store deferred (it paints before Chroma
+    loads): nothing is opened until asked, and the first use still checks and rebuilds
+    a store whose folder went missing, with nothing re-embedded."""
+    run_index(library, [photos])
+    library.close()
+    shutil.rmtree(library.dirs.chroma_path)
+    lib = Library(library.dirs, model=model, defer_store=True)
+    try:
+        assert not library.dirs.chroma_path.exists()  # not opened, so not rebuilt yet
+        first = sorted(photos.iterdir())[0]
+        assert lib.search_image(first, top_k=1)[0].path == str(first)
+        assert lib.store_health.startswith("rebuilt from the catalog")
+        assert run_index(lib, [photos]).embedded == 0
+    finally:
+        lib.close()
+    unused = Library(library.dirs, model=model, defer_store=True)
+    unused.close()  # never opened: closing it must not open it
+    library.__init__(library.dirs, model=model)  # reopen for the fixture's close()
+
+
 def test_find_similar_uses_stored_vector(library: Library, photos: Path) -> None:
     run_index(library, [photos])
     first = sorted(photos.iterdir())[0]

@@ -62,6 +62,10 @@ class StoreDamaged(DesktopAppError):
     """The vector index failed and could not be rebuilt here and now."""
 
 
+class SearchCancelled(DesktopAppError):
+    """A newer query superseded this search mid-stage: nothing to show, nothing wrong."""
+
+
 class NotFound(DesktopAppError):
     """A path given to index is neither an existing folder or file nor a library folder."""
 

@@ -3,12 +3,15 @@
 A file whose size and mtime are unchanged is skipped without reading it. Otherwise its
 content is fingerprinted; content that already has vectors (a renamed, moved or copied
 file) reuses them, new content is decoded in loader threads while the encoder works on
-the previous batch (a pipeline), and each batch is written in one catalog transaction
-followed by one vector-store upsert, so a crash loses at most the batch in flight.
+the previous batch, and the encoder works on the next batch while this one is written
+(a pipeline limited by its slowest stage: ``bench/bench_pipeline.py``). Each batch is
+written in one catalog transaction followed by one vector-store upsert, so a crash loses
+at most the two batches in flight.
 
 It is a generator of :class:`Progress` values; the caller (CLI or UI worker thread) owns
 the thread it runs on, which is the only writer (the loader threads only read files and
-decode). Setting ``cancel`` stops it between files and batches; what was written stays.
+decode; the one encoder thread only computes vectors). Setting ``cancel`` stops it
+between files and batches; what was written stays.
 
 Nothing is removed from the catalog on the strength of an absence the scan cannot vouch
 for: a library folder that is missing, or an empty folder where the catalog had files
@@ -44,7 +47,18 @@ from desktop_app.engine.store import VectorStore
 
 log = logging.getLogger(__name__)
 
-LOADER_THREADS = 2
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no sched_getaffinity
+        return os.cpu_count() or 2
+
+
+# Decoding (Pillow, OpenCV: both release the GIL) in a pool sized to the CPUs this
+# process may use, at least 2 so one file's read overlaps another's decode; capped,
+# since the encoder needs the same cores.
+LOADER_THREADS = min(8, max(2, _usable_cpus()))
 REUSE_FLUSH_EVERY = 256
 
 
@@ -116,6 +130,17 @@ class _Hashed:  # content already has vectors: reuse them
 class _Failed:
     fingerprint: str | None
     reason: str
+
+
+@dataclass
+class _Embedding:  # a batch on the encoder thread, and the rows written with it
+    batch: list[tuple[Prepared, FoundFile, str]]
+    rows: list[FileRow]
+    future: Future[list[Analysis]] | None
+
+    @property
+    def ready(self) -> bool:
+        return self.future is None or self.future.done()
 
 
 @dataclass(frozen=True)
@@ -260,30 +285,57 @@ class Indexer:
         def prepare(item: tuple[FoundFile, str]) -> Prepared | _Hashed | _Failed:
             return self._prepare(item[0], known, claimed)
 
-        for (f, root), result in _pipelined(prepare, todo, self.cancel):
-            if isinstance(result, Prepared):
-                batch.append((result, f, root))
-            elif isinstance(result, _Hashed):
-                s.reused += 1
-                done += 1
-                size = (result.width, result.height)
-                pending_rows.append(file_row(f, root, result.fingerprint, size, taken=result.taken))
-            elif result.fingerprint is None and self._went_offline(root, s):
-                done += 1  # unreadable because its drive went: kept as it was, not failed
-            else:
-                done += 1
-                s.failed.append((f.path, result.reason))
-                pending_rows.append(file_row(f, root, result.fingerprint, None, result.reason))
-            full = bool(batch) and len(batch) >= self.analyser.encoder.batch_size
-            if full or len(pending_rows) >= REUSE_FLUSH_EVERY:
-                done += len(batch)
-                self._flush(batch, pending_rows, s)
-                batch, pending_rows = [], []
-            yield Progress(Phase.INDEXING, done, total, f.path, s.embedded, s.reused, len(s.failed))
-        if batch or pending_rows:
-            done += len(batch)
-            self._flush(batch, pending_rows, s)
-            yield Progress(Phase.INDEXING, done, total, None, s.embedded, s.reused, len(s.failed))
+        # One encoder thread embeds batch k+1 while this thread writes batch k: the
+        # writes (catalog transaction, Chroma upsert: mostly waiting on the disk) leave
+        # the encoder's critical path. This thread stays the only writer; the encoder
+        # thread only computes. At most two batches are in flight, so a crash loses at
+        # most those.
+        with ThreadPoolExecutor(1, thread_name_prefix="encoder") as encoding:
+            in_flight: _Embedding | None = None
+            for (f, root), result in _pipelined(prepare, todo, self.cancel):
+                if isinstance(result, Prepared):
+                    batch.append((result, f, root))
+                elif isinstance(result, _Hashed):
+                    s.reused += 1
+                    done += 1
+                    size = (result.width, result.height)
+                    pending_rows.append(
+                        file_row(f, root, result.fingerprint, size, taken=result.taken)
+                    )
+                elif result.fingerprint is None and self._went_offline(root, s):
+                    done += 1  # unreadable because its drive went: kept as it was, not failed
+                else:
+                    done += 1
+                    s.failed.append((f.path, result.reason))
+                    pending_rows.append(file_row(f, root, result.fingerprint, None, result.reason))
+                if in_flight is not None and in_flight.ready:  # written as soon as it can be
+                    done += self._write(in_flight, s)
+                    in_flight = None
+                full = bool(batch) and len(batch) >= self.analyser.encoder.batch_size
+                if full or len(pending_rows) >= REUSE_FLUSH_EVERY:
+                    started = self._start_embedding(encoding, batch, pending_rows)
+                    if in_flight is not None:
+                        done += self._write(in_flight, s)
+                    in_flight = started
+                    batch, pending_rows = [], []
+                yield Progress(
+                    Phase.INDEXING, done, total, f.path, s.embedded, s.reused, len(s.failed)
+                )
+            if in_flight is not None and (batch or pending_rows):
+                # written and reported first: a cancel asked for on seeing it skips the
+                # last partial batch (the next run does it) instead of embedding it
+                done += self._write(in_flight, s)
+                in_flight = None
+                yield Progress(
+                    Phase.INDEXING, done, total, None, s.embedded, s.reused, len(s.failed)
+                )
+            if (batch or pending_rows) and not self.cancel.is_set():
+                in_flight = self._start_embedding(encoding, batch, pending_rows)
+            if in_flight is not None:
+                done += self._write(in_flight, s)
+                yield Progress(
+                    Phase.INDEXING, done, total, None, s.embedded, s.reused, len(s.failed)
+                )
 
     def _prepare(
         self, f: FoundFile, known: set[str], claimed: set[str]
@@ -319,24 +371,38 @@ class Indexer:
             log.exception("unexpected error reading %s", f.path)
             return _Failed(fp, f"unexpected error: {type(exc).__name__}: {exc}")
 
-    def _flush(
-        self, batch: list[tuple[Prepared, FoundFile, str]], rows: list[FileRow], s: IndexSummary
-    ) -> None:
-        """Embed a batch and write it: catalog first (the source of truth), then the index."""
-        analyses: list[Analysis] = []
+    def _start_embedding(
+        self,
+        encoding: ThreadPoolExecutor,
+        batch: list[tuple[Prepared, FoundFile, str]],
+        rows: list[FileRow],
+    ) -> _Embedding:
+        """Hand a batch to the encoder thread (nothing to embed: no thread needed)."""
+        future: Future[list[Analysis]] | None = None
         if batch:
+            analyser = self.analyser  # built here, on the indexing thread
+            future = encoding.submit(analyser.embed, [p for p, _, _ in batch])
+        return _Embedding(batch, rows, future)
+
+    def _write(self, job: _Embedding, s: IndexSummary) -> int:
+        """Wait for a batch's vectors and write it: catalog first (the source of truth),
+        then the index. Returns how many files of the batch are now done."""
+        batch, rows = job.batch, job.rows
+        analyses: list[Analysis] = []
+        embedded = batch
+        if job.future is not None:
             try:
-                analyses = self.analyser.embed([p for p, _, _ in batch])
+                analyses = job.future.result()
             except Exception as exc:
                 log.exception("encoder failed on a batch")
                 reason = f"encoder error: {type(exc).__name__}: {exc}"
                 for p, f, root in batch:
                     s.failed.append((f.path, reason))
                     rows.append(file_row(f, root, p.fingerprint, None, reason))
-                batch = []
+                embedded = []
         file_rows = [
             file_row(f, root, p.fingerprint, (p.width, p.height), taken=p.taken)
-            for p, f, root in batch
+            for p, f, root in embedded
         ]
         with self.catalog.transaction() as db:
             for a in analyses:
@@ -346,6 +412,7 @@ class Indexer:
             self.catalog.put_files(file_rows + rows, db)
         self.publish(analyses)
         s.embedded += len(analyses)
+        return len(batch)
 
     def _gone_during_scan(
         self, scanned: Sequence[IndexTarget], s: IndexSummary

@@ -8,7 +8,9 @@ Ownership (who may call what, from which thread):
   vector store; in the window that is the indexing worker (``ui/worker.py``), in the
   CLI the main thread. It also replaces :attr:`slot` when a re-index for another
   encoder completes. Opening the library writes too (a damaged store is set aside and
-  rebuilt), before any other thread can use it.
+  rebuilt), before any other thread can use it; a deferred store (the window's, so it
+  paints before Chroma loads) is opened and checked the same way by the first thread
+  that asks, under a lock the others wait on: the worker, when it loads the encoder.
 - **Searches only read.** ``image_stages``/``similar_stages``/``search_*`` may run on
   any thread at the same time as the writer. They never write: they do not sync the
   store (the writer does that when the encoder loads and after each run), and a store
@@ -158,9 +160,12 @@ class Library:
         progress: DownloadProgress | None = None,
         store_url: str | None = None,
         store_token: str | None = None,
+        defer_store: bool = False,
     ) -> None:
         """``store_url`` (else the ``store_url`` setting) puts the vectors on a Chroma
-        server; ``store_token`` (else $DESKTOP_APP_STORE_TOKEN) authenticates there."""
+        server; ``store_token`` (else $DESKTOP_APP_STORE_TOKEN) authenticates there.
+        ``defer_store`` leaves the embedded store closed until first used (see
+        :attr:`store`): the window paints before Chroma is even imported."""
         self.dirs = dirs.ensure()
         self.settings = settings or Settings.load(dirs.settings_path)
         self._lock = DataDirLock(dirs.data)
@@ -184,15 +189,18 @@ class Library:
                 store = RemoteVectorStore(url, token)
             # a server is not ours to check and rebuild (nor is a store handed in)
             self._own_store = store is None
-            self.store = store or self._open_store()
+            self._store: VectorStore | None = store
+            self._store_lock = threading.Lock()
+            if store is None and not defer_store:
+                self._store = self._open_store()
             # what searches read the store through: always the current one, held while a
             # call runs, so a rebuild (writer) never closes a store under a search
             self.reads = StoreReader(lambda: self.store)
             self.machine = machine_name(self.settings.machine_name)
             # what searches read: the catalog, or the catalog and the server
             self.reader: Catalog | SharedView = self.catalog
-            if isinstance(self.store, RemoteVectorStore):
-                self.remote = self.store
+            if isinstance(self._store, RemoteVectorStore):  # never deferred
+                self.remote = self._store
                 track_changes(self.catalog, self.remote.url)
                 self.uploader = Uploader(self.catalog, self.remote, self.machine)
                 self.reader = SharedView(self.catalog, self.remote, self.machine)
@@ -205,6 +213,26 @@ class Library:
             raise
 
     # -- the vector store's health (writer side) -----------------------------------------
+    @property
+    def store(self) -> VectorStore:
+        """The vector store. A deferred one (``defer_store``) is opened, checked and if
+        need be rebuilt by the first thread that asks, under a lock that makes every
+        other thread wait for it: in the window that is the worker, the writer, when it
+        loads the encoder (``catch_up_store``), so a search finds it open."""
+        store = self._store
+        if store is not None:
+            return store
+        with self._store_lock:
+            if self._store is None:
+                started = time.monotonic()
+                self._store = self._open_store()
+                log.info("vector index opened in %.2f s", time.monotonic() - started)
+            return self._store
+
+    @store.setter
+    def store(self, store: VectorStore) -> None:
+        self._store = store
+
     def _open_store(self) -> VectorStore:
         """Open the store; one that fails to open or answers wrongly is set aside and
         rebuilt from the catalog, with nothing re-embedded."""
@@ -322,7 +350,8 @@ class Library:
         return cls(resolve_dirs(data_dir), **kwargs)
 
     def close(self) -> None:
-        self.store.close()
+        if self._store is not None:  # a deferred store never used was never opened
+            self._store.close()
         self.catalog.close()
         self._lock.release()
 
@@ -556,13 +585,18 @@ class Library:
         region: Box | None = None,
         result_filter: ResultFilter = NO_FILTER,
         cleanup: Cleanup = NO_CLEANUP,
+        cancel: threading.Event | None = None,
     ) -> list[Stage]:
         """Search by an image (path, encoded bytes or Pillow image), or a region of it, in
         two stages: full-image matches (fast), then with partial matches merged in.
-        ``cleanup`` removes text overlays and/or enhances the query first (cleanup.py)."""
+        ``cleanup`` removes text overlays and/or enhances the query first (cleanup.py).
+        Once ``cancel`` is set, the partial stage stops between candidates and raises
+        :class:`SearchCancelled` (a newer query superseded it)."""
         k, t = self._limits(top_k, threshold)
         slot, encoder_id = self._search_slot()
-        search = PartialSearch(self.reader, self.reads, encoder_id, result_filter=result_filter)
+        search = PartialSearch(
+            self.reader, self.reads, encoder_id, result_filter=result_filter, cancel=cancel
+        )
         state: dict[str, QueryFeatures] = {}
         max_megapixels = self.settings.max_megapixels
 
@@ -579,12 +613,16 @@ class Library:
         top_k: int | None = None,
         threshold: float | None = None,
         result_filter: ResultFilter = NO_FILTER,
+        cancel: threading.Event | None = None,
     ) -> list[Stage]:
-        """ "Find similar" for an indexed file, from its stored vectors and keypoints."""
+        """ "Find similar" for an indexed file, from its stored vectors and keypoints;
+        ``cancel`` as for :meth:`image_stages`."""
         k, t = self._limits(top_k, threshold)
         _slot, encoder_id = self._search_slot()
         q = stored_query(self.reader, encoder_id, path)
-        search = PartialSearch(self.reader, self.reads, encoder_id, result_filter=result_filter)
+        search = PartialSearch(
+            self.reader, self.reads, encoder_id, result_filter=result_filter, cancel=cancel
+        )
         return self._stages(
             encoder_id, lambda: search.full(q, k, t), lambda: search.merged(q, k, t)
         )

@@ -562,7 +562,7 @@ class SearchController(FeatureSlots, QObject):
         self._save_view_settings()
         self._rerun.stop()
         self.watcher.stop()
-        self.searcher.cancel_all()  # running searches stop at their next stage
+        self.searcher.cancel_all()  # running searches stop at their next stage or candidate
         for event in self._finder_cancels:  # a duplicate finder stops at its next batch
             event.set()
         clean = self.worker.stop(worker_timeout_ms)

@@ -1,14 +1,18 @@
 """Searches run in their own thread pool, never behind indexing; a newer query
-supersedes an older one (its results are dropped, not shown late).
+supersedes an older one: its results are dropped, not shown late, and its partial stage
+stops between candidates (each task's ``cancel`` event), so the pool's threads are free
+for the new query instead of finishing work nobody will see.
 
 ``_SearchTask.run`` runs on a pool thread (the engine's search stages, a URL download);
-``SearchRunner`` lives on the GUI thread and re-emits only the current generation's
-results there. A ``Query`` belongs to the GUI thread: a search thread only reads it (a
-URL's downloaded bytes come back through a signal and are stored on the GUI thread)."""
+``SearchRunner`` lives on the GUI thread, sets the superseded tasks' events and re-emits
+only the current generation's results there. A ``Query`` belongs to the GUI thread: a
+search thread only reads it (a URL's downloaded bytes come back through a signal and are
+stored on the GUI thread)."""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -19,7 +23,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, SignalInstance
 
 from desktop_app.engine.cleanup import NO_CLEANUP, Cleanup
-from desktop_app.engine.errors import DesktopAppError
+from desktop_app.engine.errors import DesktopAppError, SearchCancelled
 from desktop_app.engine.filters import NO_FILTER, ResultFilter
 from desktop_app.engine.library import Library
 from desktop_app.engine.search import Box, SearchResult
@@ -75,12 +79,15 @@ class _Signals(QObject):
 
 
 class _SearchTask(QRunnable):
-    def __init__(self, runner: SearchRunner, generation: int, query: Query) -> None:
+    def __init__(
+        self, runner: SearchRunner, generation: int, query: Query, cancel: threading.Event
+    ) -> None:
         super().__init__()
         self.runner, self.generation, self.query = runner, generation, query
+        self.cancel = cancel  # set on the GUI thread when a newer query supersedes this one
 
     def run(self) -> None:
-        if self.generation != self.runner.generation:
+        if self.cancel.is_set():
             return  # superseded before it started
         started = time.perf_counter()
         try:
@@ -91,14 +98,16 @@ class _SearchTask(QRunnable):
                 # searches again without a download) when the runner gets them there
                 self._emit(self.runner.signals.fetched, data)
             # Stages: full-image results first, then partial-region matches merged in.
-            stages = run_query(self.runner.library, q, data)
+            stages = run_query(self.runner.library, q, data, self.cancel)
             for i, compute in enumerate(stages):
-                if self.generation != self.runner.generation:
+                if self.cancel.is_set():
                     return  # superseded: stop spending CPU on it
                 results = compute()
                 final = i == len(stages) - 1
                 seconds = time.perf_counter() - started
                 self._emit(self.runner.signals.done, results, seconds, final)
+        except SearchCancelled:
+            return  # superseded mid-stage: the newer query's results are what counts
         except DesktopAppError as exc:  # expected (an unreadable query image): its words
             self._emit(self.runner.signals.failed, f"Search failed: {exc}")
         except Exception as exc:  # the thread boundary: torch errors (out of memory) too
@@ -117,8 +126,14 @@ class _SearchTask(QRunnable):
 Stage = Callable[[], list[SearchResult]]
 
 
-def run_query(library: Library, q: Query, data: bytes | None = None) -> list[Stage]:
-    """The query as a list of stages, each computing the whole result list so far.
+def run_query(
+    library: Library,
+    q: Query,
+    data: bytes | None = None,
+    cancel: threading.Event | None = None,
+) -> list[Stage]:
+    """The query as a list of stages, each computing the whole result list so far; once
+    ``cancel`` is set, a partial stage stops early with :class:`SearchCancelled`.
 
     Runs on a search thread and never changes ``q``, which belongs to the GUI thread: a
     URL query's image comes in ``data`` (else it is downloaded here, for this call)."""
@@ -127,14 +142,20 @@ def run_query(library: Library, q: Query, data: bytes | None = None) -> list[Sta
         return [lambda: library.search_text(q.text or "", q.top_k, q.threshold, f)]
     if q.kind == QueryKind.SIMILAR and not q.region:
         assert q.path
-        return library.similar_stages(q.path, q.top_k, q.threshold, f)
+        return library.similar_stages(q.path, q.top_k, q.threshold, f, cancel=cancel)
     if q.kind == QueryKind.URL and q.data is None and data is None:
         data = fetch_url(q.text or "")
     source: Path | bytes = (
         q.data if q.data is not None else data if data is not None else Path(q.path or "")
     )
     return library.image_stages(
-        source, q.top_k, q.threshold, region=q.region, result_filter=f, cleanup=q.cleanup
+        source,
+        q.top_k,
+        q.threshold,
+        region=q.region,
+        result_filter=f,
+        cleanup=q.cleanup,
+        cancel=cancel,
     )
 
 
@@ -168,18 +189,22 @@ class SearchRunner(QObject):
         self.pool = pool
         self.generation = 0
         self._shown = 0  # the generation whose first results are on screen
+        self._cancel = threading.Event()  # the current task's; set when it is superseded
         self.signals = _Signals()
         self.signals.done.connect(self._done)
         self.signals.failed.connect(self._failed)
         self.signals.fetched.connect(self._fetched)
 
     def cancel_all(self) -> None:
-        """Drop every search under way: running ones stop at their next stage."""
+        """Drop every search under way: a running one stops at its next stage, or within
+        its partial stage at the next candidate."""
         self.generation += 1
+        self._cancel.set()
 
     def search(self, query: Query) -> int:
-        self.generation += 1
-        self.pool.start(_SearchTask(self, self.generation, query), priority=1)
+        self.cancel_all()  # the older query is superseded: its task stops spending CPU
+        self._cancel = threading.Event()
+        self.pool.start(_SearchTask(self, self.generation, query, self._cancel), priority=1)
         return self.generation
 
     def _done(
