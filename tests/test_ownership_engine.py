@@ -94,13 +94,34 @@ def test_a_search_on_an_empty_library_finds_nothing_and_creates_no_collection(
     assert lib.search_image(query)  # answers from the collection the writer made
 
 
-# -- 4: a store rebuild never closes the store under a running search ----------------------
-def test_a_store_rebuilt_under_a_running_search_is_closed_only_after_it(
+# -- 4 / R2 1: a store rebuild never closes (nor renames) the store under a running search --
+def _damaged_once(lib: Library, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer's next sync finds the store damaged (once): catch_up_store rebuilds."""
+    from desktop_app.engine.errors import StoreDamaged
+
+    real_sync = lib.sync_store
+    calls: list[int] = []
+
+    def failing_once(encoder_id: str | None = None, cancel: Any = None) -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            raise StoreDamaged("the vector index failed to count its vectors (test)")
+        return real_sync(encoder_id, cancel)
+
+    monkeypatch.setattr(lib, "sync_store", failing_once)
+
+
+def test_a_store_rebuild_waits_for_the_running_search_before_it_sets_the_store_aside(
     lib: Library, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """catch_up_store closed the store and rebuilt it while a search (pool thread) was in
-    a query on it: the search failed on a closed store."""
-    from desktop_app.engine.errors import StoreDamaged
+    """The rebuild first closed the store under a running search; then (issue 9) it
+    detached it and renamed its folder while it was open and searches could still take
+    it: a search on a collection not yet loaded got "Database error" or NotFoundError
+    and marked the healthy new store damaged (and on Windows the rename fails on open
+    SQLite files). Now the writer retires the old store, waits for the search under way
+    to end and the store to close, and only then renames and rebuilds; a search that
+    comes meanwhile waits for the new store."""
+    from desktop_app.engine.store import VectorStore
 
     folder = tmp_path / "photos"
     images = make_images(folder, 12, seed=8)
@@ -115,38 +136,137 @@ def test_a_store_rebuilt_under_a_running_search_is_closed_only_after_it(
         return real_query(*args, **kwargs)
 
     monkeypatch.setattr(old, "query", slow_query)
-    got: list[Any] = []
+    writer_waits, writer_done, moved = threading.Event(), threading.Event(), threading.Event()
+    real_wait = VectorStore.wait_closed
 
-    def search() -> None:
-        try:
-            got.append(lib.search_image(images[0], top_k=3))
-        except Exception as exc:  # reported to the test, not lost on this thread
-            got.append(exc)
+    def wait_closed(self: VectorStore, timeout: float) -> bool:
+        writer_waits.set()
+        moved.set()
+        return real_wait(self, timeout)
 
-    searching = threading.Thread(target=search)
-    searching.start()
+    monkeypatch.setattr(VectorStore, "wait_closed", wait_closed)
+    got: dict[str, Any] = {}
+
+    def run(name: str, call: Any) -> threading.Thread:
+        def target() -> None:
+            try:
+                got[name] = call()
+            except Exception as exc:  # reported to the test, not lost on this thread
+                got[name] = exc
+            finally:
+                if name == "writer":
+                    writer_done.set()
+                    moved.set()
+
+        thread = threading.Thread(target=target)
+        thread.start()
+        return thread
+
+    _damaged_once(lib, monkeypatch)
+    threads = [run("first", lambda: lib.search_image(images[0], top_k=3))]
     try:
         assert in_query.wait(60)
-        real_sync = lib.sync_store
-        calls: list[int] = []
-
-        def failing_once(encoder_id: str | None = None, cancel: Any = None) -> int:
-            calls.append(1)
-            if len(calls) == 1:
-                raise StoreDamaged("the vector index failed to count its vectors (test)")
-            return real_sync(encoder_id, cancel)
-
-        monkeypatch.setattr(lib, "sync_store", failing_once)
-        lib.catch_up_store(lib.encoder_id)  # the writer: set aside and rebuilt
-        assert lib.store is not old
-        assert not old.closed  # the search still holds it
+        threads.append(run("writer", lambda: lib.catch_up_store(lib.encoder_id)))
+        assert moved.wait(60)
+        assert writer_waits.is_set() and not writer_done.is_set()  # it waits for the search
+        assert not old.closed
+        assert not list(tmp_path.glob("**/chroma.damaged-*"))  # not renamed under it
+        # a search that starts now waits for the rebuilt store (it may not take the old)
+        threads.append(run("second", lambda: lib.search_image(images[1], top_k=1)))
     finally:
         go_on.set()
-        searching.join(60)
-    assert not isinstance(got[0], Exception), got[0]
-    assert got[0][0].path == str(images[0])
-    assert old.closed  # closed by the search's release, once it was done with it
-    assert lib.search_image(images[1], top_k=1)[0].path == str(images[1])  # the new store
+        for t in threads:
+            t.join(120)
+    assert not any(t.is_alive() for t in threads)
+    for name in ("first", "writer", "second"):
+        assert not isinstance(got[name], Exception), (name, got[name])
+    assert got["first"][0].path == str(images[0])
+    assert got["second"][0].path == str(images[1])
+    assert old.closed and lib.store is not old
+    assert list(tmp_path.glob("**/chroma.damaged-*"))  # set aside once it was closed
+    assert lib.status(load_encoder=False).store_health.startswith("rebuilt from the catalog")
+    assert not lib._store_suspect  # the healthy new store is not marked for repair
+
+
+# -- R2 2: a search during the refill got part of the results -------------------------------
+def test_a_search_during_a_rebuilds_refill_never_sees_part_of_the_store(
+    lib: Library, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rebuilt store was handed to searches before ``sync_store`` refilled it
+    (16 vectors a call): a search or the duplicate finder got a part of the results,
+    silently. Now a search during the refill waits for it (here: gives up, StoreBusy)."""
+    from desktop_app.engine import store as store_module
+    from desktop_app.engine.store import VectorStore
+
+    folder = tmp_path / "photos"
+    make_images(folder, 12, seed=9)
+    run_index(lib, [folder])
+    encoder_id = lib.encoder_id
+    old = lib.store
+    seen: list[Any] = []
+    real_upsert = VectorStore.upsert
+
+    def upsert(self: VectorStore, *args: Any, **kwargs: Any) -> None:
+        real_upsert(self, *args, **kwargs)
+        if self is not old and not seen:  # the refill's first call: the rest is to come
+            try:
+                seen.append({k: lib.reads.count(encoder_id, k) for k in ("full", "region")})
+            except Exception as exc:  # StoreBusy: it waited and was told so
+                seen.append(exc)
+
+    monkeypatch.setattr(VectorStore, "upsert", upsert)
+    monkeypatch.setattr(store_module, "READ_WAIT_S", 0.2, raising=False)  # not 2 minutes
+    _damaged_once(lib, monkeypatch)
+    lib.catch_up_store(encoder_id)
+    assert lib.store is not old
+    assert len(seen) == 1 and "being rebuilt" in str(seen[0]), seen  # not a partial count
+    want = {kind: n for (enc, kind), n in lib.catalog.vector_counts().items()}
+    assert {k: lib.reads.count(encoder_id, k) for k in ("full", "region")} == want
+
+
+# -- R2 3: a rebuild that fails half-way leaks nothing and recovers -------------------------
+def test_a_rebuild_that_fails_after_the_swap_closes_the_old_store_and_recovers(
+    lib: Library, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``retire()`` of the old store never ran when the rebuild raised after the swap:
+    the old store (and its Chroma system) stayed open for the life of the process."""
+    from desktop_app.engine.errors import StoreDamaged
+
+    folder = tmp_path / "photos"
+    images = make_images(folder, 6, seed=10)
+    run_index(lib, [folder])
+    old = lib.store
+    real_sync = lib.sync_store
+    failing = [True]
+
+    def sync(encoder_id: str | None = None, cancel: Any = None) -> int:
+        if failing[0]:
+            raise StoreDamaged("the vector index failed to write (test: disk trouble)")
+        return real_sync(encoder_id, cancel)
+
+    monkeypatch.setattr(lib, "sync_store", sync)
+    with pytest.raises(StoreDamaged):
+        lib.catch_up_store(lib.encoder_id)  # damaged; its rebuild's refill fails too
+    assert old.closed  # not leaked
+    with pytest.raises(StoreDamaged, match="could not be rebuilt"):
+        lib.search_image(images[0], top_k=1)  # told at once, not after a wait
+    failing[0] = False  # the disk is fine again: the next run repairs it
+    lib.catch_up_store(lib.encoder_id)
+    assert lib.search_image(images[2], top_k=1)[0].path == str(images[2])
+
+
+def test_a_store_detached_twice_still_stops_its_chroma_system(tmp_path: Path) -> None:
+    """A second ``detach()`` overwrote the detached system with None: ``close()`` then
+    stopped nothing and the system (its SQLite files, its threads) lived on."""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    from desktop_app.engine.store import VectorStore
+
+    store = VectorStore.persistent(tmp_path / "chroma")
+    system = SharedSystemClient._identifier_to_system[store.client._identifier]
+    assert store.detach() and store.detach()
+    store.close()
+    assert not system._running
 
 
 # -- 3: a server that accepts and never answers ---------------------------------------------

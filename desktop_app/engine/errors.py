@@ -66,6 +66,11 @@ class SearchCancelled(DesktopAppError):
     """A newer query superseded this search mid-stage: nothing to show, nothing wrong."""
 
 
+class StoreBusy(DesktopAppError):
+    """A search waited too long for the vector index being rebuilt; nothing is wrong
+    with it (not :class:`StoreDamaged`, which asks for a repair): search again."""
+
+
 class NotFound(DesktopAppError):
     """A path given to index is neither an existing folder or file nor a library folder."""
 

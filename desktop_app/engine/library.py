@@ -189,13 +189,18 @@ class Library:
                 store = RemoteVectorStore(url, token)
             # a server is not ours to check and rebuild (nor is a store handed in)
             self._own_store = store is None
+            # the writer's store (it refills a rebuilt one here) ...
             self._store: VectorStore | None = store
             self._store_lock = threading.Lock()
-            if store is None and not defer_store:
-                self._store = self._open_store()
-            # what searches read the store through: always the current one, held while a
-            # call runs, so a rebuild (writer) never closes a store under a search
+            # ... and what searches read: the store published once complete, held while a
+            # call runs, so a rebuild never closes a store under a search nor shows a
+            # half-refilled one (a deferred store is opened by the first to ask)
             self.reads = StoreReader(lambda: self.store)
+            if store is not None:
+                self.reads.publish(store)
+            elif not defer_store:
+                self._store = self._open_store()
+                self.reads.publish(self._store)
             self.machine = machine_name(self.settings.machine_name)
             # what searches read: the catalog, or the catalog and the server
             self.reader: Catalog | SharedView = self.catalog
@@ -225,7 +230,9 @@ class Library:
         with self._store_lock:
             if self._store is None:
                 started = time.monotonic()
-                self._store = self._open_store()
+                opened = self._open_store()
+                self._store = opened
+                self.reads.publish(opened)
                 log.info("vector index opened in %.2f s", time.monotonic() - started)
             return self._store
 
@@ -258,6 +265,8 @@ class Library:
     def _store_problem(self, store: VectorStore) -> str | None:
         """What is wrong with the store for the active encoder, or None: each of its
         collections must count and answer a query for one of its own vectors."""
+        if store.closed:  # retired for a rebuild that then failed
+            return "it was set aside for a rebuild that did not complete"
         encoder_id = self._active_encoder_id()
         for enc, kind in self.catalog.vector_counts():
             if encoder_id is not None and enc != encoder_id:
@@ -303,12 +312,13 @@ class Library:
                 f"the vector index at {path} was damaged ({problem}) and a new one cannot be "
                 f"created ({type(exc).__name__}: {exc}). Check the disk and its free space."
             ) from exc
-        self.store = store
+        self.store = store  # the writer's, to refill; searches wait for publish below
         self._store_suspect = False
         active = self._active_encoder_id()
         added = 0
         for enc in [active] if active is not None else self.catalog.encoders():
             added += self.sync_store(enc)
+        self.reads.publish(store)  # complete: searches read it from now on
         self.store_health = (
             f"rebuilt from the catalog ({added} vectors, 0 images re-embedded) after it was "
             f"found damaged: {problem}{where}"
@@ -330,20 +340,31 @@ class Library:
 
     def _replace_store(self, problem: str) -> None:
         """Writer side: rebuild a damaged store while searches may be reading it. The
-        new store is swapped in first; the old one closes once the searches' calls on it
-        are done (``StoreReader``), never under them."""
+        old store is retired first (no search takes it any more) and closes once the
+        searches' calls on it are done, never under them (bounded by STORE_WAIT_S);
+        only then is its folder set aside (Windows cannot rename open SQLite files) and
+        the new one built and refilled. Searches that come meanwhile wait for it to be
+        published (``StoreReader``); if the rebuild fails they are told at once."""
         old = self.store
-        # the new store at the same path must not share the old one's Chroma system
-        if not old.detach():
-            # this Chroma keeps it where we cannot take it out: a new client at the path
-            # would get the old system back, so the old store closes first, once the
-            # searches under way are done with it (bounded: then it closes under them)
-            old.retire()
-            if not old.wait_closed(STORE_WAIT_S):
-                log.warning("searches still held the damaged vector index; closing it")
-                old.close()
-        self._rebuild_store(problem)
         old.retire()
+        if not old.wait_closed(STORE_WAIT_S):
+            # a search still holds it: rebuild beside it if its Chroma system can be
+            # taken out of Chroma's cache (it then closes when that search ends), else
+            # a new store at the path would get that very system back: close it now
+            held = "a search still holds the damaged vector index"
+            if old.detach():
+                log.warning("%s; it closes when that search ends", held)
+            else:
+                log.warning("%s; closing it under that search", held)
+                old.close()
+        try:
+            self._rebuild_store(problem)
+        except BaseException as exc:
+            self._store_suspect = True  # the next index run or start tries again
+            self.reads.publish_failure(
+                f"the vector index was damaged and could not be rebuilt yet ({exc})"
+            )
+            raise
 
     @classmethod
     def open(cls, data_dir: Path | str | None = None, **kwargs: Any) -> Library:
@@ -352,6 +373,9 @@ class Library:
     def close(self) -> None:
         if self._store is not None:  # a deferred store never used was never opened
             self._store.close()
+        published = self.reads.published  # another only if a rebuild failed half-way
+        if published is not None and published is not self._store:
+            published.close()
         self.catalog.close()
         self._lock.release()
 
@@ -484,6 +508,8 @@ class Library:
             if not self._own_store:
                 raise
             self._replace_store(str(exc))
+        if self.reads.published is not self.store:  # a rebuild that failed half-way
+            self.reads.publish(self.store)  # ... is complete now: searches may read it
 
     def _upload_step(self, analyses: object) -> None:
         """After each indexing batch: upload what the catalog marked (server mode)."""

@@ -15,6 +15,7 @@ missing collection reads as empty.
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import logging
 import re
@@ -29,12 +30,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from desktop_app.engine.errors import DesktopAppError, DiskFull, StoreDamaged
+from desktop_app.engine.errors import DesktopAppError, DiskFull, StoreBusy, StoreDamaged
 
 log = logging.getLogger(__name__)
 
 WRITE_CHUNK = 16  # vectors per Chroma call (see VectorStore.upsert)
 WRITE_PAUSE_S = 0.002
+# how long a search waits for a store being rebuilt before it says so (StoreBusy)
+READ_WAIT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -136,20 +139,64 @@ class ReadableStore(Protocol):
 
 
 class StoreReader:
-    """The store as searches see it (any thread): each call goes to the library's
-    *current* store and holds it while it runs. The writer swaps in a rebuilt store
-    first, then retires the old one, which closes once the calls under way are done:
-    a rebuild never closes a store under a running search."""
+    """The store as searches see it (any thread). The library *publishes* a store here
+    only once it is complete (opened, checked and, after a rebuild, refilled from the
+    catalog), so a search never gets part of the results. Each call holds the published
+    store while it runs. To rebuild, the writer retires the published store (no new
+    call takes it), waits for the calls under way to end and the store to close, then
+    rebuilds and publishes the new one: a call that comes meanwhile waits here, on a
+    condition, for that (bounded by ``READ_WAIT_S``: then :class:`StoreBusy`)."""
 
-    def __init__(self, current: Callable[[], VectorStore]) -> None:
-        self._current = current
+    def __init__(self, open_store: Callable[[], object]) -> None:
+        # opens a deferred store, which publishes it (the first caller; others wait)
+        self._open = open_store
+        self._published: VectorStore | None = None
+        self._failure: str | None = None  # a rebuild failed: why (until one succeeds)
+        self._changed = threading.Condition()
+
+    @property
+    def published(self) -> VectorStore | None:
+        return self._published
+
+    def publish(self, store: VectorStore) -> None:
+        """Writer side: searches read ``store`` from now on (it is complete)."""
+        with self._changed:
+            self._published, self._failure = store, None
+            self._changed.notify_all()
+
+    def publish_failure(self, why: str) -> None:
+        """Writer side: the rebuild failed; calls waiting for it get ``why`` as
+        :class:`StoreDamaged` (which marks the store for the next repair) at once."""
+        with self._changed:
+            self._failure = why
+            self._changed.notify_all()
+
+    def _acquire(self) -> VectorStore:
+        if self._published is None:
+            self._open()  # a deferred store: opened here, or by the thread already at it
+        deadline = time.monotonic() + READ_WAIT_S
+        with self._changed:
+            while True:
+                store = self._published
+                if store is not None and store.acquire():
+                    return store
+                if self._failure is not None:
+                    raise StoreDamaged(self._failure)
+                # none yet, or retired: the writer publishes its successor once complete
+                left = max(deadline - time.monotonic(), 0.0)
+                if not self._changed.wait_for(functools.partial(self._moved, store), left):
+                    raise StoreBusy(
+                        "the vector index is being rebuilt from the catalog and is not "
+                        "ready yet; search again in a moment"
+                    )
+
+    def _moved(self, seen: VectorStore | None) -> bool:
+        """Whether the writer published another store than ``seen``, or failed to."""
+        return self._published is not seen or self._failure is not None
 
     @contextmanager
     def _held(self) -> Iterator[VectorStore]:
-        while True:
-            store = self._current()
-            if store.acquire():
-                break  # else it was retired just now: the current one is its successor
+        store = self._acquire()
         try:
             yield store
         finally:
