@@ -26,11 +26,14 @@ Ownership (who may call what, from which thread):
 
 The catalog lends pooled connections per call (any thread); Chroma reads are thread-safe.
 Searches read the store through :attr:`reads` (a ``StoreReader``): each call goes to the
-current store and holds it while it runs, and a read never creates a collection. A
-store that fails is set aside and rebuilt from the catalog on the writer's side only
-(on open, and at the start of an index run): the new store is swapped in first and the
-old one closes once the searches' calls on it are done, never under them. A search
-that meets a failing store raises :class:`StoreDamaged` and marks it for that repair.
+*published* store (one that is complete) and holds it while it runs, and a read never
+creates a collection. A store that fails is set aside and rebuilt from the catalog on
+the writer's side only (on open, and at the start of an index run): the old store is
+retired, closes once the searches' calls on it are done (never under them; the writer
+waits for that, bounded), and only then is its folder renamed and the new one built,
+refilled and published; searches that come meanwhile wait for it on a condition. A
+search that meets a failing store raises :class:`StoreDamaged` and marks it for that
+repair.
 In server mode the writer's uploads stop between rounds when its run is cancelled.
 """
 
