@@ -361,6 +361,10 @@ def test_not_duplicates_is_written_while_an_index_run_is_paused(
         assert w.paused  # still paused: the mark did not wait for the run
         assert marked == [(group, "")]
         assert library.catalog.not_duplicate_pairs() == {("aa", "bb")}
+        lengths: list[int] = []
+        w.queue_length.connect(lengths.append)
+        w.submit(IndexJob([], add=False))
+        assert lengths == [1]  # one job waits; the mark's wake-up is not counted
         with qtbot.waitSignal(w.finished, timeout=TIMEOUT):
             w.unpause()
     finally:

@@ -129,6 +129,8 @@ class IndexWorker(QObject):
         self.library = library
         self._jobs: queue.Queue[Queued | str | None] = queue.Queue()
         self._quick: queue.SimpleQueue[Queued] = queue.SimpleQueue()
+        self._wakes = 0  # _WAKE items on the job queue: not jobs, not counted as queued
+        self._wakes_lock = threading.Lock()  # submit (GUI thread) and the loop change it
         # set by the controller: called on this worker's thread while weights download
         self.download_progress: DownloadProgress | None = None
         self.cancel = threading.Event()
@@ -150,10 +152,21 @@ class IndexWorker(QObject):
         queued = (job, self.library.settings.snapshot())
         if isinstance(job, QUICK_JOBS):
             self._quick.put(queued)
+            with self._wakes_lock:
+                self._wakes += 1
             self._jobs.put(_WAKE)  # an idle loop runs it now; a busy one at its next file
             return
         self._jobs.put(queued)
-        self.queue_length.emit(self._jobs.qsize())
+        self.queue_length.emit(self._queued())
+
+    def _queued(self) -> int:
+        """Jobs waiting on the queue (the wake-ups for quick jobs are not jobs)."""
+        with self._wakes_lock:
+            return max(0, self._jobs.qsize() - self._wakes)
+
+    def _took_wake(self) -> None:
+        with self._wakes_lock:
+            self._wakes -= 1
 
     def pause(self) -> None:
         self.resume.clear()
@@ -186,11 +199,11 @@ class IndexWorker(QObject):
             if first is None or self._stopping.is_set():
                 break
             self._run_quick()
-            if first == _WAKE:
+            if isinstance(first, str):  # _WAKE: the quick jobs just ran
+                self._took_wake()
                 continue
-            assert not isinstance(first, str)
             jobs = self._coalesce(first)
-            self.queue_length.emit(self._jobs.qsize())
+            self.queue_length.emit(self._queued())
             self.busy.emit(True)
             try:
                 for job, settings in jobs:
@@ -239,6 +252,7 @@ class IndexWorker(QObject):
                 self._stopping.set()
                 return jobs
             if isinstance(nxt, str):  # a wake for the quick queue: drained between jobs
+                self._took_wake()
                 continue
             job, last = nxt[0], jobs[-1][0]
             if (
