@@ -270,6 +270,7 @@ def test_a_thumbnail_that_failed_is_retried_once_its_file_changes_and_failures_a
     with qtbot.waitSignal(cache.ready, timeout=TIMEOUT):
         assert cache.get(key, str(photo)) is None
     assert cache.failed(key)
+    assert pool.waitForDone(TIMEOUT)  # the failed load's task may still be ending after ready
     assert cache.get(key, str(photo)) is None and not pool.activeThreadCount()  # not again
     now[0] += RETRY_S + 1  # a while later, unchanged: checked, not decoded, still failed
     with qtbot.waitSignal(cache.ready, timeout=TIMEOUT):
