@@ -14,46 +14,28 @@ import pytest
 from pytestqt.qtbot import QtBot
 
 from desktop_app.engine.library import Library
-from desktop_app.engine.paths import resolve_dirs
-from desktop_app.engine.settings import HISTOGRAM_MODEL, Settings
+from desktop_app.engine.settings import Settings
 from desktop_app.ui.controller import SearchController
 from desktop_app.ui.worker import IndexJob, IndexWorker
 
+from . import test_ui_reliability as reliability
 from .conftest import PHOTOS
 
-TIMEOUT = 240_000  # generous for a loaded machine; a pass takes seconds
-
-
-@pytest.fixture
-def library(app_home: Path) -> Iterator[Library]:
-    s = Settings(model=HISTOGRAM_MODEL)
-    s.save(app_home / "config" / "settings.json")
-    lib = Library(resolve_dirs(), s)
-    yield lib
-    lib.close()
+# the controller on a fast-encoder library, as the reliability tests set it up (fixtures)
+TIMEOUT = reliability.TIMEOUT
+library = reliability.library
+controller = reliability.controller
+start_controller = reliability.start_controller
 
 
 @pytest.fixture
 def few_photos(tmp_path: Path) -> Path:
+    """Six photos (the job-merging test counts them)."""
     folder = tmp_path / "few"
     folder.mkdir()
     for p in PHOTOS[:6]:
         shutil.copy2(p, folder / p.name)
     return folder
-
-
-def start_controller(qtbot: QtBot, library: Library) -> SearchController:
-    c = SearchController(library)
-    with qtbot.waitSignal(c.encoder_ready, timeout=TIMEOUT):
-        c.start(watch=False)
-    return c
-
-
-@pytest.fixture
-def controller(qtbot: QtBot, library: Library) -> Iterator[SearchController]:
-    c = start_controller(qtbot, library)
-    yield c
-    c.shutdown()
 
 
 # -- 8: one cancel stopped every job merged into the same run --------------------------------

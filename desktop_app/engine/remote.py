@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from desktop_app.engine.errors import DesktopAppError, StoreDamaged
-from desktop_app.engine.store import Hit, VectorStore, is_not_found
+from desktop_app.engine.store import Hit, VectorStore, existing_collection
 
 log = logging.getLogger(__name__)
 
@@ -328,17 +328,8 @@ class RemoteVectorStore(VectorStore):
     def _aux_existing(self, name: str) -> Any | None:
         """The files or features collection for reading; None when no client wrote one
         yet (a search never creates it)."""
-        col = self._collections.get(name)
-        if col is None:
-            with self.reachable():
-                try:
-                    col = self.client.get_collection(name, embedding_function=None)
-                except Exception as exc:
-                    if is_not_found(exc):
-                        return None
-                    raise
-            self._collections[name] = col
-        return col
+        with self.reachable():
+            return existing_collection(self.client, self._collections, name)
 
     def put_files(self, entries: Sequence[tuple[str, dict[str, Any]]]) -> None:
         self._put(FILES, entries)

@@ -217,6 +217,22 @@ class StoreReader:
             return store.query(encoder_id, vectors, k, kind)
 
 
+def existing_collection(client: Any, cache: dict[str, Any], name: str) -> Any | None:
+    """The collection ``name`` from ``cache`` or the client (then cached), or None when it
+    does not exist: reads never create one (``get_collection``, not get-or-create), and an
+    absence is not cached, since a writer may create it at any moment."""
+    col = cache.get(name)
+    if col is None:
+        try:
+            col = client.get_collection(name, embedding_function=None)
+        except Exception as exc:
+            if is_not_found(exc):
+                return None
+            raise
+        cache[name] = col
+    return col
+
+
 def is_not_found(exc: BaseException) -> bool:
     """Whether Chroma's error says a collection does not exist (``NotFoundError`` in
     Chroma 1.x, a ``ValueError`` with these words in older versions and over HTTP)."""
@@ -359,17 +375,9 @@ class VectorStore:
         """The collection for reading, or None when it does not exist: a read (a search,
         a count) never creates one; only the writer does, through :meth:`collection`.
         An absence is not remembered: the writer may create it at any moment."""
-        name = collection_name(encoder_id, kind)
-        col = self._collections.get(name)
-        if col is None:
-            try:
-                col = self.client.get_collection(name, embedding_function=None)
-            except Exception as exc:
-                if is_not_found(exc):
-                    return None
-                raise
-            self._collections[name] = col
-        return col
+        return existing_collection(
+            self.client, self._collections, collection_name(encoder_id, kind)
+        )
 
     def collection(self, encoder_id: str, kind: str = "full") -> Any:
         """The collection for writing, created when missing (the writer's thread only)."""
