@@ -496,7 +496,6 @@ def test_a_store_whose_chroma_system_cannot_be_detached_is_closed_before_its_reb
     and the new ``chroma`` folder stayed empty (the next start rebuilt it again)."""
     import sqlite3
 
-    from desktop_app.engine.errors import StoreDamaged
     from desktop_app.engine.store import VectorStore
 
     folder = tmp_path / "photos"
@@ -504,16 +503,7 @@ def test_a_store_whose_chroma_system_cannot_be_detached_is_closed_before_its_reb
     run_index(lib, [folder])
     old = lib.store
     monkeypatch.setattr(VectorStore, "detach", lambda self: False)  # as for that layout
-    real_sync = lib.sync_store
-    calls: list[int] = []
-
-    def failing_once(encoder_id: str | None = None, cancel: Any = None) -> int:
-        calls.append(1)
-        if len(calls) == 1:
-            raise StoreDamaged("the vector index failed to count its vectors (test)")
-        return real_sync(encoder_id, cancel)
-
-    monkeypatch.setattr(lib, "sync_store", failing_once)
+    _damaged_once(lib, monkeypatch)
     lib.catch_up_store(lib.encoder_id)  # the writer: set aside and rebuilt
     assert lib.store is not old and old.closed
     assert lib.search_image(images[3], top_k=1)[0].path == str(images[3])
