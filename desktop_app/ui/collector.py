@@ -10,14 +10,17 @@ approach of qutebrowser and other long-lived PyQt applications). At most once a 
 it also hands freed heap back to the system (``engine/heap.py``): without that the
 window's resident size crept up for as long as searches ran.
 
-Threads: everything here runs on the GUI thread (the timer's); other threads only
-allocate.
+Threads: collection runs on the GUI thread (the timer's); other threads only allocate.
+The heap trim runs on a short-lived thread of its own ("heap-trim", one at a time): it
+can take 150 ms on a large heap, a stutter the GUI thread should not show, and it
+touches no Python object. That thread writes the trim counters under ``_lock``.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import threading
 import time
 
 from PySide6.QtCore import QObject, QTimer
@@ -41,8 +44,10 @@ class GuiThreadCollector(QObject):
         self._timer.timeout.connect(self.check)
         self._was_enabled = gc.isenabled()
         self.collections = 0
-        self.trims = 0
+        self.trims = 0  # written by the trim thread, under _lock
         self.trim_seconds_max = 0.0
+        self._lock = threading.Lock()
+        self._trimmer: threading.Thread | None = None  # GUI thread only
         self._last_trim = time.monotonic()
 
     def start(self) -> None:
@@ -53,8 +58,18 @@ class GuiThreadCollector(QObject):
         """Stop collecting; with ``restore`` give automatic collection back to Python
         (not while a thread of ours may still run: it would collect there again)."""
         self._timer.stop()
+        self.wait_trimmed()
         if restore and self._was_enabled:
             gc.enable()
+
+    def wait_trimmed(self, timeout: float = 5.0) -> bool:
+        """Wait for a running heap trim to end; False if it is still running."""
+        if self._trimmer is not None:
+            self._trimmer.join(timeout)
+            if self._trimmer.is_alive():
+                return False
+            self._trimmer = None
+        return True
 
     def check(self) -> None:
         """Collect the oldest generation whose allocation count passed its threshold;
@@ -70,10 +85,17 @@ class GuiThreadCollector(QObject):
         if generation >= 0:
             gc.collect(generation)
             self.collections += 1
-        if time.monotonic() - self._last_trim >= TRIM_EVERY_S:
+        due = time.monotonic() - self._last_trim >= TRIM_EVERY_S
+        if due and (self._trimmer is None or not self._trimmer.is_alive()):
             self._last_trim = time.monotonic()
-            took = trim_heap()
-            if took is not None:
+            self._trimmer = threading.Thread(target=self._trim, name="heap-trim", daemon=True)
+            self._trimmer.start()
+
+    def _trim(self) -> None:
+        """On the trim thread."""
+        took = trim_heap()
+        if took is not None:
+            with self._lock:
                 self.trims += 1
                 self.trim_seconds_max = max(self.trim_seconds_max, took)
-                log.debug("heap trimmed in %.1f ms", took * 1000)
+            log.debug("heap trimmed in %.1f ms", took * 1000)
