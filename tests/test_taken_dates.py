@@ -126,3 +126,10 @@ def test_an_older_catalog_gets_capture_times_on_the_next_scan_without_re_embeddi
         assert again.unchanged == 2 and again.reused == 0
     finally:
         lib.close()
+
+
+def test_a_malformed_stored_capture_time_falls_back_to_the_modified_day() -> None:
+    from desktop_app.engine.catalog import FileRow
+
+    row = FileRow("/p/a.jpg", "/p", 1, MODIFIED_2021 * 10**9, "f", 1, 1, "ok", None, "garbage")
+    assert row.day.year == 2021

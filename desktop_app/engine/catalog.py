@@ -115,7 +115,10 @@ class FileRow:
     def day(self) -> date:
         """The day the photo was taken (EXIF), else the day it was last modified (local)."""
         if self.taken:
-            return date.fromisoformat(self.taken[:10])
+            try:
+                return date.fromisoformat(self.taken[:10])
+            except ValueError:  # not ours (a server entry from a foreign client): ignore it
+                pass
         return datetime.fromtimestamp(self.mtime_ns / 1e9).date()
 
 
