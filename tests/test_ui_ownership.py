@@ -170,7 +170,11 @@ def test_not_duplicates_is_written_by_the_worker_thread(
     small = few_photos / "small.jpg"
     with Image.open(photo) as im:
         im.convert("RGB").resize((im.width * 3 // 4, im.height * 3 // 4)).save(small, quality=60)
-    with qtbot.waitSignal(controller.worker.status, timeout=TIMEOUT):
+    files = len(list(few_photos.glob("*.jpg")))
+    # the status after the job that indexed them all (an earlier job's may come first)
+    with qtbot.waitSignal(
+        controller.worker.status, timeout=TIMEOUT, check_params_cb=lambda st: st.files == files
+    ):
         controller.add_folder(str(few_photos))
     library = controller.library
 
