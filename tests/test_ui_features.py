@@ -29,6 +29,8 @@ from desktop_app.ui.main_window import MainWindow
 from desktop_app.ui.preview import PreviewDialog
 from desktop_app.ui.results_model import Role
 
+from .conftest import files_indexed  # conftest's `indexed` fixture indexes into `window`
+
 TIMEOUT = 120_000  # generous for a loaded machine; a pass takes seconds
 
 
@@ -46,17 +48,6 @@ def window(qtbot: QtBot, app_home: Path) -> Iterator[MainWindow]:
     yield win
     win.shutdown()
     lib.close()
-
-
-@pytest.fixture
-def indexed(window: MainWindow, photos: Path, qtbot: QtBot) -> Path:
-    window.add_folder(str(photos))
-    qtbot.waitUntil(lambda: files(window) == 40, timeout=TIMEOUT)
-    return photos
-
-
-def files(win: MainWindow) -> int | None:
-    return win.last_status.files if win.last_status else None
 
 
 def failures(win: MainWindow) -> list[Any]:
@@ -303,7 +294,7 @@ def test_empty_folder_and_folder_inside_a_watched_one_say_so(
     window.add_folder(str(inner))
     assert any("inside the watched folder" in m for m in messages)
     assert str(inner.resolve()) not in [r["path"] for r in window.controller.roots]
-    qtbot.waitUntil(lambda: files(window) == 41, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: files_indexed(window) == 41, timeout=TIMEOUT)
 
 
 # -- failures, copies ---------------------------------------------------------------------
@@ -370,7 +361,7 @@ def with_duplicates(window: MainWindow, photos: Path, qtbot: QtBot) -> dict[str,
     with Image.open(original) as im:
         im.convert("RGB").resize((im.width * 3 // 4, im.height * 3 // 4)).save(small, quality=60)
     window.add_folder(str(photos))
-    qtbot.waitUntil(lambda: files(window) == 42, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: files_indexed(window) == 42, timeout=TIMEOUT)
     return {"original": original, "exact": exact, "small": small}
 
 
