@@ -4,16 +4,16 @@ the signals the widgets listen to."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pytestqt.qtbot import QtBot
 
 from desktop_app.engine.library import Library
-from desktop_app.engine.paths import resolve_dirs
-from desktop_app.engine.settings import HISTOGRAM_MODEL, Settings
+from desktop_app.engine.settings import Settings
 from desktop_app.ui.controller import Page, SearchController
+
+from . import test_ui_reliability as reliability
 
 TIMEOUT = 120_000  # generous for a loaded machine; a pass takes seconds
 
@@ -38,22 +38,9 @@ class Recorder:
         c.results_shown.connect(lambda _q, results, _s: self.stages.append(len(results)))
 
 
-@pytest.fixture
-def library(app_home: Path) -> Iterator[Library]:
-    settings = Settings(model=HISTOGRAM_MODEL)
-    settings.save(app_home / "config" / "settings.json")
-    lib = Library(resolve_dirs(), settings)
-    yield lib
-    lib.close()
-
-
-@pytest.fixture
-def controller(qtbot: QtBot, library: Library) -> Iterator[SearchController]:
-    c = SearchController(library)
-    with qtbot.waitSignal(c.encoder_ready, timeout=TIMEOUT):
-        c.start(watch=False)
-    yield c
-    c.shutdown()
+# the controller on a fast-encoder library, as the reliability tests set it up (fixtures)
+library = reliability.library
+controller = reliability.controller
 
 
 @pytest.fixture
