@@ -8,7 +8,8 @@ was switched in Settings. So automatic collection is off while the window lives,
 timer on the GUI thread collects each generation when its threshold is crossed (the
 approach of qutebrowser and other long-lived PyQt applications). At most once a minute
 it also hands freed heap back to the system (``engine/heap.py``): without that the
-window's resident size crept up for as long as searches ran.
+window's resident size crept up for as long as searches ran; on start it sets the
+allocator so large freed buffers go back at once (``heap.tune_allocator``).
 
 Threads: collection runs on the GUI thread (the timer's); other threads only allocate.
 The heap trim runs on a short-lived thread of its own ("heap-trim", one at a time): it
@@ -25,7 +26,7 @@ import time
 
 from PySide6.QtCore import QObject, QTimer
 
-from desktop_app.engine.heap import trim_heap
+from desktop_app.engine.heap import trim_heap, tune_allocator
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class GuiThreadCollector(QObject):
         self._last_trim = time.monotonic()
 
     def start(self) -> None:
+        tune_allocator()  # freed image buffers go back at once, not only at each trim
         gc.disable()
         self._timer.start()
 
