@@ -92,17 +92,13 @@ def test_large_freed_buffers_go_back_at_once_once_the_allocator_is_tuned(tuned: 
             [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
         ).stdout.split()[0]
     )
+    rss_of_python = (
+        "import os; print(int(open('/proc/self/statm').read().split()[1])"
+        " * os.sysconf('SC_PAGE_SIZE') / 2**20)"
+    )
     baseline = float(
         subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "import os; print(int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20)",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
+            [sys.executable, "-c", rss_of_python], capture_output=True, text=True, check=True
         ).stdout
     )
     held = rss - baseline
