@@ -20,7 +20,7 @@ holes.
 
 Elsewhere than glibc (macOS, Windows, musl) there is nothing to call and this does
 nothing. Any thread may call :func:`trim_heap`; the window calls it from its GUI-thread
-collector (``ui/collector.py``) at most once a minute, and :func:`tune_allocator` once
+collector (``ui/collector.py``) at most every 20 s, and :func:`tune_allocator` once
 when that collector starts.
 """
 

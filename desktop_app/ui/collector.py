@@ -6,7 +6,7 @@ in the pool. A cycle that holds a Qt object (a dialog, a widget's Python wrapper
 destroyed on that thread, which Qt forbids; the window crashed that way when the encoder
 was switched in Settings. So automatic collection is off while the window lives, and a
 timer on the GUI thread collects each generation when its threshold is crossed (the
-approach of qutebrowser and other long-lived PyQt applications). At most once a minute
+approach of qutebrowser and other long-lived PyQt applications). At most every 20 s
 it also hands freed heap back to the system (``engine/heap.py``): without that the
 window's resident size crept up for as long as searches ran; on start it sets the
 allocator so large freed buffers go back at once (``heap.tune_allocator``).
@@ -31,7 +31,10 @@ from desktop_app.engine.heap import trim_heap, tune_allocator
 log = logging.getLogger(__name__)
 
 INTERVAL_MS = 500
-TRIM_EVERY_S = 60.0  # a trim takes milliseconds; freed heap piles up over minutes
+# A trim takes 10-65 ms on its own thread; between two, what the threads freed in small
+# blocks (SQLite pages, Chroma results, Python objects) piles up: 20-40 MB a minute
+# with a search a second (the soak), so trim every 20 s rather than every minute.
+TRIM_EVERY_S = 20.0
 
 
 class GuiThreadCollector(QObject):
@@ -75,7 +78,7 @@ class GuiThreadCollector(QObject):
 
     def check(self) -> None:
         """Collect the oldest generation whose allocation count passed its threshold;
-        once a minute, return freed heap to the system too."""
+        every 20 s, return freed heap to the system too."""
         counts = gc.get_count()
         thresholds = gc.get_threshold()
         generation = -1
