@@ -232,6 +232,26 @@ def test_colour_copy_round_trip_and_matches(tmp_path: Path) -> None:
         tiny_from_bytes(b"TN1\x00")
 
 
+def test_colour_match_of_a_mean_colour_alone_confirms_nothing(tmp_path: Path) -> None:
+    """A finely textured crop, shrunk to the few pixels of a small template, is nearly
+    its mean colour, which fits any patch of that colour: a stored flat field a shade
+    off is close (within the limit) but no closer than the mean colour itself, so it is
+    not confirmed; the crop's own parent is."""
+    rng = np.random.default_rng(7)
+    texture = rng.normal(0, 40, (1000, 1600, 1)) + np.array([150.0, 120.0, 90.0])
+    layout = np.asarray(Image.open(gradient(tmp_path / "g.jpg", (0, 1, 2))), np.float32)
+    pixels = 0.7 * np.clip(texture, 0, 255) + 0.3 * layout  # fine grain over a layout
+    parent = Image.fromarray(pixels.astype(np.uint8))
+    crop = parent.crop((400, 300, 880, 600)).resize((240, 150))
+    matcher = ColourMatcher(query_small(crop))
+    mean = np.asarray(crop, np.float32).reshape(-1, 3).mean(axis=0)
+    flat = Image.new("RGB", (1600, 1000), tuple(int(c) + 6 for c in mean))
+    near = matcher.match_inside(tiny_from_bytes(tiny_to_bytes(flat, 1600, 1000)))
+    assert near is not None and near.rmse <= near.limit and not near.confirmed
+    own = matcher.match_inside(tiny_from_bytes(tiny_to_bytes(parent, 1600, 1000)))
+    assert own is not None and own.confirmed and iou(own.box, (400, 300, 480, 300)) >= 0.5
+
+
 def test_shortlist_takes_candidates_nominated_by_the_region_scaled_query() -> None:
     """A parent that only the query-as-a-region vector ranks high still gets a place
     among the region candidates to verify (and in the colour check)."""

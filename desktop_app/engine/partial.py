@@ -36,7 +36,7 @@ Scoring, per stored image (similarities are cosine):
       verified box (the query's outline projected into the stored image, its pixels)
   colour layout matches (RMSE at the best place ≤ limit: ``colour.MAX_RMSE`` = 14 levels
   for the query inside the image, ``MAX_RMSE_CONTAINS`` = 18 for the image inside the
-  query), tier 1:
+  query; and below the matched template's own spread, ``ColourMatch.confirmed``), tier 1:
       score = 0.6 + 0.1 · (1 − rmse / limit) + 0.1 · max(sim_full, sim_part, 0)
       match = "full" when the query spans ≥ 80 % of the stored image, else "partial" with
       the matched box (the whole stored image when the query contains it)
