@@ -53,6 +53,7 @@ def image_query(
         q.windows = regional.embed_in_batches(crop_windows(image, windows))
         if regional is not encoder:
             q.region_vectors = regional.embed_images([image, mirror])
+        q.region_scaled = regional.embed_as_regions([image, mirror])
         q.small = query_small(image)
         q.keypoints = extract_keypoints(image, QUERY_KEYPOINTS, orig_size=size)
         q.keypoints_flipped = extract_keypoints(mirror, QUERY_KEYPOINTS, orig_size=size)
