@@ -4,11 +4,15 @@ catalog beside the published one) once deleted entries outweigh the live ones.""
 
 from __future__ import annotations
 
+import os
+import shutil
+import threading
 from pathlib import Path
 
 import pytest
 
 from desktop_app.engine import library as library_module
+from desktop_app.engine.errors import DiskFull
 from desktop_app.engine.library import Library
 from desktop_app.engine.settings import HISTOGRAM_MODEL
 from desktop_app.engine.store import hnsw_elements
@@ -69,3 +73,59 @@ def test_compaction_keeps_every_vector_and_survives_a_reopen(
         assert again.store_health == "ok"
         assert again.search_image(images[1], top_k=1)[0].path == str(images[1])
         assert_consistent(again, folder)
+
+
+def test_a_compaction_that_fails_or_is_cancelled_leaves_the_store_as_it_was(
+    app_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk while the copy fills, a cancel between pages, a folder that cannot be
+    renamed (Windows, a detached search): each leaves the published store answering,
+    no copy behind, and indexing goes on."""
+    folder = tmp_path / "photos"
+    with Library.open(model=HISTOGRAM_MODEL) as lib:
+        images = churn(lib, folder, 2)
+
+        def disk_full(*args: object) -> None:
+            raise DiskFull("no space left on the disk")
+
+        with monkeypatch.context() as m:
+            m.setattr(Library, "_copy_page", staticmethod(disk_full))
+            assert not lib.compact_store(force=True)
+        cancel = threading.Event()
+        cancel.set()
+        assert not lib.compact_store(force=True, cancel=cancel)
+        real_replace = os.replace
+
+        def refuse_second(src: object, dst: object) -> None:
+            if str(src).endswith(library_module.COMPACTING):
+                raise PermissionError("in use")
+            real_replace(src, dst)  # type: ignore[arg-type]
+
+        with monkeypatch.context() as m:
+            m.setattr(library_module.os, "replace", refuse_second)
+            assert not lib.compact_store(force=True)
+        assert lib.reads.published is lib.store and not lib.store.closed
+        assert lib.search_image(images[0], top_k=1)[0].path == str(images[0])
+        assert sorted(p.name for p in lib.dirs.data.glob("chroma.*")) == []
+        churn(lib, folder, 1)  # indexing goes on
+        assert_consistent(lib, folder)
+
+
+def test_a_compaction_cut_short_between_its_renames_is_finished_at_the_next_start(
+    app_home: Path, tmp_path: Path
+) -> None:
+    """Killed after the store's folder moved aside and before the complete copy moved
+    in: the next start takes the copy (no rebuild, nothing re-embedded), and drops the
+    leftovers."""
+    folder = tmp_path / "photos"
+    with Library.open(model=HISTOGRAM_MODEL) as lib:
+        images = churn(lib, folder, 1)
+        path = lib.dirs.chroma_path
+    shutil.copytree(path, path.with_name(library_module.COMPACTING))  # the complete copy
+    os.replace(path, path.with_name(library_module.BEFORE_COMPACTION))
+    with Library.open(path.parent, model=HISTOGRAM_MODEL) as again:
+        assert again.store_health == "ok"
+        assert again.search_image(images[0], top_k=1)[0].path == str(images[0])
+        assert_consistent(again, folder)
+        assert run_index(again, [folder]).embedded == 0
+    assert sorted(p.name for p in path.parent.glob("chroma.*")) == []

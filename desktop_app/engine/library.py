@@ -57,7 +57,7 @@ from desktop_app.engine.analysis import (
     RegionAnalyser,
     RegionScheme,
 )
-from desktop_app.engine.catalog import Catalog
+from desktop_app.engine.catalog import Catalog, VectorRow
 from desktop_app.engine.cleanup import NO_CLEANUP, Cleanup
 from desktop_app.engine.duplicate_review import TrashReport, trash_files
 from desktop_app.engine.duplicates import DuplicateGroup, DuplicateProgress, find_duplicates
@@ -118,6 +118,13 @@ STORE_WAIT_S = 30.0
 # rebuild's cost proportional to the writes that made the waste.
 COMPACT_MIN_DEAD = 2000
 COMPACT_RATIO = 1.0
+COPY_PAGE = 2000  # vectors read from the catalog and written to the copy at a time
+COMPACTING = "chroma.compacting"  # the copy being filled, beside the store's folder
+BEFORE_COMPACTION = "chroma.before-compaction"  # the old folder, until the copy is published
+
+
+class CompactionCancelled(Exception):
+    """A compaction stopped between pages (the index run's cancel)."""
 
 
 class EncoderSlot:
@@ -262,6 +269,7 @@ class Library:
         """Open the store; one that fails to open or answers wrongly is set aside and
         rebuilt from the catalog, with nothing re-embedded."""
         path = self.dirs.chroma_path
+        self._finish_compaction(path)
         if not path.exists() and self.catalog.vector_counts():
             return self._rebuild_store("its folder is missing")
         problem = hnsw_files_problem(path)  # before Chroma loads what could crash it
@@ -279,6 +287,19 @@ class Library:
             store.close()
         assert problem is not None
         return self._rebuild_store(problem)
+
+    @staticmethod
+    def _finish_compaction(path: Path) -> None:
+        """A compaction that stopped before its copy was published: with the store's
+        folder gone (moved aside), the copy is complete (it is moved in only once
+        filled) and takes its place; with the folder there, the leftovers go."""
+        beside, old = path.with_name(COMPACTING), path.with_name(BEFORE_COMPACTION)
+        if not path.exists() and beside.is_dir():
+            os.replace(beside, path)
+            log.warning("a compaction was cut short: its complete copy is the vector index now")
+        if path.exists():
+            for leftover in (beside, old):
+                shutil.rmtree(leftover, ignore_errors=True)
 
     def _store_problem(self, store: VectorStore) -> str | None:
         """What is wrong with the store for the active encoder, or None: each of its
@@ -489,11 +510,13 @@ class Library:
             required_features=REGION_FEATURES if regions else (),
             publish=self._upload_step if self.uploader else None,
         )
+        completed = False
         for progress in indexer.run(targets):
             s = progress.summary
             if s is not None:
                 self._finish_upload(s, cancel)
             if s is not None and not s.cancelled:
+                completed = True
                 self.catalog.set_meta("active_model", slot.spec)
                 self.slot = slot  # one assignment: searches see the old pair or the new
                 if s.embedded or s.reused or s.removed:
@@ -501,6 +524,8 @@ class Library:
             if self.uploader is not None and self.uploader.error:
                 progress = replace(progress, store_error=self.uploader.error)
             yield progress
+        if completed:  # after the run, not before: a start or a search never waits for it
+            self.compact_store(cancel=cancel)
 
     def catch_up_store(self, encoder_id: str, cancel: threading.Event | None = None) -> None:
         """Writer side: repair a store a search found failing, then make it match the
@@ -517,15 +542,16 @@ class Library:
             self._replace_store(str(exc))
         if self.reads.published is not self.store:  # a rebuild that failed half-way
             self.reads.publish(self.store)  # ... is complete now: searches may read it
-        self.compact_store()
 
-    def compact_store(self, force: bool = False) -> bool:
-        """Writer side: rebuild the store from the catalog when its indexes hold more
-        deleted elements than ``COMPACT_MIN_DEAD`` and ``COMPACT_RATIO`` × the live
-        vectors (``force``: whenever any). The new store is built beside the published
-        one, which keeps answering searches; then the old one is retired (it closes once
-        the searches under way are done, bounded) and the new one takes its folder and
-        is published. Nothing is re-embedded. Returns whether it compacted."""
+    def compact_store(self, force: bool = False, cancel: threading.Event | None = None) -> bool:
+        """Writer side, at the end of an index run: rebuild the store from the catalog
+        when its indexes hold more deleted elements than ``COMPACT_MIN_DEAD`` and
+        ``COMPACT_RATIO`` × the live vectors (``force``: whenever any). The copy is
+        filled page by page beside the published store, which keeps answering searches
+        (``cancel`` stops it between pages, and a failure only leaves the store as it
+        was); then the old one is retired (it closes once the searches under way are
+        done, bounded), the copy takes its folder and is published, and only then is the
+        old folder deleted. Nothing is re-embedded. Returns whether it compacted."""
         if not self._own_store or self._store is None:
             return False
         path = self.dirs.chroma_path
@@ -534,32 +560,41 @@ class Library:
         if dead <= (0 if force else max(COMPACT_MIN_DEAD, COMPACT_RATIO * live)):
             return False
         started = time.monotonic()
-        beside = path.with_name("chroma.compacting")
-        shutil.rmtree(beside, ignore_errors=True)  # a compaction cut short earlier
-        new = VectorStore.persistent(beside)
+        beside = path.with_name(COMPACTING)
         try:
-            for enc in {enc for enc, _kind in self.catalog.vector_counts()}:
-                self.sync_store(enc, into=new)
-        except BaseException:
-            new.close()
+            self._fill_copy(beside, cancel)
+        except Exception as exc:  # a full disk, most likely: the store stays as it was
             _forget_system(beside)
             shutil.rmtree(beside, ignore_errors=True)
-            raise
-        new.close()  # reopened at the store's own path below (Chroma keeps the path)
-        _forget_system(beside)
+            if not isinstance(exc, CompactionCancelled):
+                log.warning("the vector index could not be compacted (%s); kept as it was", exc)
+            return False
         self._retire_published("compacting")
+        old = path.with_name(BEFORE_COMPACTION)
+        swapped = False
         try:
-            old = path.with_name("chroma.before-compaction")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)
-            os.replace(beside, path)
-            shutil.rmtree(old, ignore_errors=True)
+            try:
+                os.replace(beside, path)
+                swapped = True
+            except OSError:
+                os.replace(old, path)  # put it back
+                raise
+        except OSError as exc:  # e.g. Windows, while a detached search holds the files
+            log.warning("the vector index could not be compacted (%s); kept as it was", exc)
+            shutil.rmtree(beside, ignore_errors=True)
+        try:
             store = VectorStore.persistent(path)
-        except Exception as exc:  # then as for a damaged store: rebuilt from the catalog
-            self._rebuild_store(f"compacting it failed ({type(exc).__name__}: {exc})")
-            return False
+        except BaseException as exc:
+            self._store_suspect = True  # the next index run or start rebuilds it
+            self.reads.publish_failure(f"the vector index could not be reopened ({exc})")
+            raise
         self.store = store
         self.reads.publish(store)
+        if not swapped:
+            return False
+        shutil.rmtree(old, ignore_errors=True)  # after publishing: searches do not wait
         log.info(
             "vector index compacted in %.1f s: %d deleted entries dropped, %d kept",
             time.monotonic() - started,
@@ -567,6 +602,46 @@ class Library:
             live,
         )
         return True
+
+    def _fill_copy(self, beside: Path, cancel: threading.Event | None) -> None:
+        """A new store at ``beside`` with the collections the published one has, filled
+        from the catalog ``COPY_PAGE`` vectors at a time, then closed (and out of Chroma's
+        cache: it is reopened at the store's own path). Raises ``CompactionCancelled``."""
+        shutil.rmtree(beside, ignore_errors=True)  # a compaction cut short earlier
+        new = VectorStore.persistent(beside)
+        try:
+            for enc, kind in self.catalog.vector_counts():
+                if not self.store.count(enc, kind):  # another encoder's, dropped earlier
+                    continue
+                page: list[VectorRow] = []
+                for row in self.catalog.vectors(enc, kind):
+                    page.append(row)
+                    if len(page) >= COPY_PAGE:
+                        self._copy_page(new, enc, kind, page, cancel)
+                        page = []
+                self._copy_page(new, enc, kind, page, cancel)
+        finally:
+            new.close()
+            _forget_system(beside)
+
+    @staticmethod
+    def _copy_page(
+        new: VectorStore,
+        enc: str,
+        kind: str,
+        rows: Sequence[VectorRow],
+        cancel: threading.Event | None,
+    ) -> None:
+        if cancel is not None and cancel.is_set():
+            raise CompactionCancelled("compaction cancelled")
+        if rows:
+            new.upsert(
+                enc,
+                [vector_id(r.fingerprint, r.kind, r.idx) for r in rows],
+                np.stack([r.vector for r in rows]),
+                [vector_metadata(r.fingerprint, r.box) for r in rows],
+                kind=kind,
+            )
 
     def _retire_published(self, why: str) -> None:
         """Writer side: no search takes the store any more; wait (bounded) for the
@@ -608,40 +683,34 @@ class Library:
         return waiting
 
     def sync_store(
-        self,
-        encoder_id: str | None = None,
-        cancel: threading.Event | None = None,
-        *,
-        into: VectorStore | None = None,
+        self, encoder_id: str | None = None, cancel: threading.Event | None = None
     ) -> int:
         """Make the vector index match the catalog (after a crash between the two writes,
         or when the index folder was deleted); returns how many vectors were re-added.
         Nothing is re-embedded: the catalog holds every vector. It writes: the writer
-        calls it (the window's worker when the encoder loads, the CLI before a search).
-        ``into``: another store to fill instead (a compaction's new one)."""
+        calls it (the window's worker when the encoder loads, the CLI before a search)."""
         encoder_id = encoder_id or self.encoder_id
-        if self.uploader is not None and into is None:
+        if self.uploader is not None:
             # a server holds other machines' vectors too: never reconcile by deleting;
             # upload what the catalog marked instead (paused if it does not answer)
             self.uploader.step(max_rounds=None, cancel=cancel)
             return 0
-        store = self.store if into is None else into
         added = 0
         for (enc, kind), n in self.catalog.vector_counts().items():
-            if enc != encoder_id or store.count(enc, kind) == n:
+            if enc != encoder_id or self.store.count(enc, kind) == n:
                 continue
-            in_store = store.ids(enc, kind)
+            in_store = self.store.ids(enc, kind)
             rows = [r for r in self.catalog.vectors(enc, kind)]
             wanted = {vector_id(r.fingerprint, r.kind, r.idx): r for r in rows}
             missing = [k for k in wanted if k not in in_store]
             extra = [k for k in in_store if k not in wanted]
             if extra:
-                store.delete(enc, extra, kind=kind)
+                self.store.delete(enc, extra, kind=kind)
             if missing:
                 log.info(
                     "re-adding %d %s vectors to the index from the catalog", len(missing), kind
                 )
-                store.upsert(
+                self.store.upsert(
                     enc,
                     missing,
                     np.stack([wanted[k].vector for k in missing]),
