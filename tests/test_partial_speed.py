@@ -93,3 +93,25 @@ def test_partial_features_are_computed_and_their_failure_reaches_the_caller(
     assert full()[0].path == str(photos / PHOTOS[1].name)
     with pytest.raises(RuntimeError, match="keypoint detector failed"):
         merged()
+
+
+def test_two_nearest_matches_opencvs_search_on_real_descriptors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import cv2
+    import numpy as np
+
+    from desktop_app.engine import regions
+
+    q = regions.extract_keypoints(Image.open(LARGE[0]), regions.QUERY_KEYPOINTS).desc
+    c = regions.extract_keypoints(Image.open(LARGE[1])).desc
+    # exact complements (distance 256: in uint8 it would wrap to a false 0, the nearest)
+    # and duplicates (ties) included
+    c = np.concatenate([c, ~q[:3], c[:5]])
+    dist, nid = cv2.batchDistance(q, c, -1, normType=cv2.NORM_HAMMING, K=2)
+    d0, d1, nearest = regions._two_nearest(q, c)
+    assert np.array_equal(d0, dist[:, 0]) and np.array_equal(d1, dist[:, 1])
+    assert np.array_equal(nearest, nid[:, 0])
+    monkeypatch.delattr(np, "bitwise_count")  # numpy < 2: OpenCV's own search
+    f0, f1, fn = regions._two_nearest(q, c)
+    assert np.array_equal(f0, d0) and np.array_equal(f1, d1) and np.array_equal(fn, nearest)
