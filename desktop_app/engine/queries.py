@@ -23,6 +23,7 @@ from desktop_app.engine.imageio import load_image
 from desktop_app.engine.partial import QueryFeatures
 from desktop_app.engine.regions import (
     QUERY_KEYPOINTS,
+    crop_windows,
     extract_keypoints,
     find_frames,
     keypoints_from_bytes,
@@ -72,8 +73,7 @@ def image_query(
         try:
             windows = query_windows(*size) + find_frames(image)
             regional = encoder.region_encoder  # windows live in the region vectors' space
-            # pooled from one feature map where the encoder has one (embed_windows)
-            q.windows = regional.embed_windows(image, windows)
+            q.windows = regional.embed_in_batches(crop_windows(image, windows))
             if regional is not encoder:
                 q.region_vectors = regional.embed_images([image, mirror])
         finally:

@@ -289,16 +289,11 @@ class IndexWorker(QObject):
             # writes): searches never write, so this is where it happens
             lib.catch_up_store(lib.encoder_id, self.cancel)
             # Run the input shapes a query uses once (the query and its mirror; the query
-            # windows' one pass, at the region sizes of landscape 4:3 and 16:9 photos),
-            # so the first real search does not pay the backend's first-call cost for
-            # each shape — nor stall the window while it does.
-            from desktop_app.engine.regions import query_windows  # OpenCV: not at start-up
-
+            # windows), so the first real search does not pay the backend's first-call
+            # cost for each shape — nor stall the window while it does.
             grey = Image.new("RGB", (64, 64), "grey")
             encoder.embed_images([grey, grey])
-            for size in ((640, 480), (640, 360)):
-                scene = Image.new("RGB", size, "grey")
-                encoder.region_encoder.embed_windows(scene, query_windows(*size))
+            encoder.embed_in_batches([grey] * 9)
             self.encoder_ready.emit(encoder.describe(), lib.slot.warning or "")
         elif isinstance(job, IndexJob):
             self._index(lib.index(job.paths, self.cancel, add=job.add, settings=settings))

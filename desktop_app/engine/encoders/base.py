@@ -51,13 +51,6 @@ class Encoder(ABC):
             out.append(self.embed_in_batches(crops))
         return out
 
-    def embed_windows(self, image: Image.Image, boxes: Sequence[NormBox]) -> np.ndarray:
-        """Vectors of query windows (fractions of ``image``), compared with stored
-        full-image vectors. This generic version embeds each crop as a whole image;
-        encoders with a spatial feature map override it with one pooled pass."""
-        w, h = image.size
-        return self.embed_in_batches([image.crop(_pixel_box(box, w, h)) for box in boxes])
-
     @property
     def region_encoder(self) -> Encoder:
         """The encoder whose vector space the region vectors and the query windows live

@@ -76,7 +76,6 @@ def gem(features: np.ndarray, p: float = GEM_P) -> np.ndarray:
 # (width, height) input sizes for the region pass, about 100k pixels each, by aspect ratio.
 REGION_BUCKETS = ((1.55, (448, 256)), (1.15, (384, 288)), (0.87, (320, 320)), (0.65, (288, 384)))
 REGION_BUCKET_TALL = (256, 448)
-WINDOW_SCALE = 1.5  # query windows' pass, relative to the region buckets
 
 
 def region_bucket(width: int, height: int) -> tuple[int, int]:
@@ -220,18 +219,6 @@ class EfficientNetLite0(Encoder):
             for fmap, i in zip(fmaps, members, strict=True):
                 out[i] = l2_normalise(pool_regions(fmap, boxes[i]))
         return out
-
-    def embed_windows(self, image: Image.Image, boxes: Sequence[NormBox]) -> np.ndarray:
-        """Query windows pooled from one pass at ``WINDOW_SCALE`` times the region size
-        (a 0.45 window then spans about as many feature cells as a stored 224 px image,
-        whose full vector it is compared with): one pass of ~250k pixels instead of one
-        224 px pass per window (9 to 15 of them, ~600k pixels)."""
-        if not boxes:
-            return np.zeros((0, self.dim), np.float32)
-        bw, bh = region_bucket(image.width, image.height)
-        size = (round(bw * WINDOW_SCALE / 32) * 32, round(bh * WINDOW_SCALE / 32) * 32)
-        fmap = self.feature_maps(images_to_array([image], size, MEAN, STD))[0]
-        return l2_normalise(pool_regions(fmap, boxes))
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         if not images:
