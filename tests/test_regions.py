@@ -230,3 +230,58 @@ def test_colour_copy_round_trip_and_matches(tmp_path: Path) -> None:
     assert wrong is None or not wrong.confirmed
     with pytest.raises(ValueError):
         tiny_from_bytes(b"TN1\x00")
+
+
+def test_colour_match_of_a_mean_colour_alone_confirms_nothing(tmp_path: Path) -> None:
+    """A finely textured crop, shrunk to the few pixels of a small template, is nearly
+    its mean colour, which fits any patch of that colour: a stored flat field a shade
+    off is close (within the limit) but no closer than the mean colour itself, so it is
+    not confirmed; the crop's own parent is."""
+    rng = np.random.default_rng(7)
+    texture = rng.normal(0, 40, (1000, 1600, 1)) + np.array([150.0, 120.0, 90.0])
+    layout = np.asarray(Image.open(gradient(tmp_path / "g.jpg", (0, 1, 2))), np.float32)
+    pixels = 0.7 * np.clip(texture, 0, 255) + 0.3 * layout  # fine grain over a layout
+    parent = Image.fromarray(pixels.astype(np.uint8))
+    crop = parent.crop((400, 300, 880, 600)).resize((240, 150))
+    matcher = ColourMatcher(query_small(crop))
+    mean = np.asarray(crop, np.float32).reshape(-1, 3).mean(axis=0)
+    flat = Image.new("RGB", (1600, 1000), tuple(int(c) + 6 for c in mean))
+    near = matcher.match_inside(tiny_from_bytes(tiny_to_bytes(flat, 1600, 1000)))
+    assert near is not None and near.rmse <= near.limit and not near.confirmed
+    own = matcher.match_inside(tiny_from_bytes(tiny_to_bytes(parent, 1600, 1000)))
+    assert own is not None and own.confirmed and iou(own.box, (400, 300, 480, 300)) >= 0.5
+
+
+def test_shortlist_takes_candidates_nominated_by_the_region_scaled_query() -> None:
+    """A parent that only the query-as-a-region vector ranks high still gets a place
+    among the region candidates to verify (and in the colour check)."""
+    from desktop_app.engine.partial import PartialParams, PartialSearch, _Candidate
+
+    search = PartialSearch(None, None, "enc", PartialParams(n_full=1, n_part=1, n_window=0))  # type: ignore[arg-type]
+    cands = {
+        "best-full": _Candidate(sim_full=0.9),
+        "plain-region": _Candidate(sim_full=0.2, sim_part=0.5),
+        "parent": _Candidate(sim_full=0.1, sim_scaled=0.7),
+    }
+    shortlist, _mirrored = search._shortlist(cands)
+    assert shortlist == ["best-full", "parent"]
+
+
+@pytest.mark.slow
+def test_texture_crop_as_a_region_ranks_its_parent_first(tmp_path: Path) -> None:
+    """The herringbone panel of a dress, cropped at half the side and downscaled to 3/4:
+    embedded as a region (one small pass at the region vectors' scale) its parent's region
+    vector is the closest of all the fixture photos' regions."""
+    from desktop_app.engine.encoders import load_encoder
+    from desktop_app.engine.regions import index_region_boxes
+
+    parent = FIXTURES / "texture" / "herringbone-dress.jpg"
+    im = Image.open(parent).convert("RGB")
+    crop = im.crop((119, 237, 319, 593))
+    crop = crop.resize((crop.width * 3 // 4, crop.height * 3 // 4))
+    enc = load_encoder("efficientnet-lite0", "cpu")
+    photos = [im] + [Image.open(p).convert("RGB") for p in [*LARGE, *PHOTOS]]
+    stored = enc.embed_regions(photos, [index_region_boxes(p.width, p.height) for p in photos])
+    query = enc.embed_as_regions([crop])
+    best = [float((query @ vectors.T).max()) for vectors in stored]
+    assert int(np.argmax(best)) == 0

@@ -11,7 +11,10 @@ Stage 1 (``full``): the query and its mirror image against the full-image vector
 the window shows it at once.
 
 Stage 2 (``merged``) adds candidates from
-  * the query (and mirror) against the region vectors: the query is a crop of a photo,
+  * the query (and mirror) against the region vectors: the query is a crop of a photo;
+    also the query as the region vectors see a part of a picture (``region_scaled``:
+    one small pass at their scale; it finds parents the plain embedding ranks far down,
+    and only nominates: the score keeps the plain region similarity),
   * windows cut from the query (a 3 × 3 grid, and the rectangles ``regions.find_frames``
     sees) against the full-image vectors: the query contains a stored photo (a painting
     on a wall, a photo pasted into a collage),
@@ -33,7 +36,7 @@ Scoring, per stored image (similarities are cosine):
       verified box (the query's outline projected into the stored image, its pixels)
   colour layout matches (RMSE at the best place ≤ limit: ``colour.MAX_RMSE`` = 14 levels
   for the query inside the image, ``MAX_RMSE_CONTAINS`` = 18 for the image inside the
-  query), tier 1:
+  query; and below the matched template's own spread, ``ColourMatch.confirmed``), tier 1:
       score = 0.6 + 0.1 · (1 − rmse / limit) + 0.1 · max(sim_full, sim_part, 0)
       match = "full" when the query spans ≥ 80 % of the stored image, else "partial" with
       the matched box (the whole stored image when the query contains it)
@@ -109,6 +112,9 @@ class QueryFeatures:
     # the query in the region encoder's space when that is not the main encoder's (CLIP):
     # compared with region vectors; windows are then compared with that space's full vectors
     region_vectors: np.ndarray | None = None
+    # the query (and mirror) as a stored region vector sees a part of a picture
+    # (``Encoder.embed_as_regions``): only nominates candidates, as the windows do
+    region_scaled: np.ndarray | None = None
     keypoints: Keypoints | None = None
     keypoints_flipped: Keypoints | None = None
     small: np.ndarray | None = None  # the query for the colour-layout check (colour.py)
@@ -121,7 +127,13 @@ class _Candidate:
     sim_full: float = -1.0
     sim_part: float = -1.0
     sim_window: float = -1.0
+    sim_scaled: float = -1.0  # region similarity of ``QueryFeatures.region_scaled``
     region: Box | None = None
+
+    @property
+    def sim_region(self) -> float:
+        """Region similarity as the shortlist ranks it: either query vector's."""
+        return max(self.sim_part, self.sim_scaled)
 
 
 class PartialSearch:
@@ -181,6 +193,12 @@ class PartialSearch:
                 c = cands.setdefault(fp, _Candidate())
                 if s > c.sim_part:
                     c.sim_part, c.region = s, box
+            if q.region_scaled is not None:
+                for fp, (s, box) in self._region_sims(q.region_scaled).items():
+                    c = cands.setdefault(fp, _Candidate())
+                    if s > c.sim_scaled:
+                        c.sim_scaled = s
+                        c.region = c.region or box
         if windows is not None and len(windows):
             for fp, s in self._full_sims(windows, p.window_k, window_kind).items():
                 c = cands.setdefault(fp, _Candidate())
@@ -277,7 +295,8 @@ class PartialSearch:
         """Candidates to verify, in priority order, and those to try mirrored too."""
         p = self.params
         out: dict[str, None] = {}
-        for key, n in (("sim_full", p.n_full), ("sim_part", p.n_part), ("sim_window", p.n_window)):
+        slots = (("sim_full", p.n_full), ("sim_region", p.n_part), ("sim_window", p.n_window))
+        for key, n in slots:
             ranked = sorted(cands, key=lambda fp: -getattr(cands[fp], key))
             added = 0
             for fp in ranked:
@@ -329,7 +348,7 @@ class PartialSearch:
         if q.small is None:
             return []
         p = self.params
-        inside = sorted(shortlist, key=lambda fp: -max(cands[fp].sim_full, cands[fp].sim_part))
+        inside = sorted(shortlist, key=lambda fp: -max(cands[fp].sim_full, cands[fp].sim_region))
         windowed = [fp for fp in shortlist if cands[fp].sim_window > -1.0]
         contains = sorted(windowed, key=lambda fp: -cands[fp].sim_window)
         plan = [(fp, False) for fp in inside[: p.n_colour]]

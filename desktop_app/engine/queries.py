@@ -76,6 +76,7 @@ def image_query(
             q.windows = regional.embed_in_batches(crop_windows(image, windows))
             if regional is not encoder:
                 q.region_vectors = regional.embed_images([image, mirror])
+            q.region_scaled = regional.embed_as_regions([image, mirror])
         finally:
             side.join()
         q.load_partial = None

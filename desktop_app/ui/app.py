@@ -149,9 +149,10 @@ def log_startup(window: MainWindow) -> None:
         since = time.monotonic() - desktop_app.STARTED
         heavy = [m for m in ("torch", "onnxruntime", "chromadb") if m in sys.modules]
         log.info(
-            "startup: %s %.3f s after launch (at %.3f; loaded: %s)",
+            "startup: %s %.3f s after launch, cpu %.3f s (at %.3f; loaded: %s)",
             what,
             since,
+            time.process_time(),  # of all threads: on a busy machine wall time is noise
             time.time(),
             ", ".join(heavy) or "none of torch, onnxruntime, chromadb",
         )

@@ -51,6 +51,13 @@ class Encoder(ABC):
             out.append(self.embed_in_batches(crops))
         return out
 
+    def embed_as_regions(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Query images as the stored region vectors see a part of a picture: (n, dim).
+        Here region vectors are crops embedded on their own, so that is the plain
+        embedding; encoders that pool regions from one pass over the whole picture
+        override it to look at the query the same way (at that pass's scale)."""
+        return self.embed_images(images)
+
     @property
     def region_encoder(self) -> Encoder:
         """The encoder whose vector space the region vectors and the query windows live
