@@ -123,7 +123,7 @@ def main() -> None:
     if not photos_dir.exists():
         kw = {"source": args.photos} if args.photos else {}
         copy_photos(real_photos(args.n, **kw), photos_dir)
-    photos = sorted(photos_dir.iterdir())
+    photos = sorted(p.resolve() for p in photos_dir.iterdir())  # results carry real paths
     embedded_dir = base / "embedded"
     settings = Settings(model=args.model, regions_enabled=True, machine_name="indexer")
     with Library.open(embedded_dir, settings=settings) as lib:
