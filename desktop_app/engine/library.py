@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -94,7 +95,13 @@ from desktop_app.engine.shared import (
     unsynced_count,
 )
 from desktop_app.engine.status import Failure, LibraryStatus, RootStatus
-from desktop_app.engine.store import StoreReader, VectorStore, hnsw_files_problem
+from desktop_app.engine.store import (
+    StoreReader,
+    VectorStore,
+    _forget_system,
+    hnsw_elements,
+    hnsw_files_problem,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +110,14 @@ PROBE_K = 200  # neighbours asked of each collection when the store is checked
 # how long the writer waits for searches to finish with a store it replaces: a search's
 # call on the store takes well under a second; this bounds one that hangs
 STORE_WAIT_S = 30.0
+# The store is compacted (rebuilt from the catalog) once its HNSW indexes hold more
+# deleted elements than this many and more than COMPACT_RATIO × the live vectors: Chroma
+# never reuses a deleted element's slot, so a library whose photos come and go (edits,
+# moves between watched and unwatched folders, imports and clean-ups) grew its index in
+# memory and on disk without end (the soak: +140 MB in 20 min). The ratio keeps the
+# rebuild's cost proportional to the writes that made the waste.
+COMPACT_MIN_DEAD = 2000
+COMPACT_RATIO = 1.0
 
 
 class EncoderSlot:
@@ -348,18 +363,7 @@ class Library:
         only then is its folder set aside (Windows cannot rename open SQLite files) and
         the new one built and refilled. Searches that come meanwhile wait for it to be
         published (``StoreReader``); if the rebuild fails they are told at once."""
-        old = self.store
-        old.retire()
-        if not old.wait_closed(STORE_WAIT_S):
-            # a search still holds it: rebuild beside it if its Chroma system can be
-            # taken out of Chroma's cache (it then closes when that search ends), else
-            # a new store at the path would get that very system back: close it now
-            held = "a search still holds the damaged vector index"
-            if old.detach():
-                log.warning("%s; it closes when that search ends", held)
-            else:
-                log.warning("%s; closing it under that search", held)
-                old.close()
+        self._retire_published("damaged")
         try:
             self._rebuild_store(problem)
         except BaseException as exc:
@@ -513,6 +517,72 @@ class Library:
             self._replace_store(str(exc))
         if self.reads.published is not self.store:  # a rebuild that failed half-way
             self.reads.publish(self.store)  # ... is complete now: searches may read it
+        self.compact_store()
+
+    def compact_store(self, force: bool = False) -> bool:
+        """Writer side: rebuild the store from the catalog when its indexes hold more
+        deleted elements than ``COMPACT_MIN_DEAD`` and ``COMPACT_RATIO`` × the live
+        vectors (``force``: whenever any). The new store is built beside the published
+        one, which keeps answering searches; then the old one is retired (it closes once
+        the searches under way are done, bounded) and the new one takes its folder and
+        is published. Nothing is re-embedded. Returns whether it compacted."""
+        if not self._own_store or self._store is None:
+            return False
+        path = self.dirs.chroma_path
+        live = self.store.live_vectors()
+        dead = hnsw_elements(path) - live
+        if dead <= (0 if force else max(COMPACT_MIN_DEAD, COMPACT_RATIO * live)):
+            return False
+        started = time.monotonic()
+        beside = path.with_name("chroma.compacting")
+        shutil.rmtree(beside, ignore_errors=True)  # a compaction cut short earlier
+        new = VectorStore.persistent(beside)
+        try:
+            for enc in {enc for enc, _kind in self.catalog.vector_counts()}:
+                self.sync_store(enc, into=new)
+        except BaseException:
+            new.close()
+            _forget_system(beside)
+            shutil.rmtree(beside, ignore_errors=True)
+            raise
+        new.close()  # reopened at the store's own path below (Chroma keeps the path)
+        _forget_system(beside)
+        self._retire_published("compacting")
+        try:
+            old = path.with_name("chroma.before-compaction")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(beside, path)
+            shutil.rmtree(old, ignore_errors=True)
+            store = VectorStore.persistent(path)
+        except Exception as exc:  # then as for a damaged store: rebuilt from the catalog
+            self._rebuild_store(f"compacting it failed ({type(exc).__name__}: {exc})")
+            return False
+        self.store = store
+        self.reads.publish(store)
+        log.info(
+            "vector index compacted in %.1f s: %d deleted entries dropped, %d kept",
+            time.monotonic() - started,
+            dead,
+            live,
+        )
+        return True
+
+    def _retire_published(self, why: str) -> None:
+        """Writer side: no search takes the store any more; wait (bounded) for the
+        searches under way to finish with it, then it is closed."""
+        old = self.store
+        old.retire()
+        if not old.wait_closed(STORE_WAIT_S):
+            # a search still holds it: rebuild beside it if its Chroma system can be
+            # taken out of Chroma's cache (it then closes when that search ends), else
+            # a new store at the path would get that very system back: close it now
+            held = f"a search still holds the vector index ({why})"
+            if old.detach():
+                log.warning("%s; it closes when that search ends", held)
+            else:
+                log.warning("%s; closing it under that search", held)
+                old.close()
 
     def _upload_step(self, analyses: object) -> None:
         """After each indexing batch: upload what the catalog marked (server mode)."""
@@ -538,34 +608,40 @@ class Library:
         return waiting
 
     def sync_store(
-        self, encoder_id: str | None = None, cancel: threading.Event | None = None
+        self,
+        encoder_id: str | None = None,
+        cancel: threading.Event | None = None,
+        *,
+        into: VectorStore | None = None,
     ) -> int:
         """Make the vector index match the catalog (after a crash between the two writes,
         or when the index folder was deleted); returns how many vectors were re-added.
         Nothing is re-embedded: the catalog holds every vector. It writes: the writer
-        calls it (the window's worker when the encoder loads, the CLI before a search)."""
+        calls it (the window's worker when the encoder loads, the CLI before a search).
+        ``into``: another store to fill instead (a compaction's new one)."""
         encoder_id = encoder_id or self.encoder_id
-        if self.uploader is not None:
+        if self.uploader is not None and into is None:
             # a server holds other machines' vectors too: never reconcile by deleting;
             # upload what the catalog marked instead (paused if it does not answer)
             self.uploader.step(max_rounds=None, cancel=cancel)
             return 0
+        store = self.store if into is None else into
         added = 0
         for (enc, kind), n in self.catalog.vector_counts().items():
-            if enc != encoder_id or self.store.count(enc, kind) == n:
+            if enc != encoder_id or store.count(enc, kind) == n:
                 continue
-            in_store = self.store.ids(enc, kind)
+            in_store = store.ids(enc, kind)
             rows = [r for r in self.catalog.vectors(enc, kind)]
             wanted = {vector_id(r.fingerprint, r.kind, r.idx): r for r in rows}
             missing = [k for k in wanted if k not in in_store]
             extra = [k for k in in_store if k not in wanted]
             if extra:
-                self.store.delete(enc, extra, kind=kind)
+                store.delete(enc, extra, kind=kind)
             if missing:
                 log.info(
                     "re-adding %d %s vectors to the index from the catalog", len(missing), kind
                 )
-                self.store.upsert(
+                store.upsert(
                     enc,
                     missing,
                     np.stack([wanted[k].vector for k in missing]),

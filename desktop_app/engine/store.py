@@ -128,6 +128,26 @@ def hnsw_files_problem(chroma_dir: Path) -> str | None:
     return None
 
 
+def hnsw_elements(chroma_dir: Path) -> int:
+    """How many elements the HNSW indexes under ``chroma_dir`` hold, deleted ones
+    included, as their headers last saved them (Chroma saves them every
+    ``sync_threshold`` writes). hnswlib only *marks* a deleted element and Chroma gives
+    every new id a new slot, never a freed one, so this only grows while photos come
+    and go: in memory as well as on disk (see :meth:`VectorStore.live_vectors` and
+    ``Library.compact_store``). Headers of a layout we do not know count as 0."""
+    total = 0
+    for header in chroma_dir.glob("*/header.bin"):
+        try:
+            raw = header.read_bytes()
+        except OSError:
+            continue
+        if len(raw) == _HNSW_HEADER.size:
+            fields = _HNSW_HEADER.unpack(raw)
+            if fields[0] == 1:  # the format version read by hnsw_files_problem too
+                total += int(fields[3])  # cur_element_count
+    return total
+
+
 class ReadableStore(Protocol):
     """What searches read: a :class:`VectorStore` or a :class:`StoreReader`."""
 
@@ -441,6 +461,12 @@ class VectorStore:
                     return out
                 offset += len(got)
         return out
+
+    def live_vectors(self) -> int:
+        """Vectors in every collection of this store (what its HNSW indexes would hold
+        with no deleted element). Writer side, like :meth:`collection`."""
+        with _guard("count its vectors"):
+            return sum(int(col.count()) for col in self.client.list_collections())
 
     def count(self, encoder_id: str, kind: str = "full") -> int:
         with _guard("count its vectors"):
