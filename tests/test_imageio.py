@@ -131,3 +131,15 @@ def test_light_content_on_transparency_stays_visible(tmp_path: Path) -> None:
             im.putpixel((x, y), (255, 255, 255, 255))
     px = np.asarray(load_image(save(im, tmp_path / "lines.png")).image.convert("L"))
     assert px.std() > 60  # stripes, not a blank image
+
+
+def test_draft_floor_decodes_a_large_jpeg_at_a_reduced_scale(tmp_path: Path) -> None:
+    big = Image.open(PHOTOS[0]).convert("RGB").resize((2000, 1500))
+    path = save(big, tmp_path / "big.jpg", quality=90)
+    plain = load_image(path, max_side=1024)
+    drafted = load_image(path, max_side=1024, draft_floor=768)
+    assert plain.image.size == (1024, 768)  # never below max_side without the floor
+    assert drafted.image.size == (1000, 750)  # JPEG's 1/2 scale, not a full decode
+    assert (drafted.width, drafted.height) == (2000, 1500)  # the file's own size
+    small = load_image(save(big.resize((800, 600)), tmp_path / "small.jpg"), max_side=1024)
+    assert small.image.size == (800, 600)

@@ -60,7 +60,8 @@ def test_partial_stage_stops_at_the_next_candidate_once_cancelled(
     assert full()[0].path == str(query)  # the first stage is not affected
     with pytest.raises(SearchCancelled):
         merged()
-    assert len(calls) == 1
+    # each verification thread finishes at most the candidate it had started
+    assert 1 <= len(calls) <= partial.VERIFY_THREADS < len(uncancelled)
 
 
 def test_find_similar_partial_stage_can_be_cancelled(

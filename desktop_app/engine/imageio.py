@@ -67,13 +67,20 @@ def load_image(
     *,
     max_side: int | None = None,
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
+    draft_floor: int | None = None,
 ) -> LoadedImage:
-    """Load ``source`` as RGB; with ``max_side`` the result fits in max_side×max_side."""
+    """Load ``source`` as RGB; with ``max_side`` the result fits in max_side×max_side.
+
+    ``draft_floor`` (≤ ``max_side``) lets a JPEG decode at a reduced scale whose long side
+    is at least ``draft_floor`` even when that falls short of ``max_side``: a 2000 px
+    photo asked for at 1024 then decodes at half size (1000 px) instead of in full and
+    resized, four times fewer pixels. For a caller to whom 1000 px serves as well as 1024
+    (the search query); without it, JPEG draft never undershoots ``max_side``."""
     path = Path(source) if isinstance(source, str | Path) else None
     opened = source if isinstance(source, Image.Image) else _open(source, path)
     result: LoadedImage | None = None
     try:
-        result = _decode(opened, path, max_side, max_megapixels)
+        result = _decode(opened, path, max_side, max_megapixels, draft_floor)
         return result
     except ImageLoadError:
         raise
@@ -92,7 +99,11 @@ def load_image(
 
 
 def _decode(
-    im: Image.Image, path: Path | None, max_side: int | None, max_megapixels: float
+    im: Image.Image,
+    path: Path | None,
+    max_side: int | None,
+    max_megapixels: float,
+    draft_floor: int | None = None,
 ) -> LoadedImage:
     _check_size(im, path, max_megapixels)
     if getattr(im, "is_animated", False):
@@ -100,7 +111,7 @@ def _decode(
     exif = _read_exif(im)
     width, height = _oriented_size(im, exif)  # before draft() shrinks im.size
     if max_side and im.format == "JPEG":
-        im.draft("RGB", _fit(im.size, max_side))
+        im.draft("RGB", _fit(im.size, min(max_side, draft_floor or max_side)))
     try:
         im.load()
         im = _exif_transpose(im)

@@ -52,8 +52,11 @@ Scoring, per stored image (similarities are cosine):
 
 Threads: a search runs on the caller's thread (the window's search pool) and reads the
 catalog and the store; the colour check runs beside it on a thread of its own, which
-touches no database. ``cancel`` (a ``threading.Event`` the window sets when a newer query
-supersedes this one) is checked between candidates by both, so a superseded partial stage
+touches no database, and keypoint verification runs on a small pool of its own
+(``VERIFY_THREADS``, created and drained within the call; its threads only read the
+keypoint blobs the caller fetched and touch no database). ``cancel`` (a
+``threading.Event`` the window sets when a newer query supersedes this one) is checked
+between candidates by all of them, so a superseded partial stage
 stops within one candidate's check instead of holding a pool thread for its full length
 (the soak found most of the search pool's time spent on such stages).
 """
@@ -63,6 +66,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,6 +85,9 @@ PART_MARGIN = 0.05
 INLIER_SATURATION = 25
 FULL_COVERAGE = 0.8
 NEAR_DUPLICATE = 0.985  # full-image similarity of the same picture re-encoded or resized
+# keypoint verification threads per search: ORB matching releases the GIL, and this
+# machine class has 2 cores (more threads only queue behind the colour-check thread)
+VERIFY_THREADS = 2
 
 
 @dataclass
@@ -304,25 +311,32 @@ class PartialSearch:
     def _verify(
         self, q: QueryFeatures, shortlist: Sequence[str], mirrored: set[str]
     ) -> dict[str, Verification]:
+        """Keypoint verification of the shortlist, on ``VERIFY_THREADS`` threads: the
+        matching is OpenCV (GIL released), so the threads use the cores; each candidate
+        is checked independently, so the answer is the same as one thread's."""
         if q.keypoints is None or not shortlist:
             return {}
         blobs = self.catalog.features(KEYPOINTS, shortlist)
-        out: dict[str, Verification] = {}
-        for fp in shortlist:
-            self._check_cancel()
+        query, flipped = q.keypoints, q.keypoints_flipped
+
+        def check(fp: str) -> Verification | None:
+            if self.cancel.is_set():
+                return None  # the caller raises SearchCancelled after the pool drains
             blob = blobs.get(fp)
             if blob is None:
-                continue
+                return None
             try:
                 cand = keypoints_from_bytes(blob)
             except ValueError:
                 log.warning("damaged keypoint blob for %s", fp)
-                continue
-            flipped = q.keypoints_flipped if fp in mirrored else None
-            v = verify(q.keypoints, cand, flipped, min_inliers=self.params.min_inliers)
-            if v is not None:
-                out[fp] = v
-        return out
+                return None
+            mirror = flipped if fp in mirrored else None
+            return verify(query, cand, mirror, min_inliers=self.params.min_inliers)
+
+        with ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="verify") as pool:
+            found = list(pool.map(check, shortlist))
+        self._check_cancel()
+        return {fp: v for fp, v in zip(shortlist, found, strict=True) if v is not None}
 
     def _colour_jobs(
         self, q: QueryFeatures, cands: dict[str, _Candidate], shortlist: Sequence[str]

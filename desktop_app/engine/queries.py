@@ -1,8 +1,14 @@
 """Turning what the user asked into :class:`QueryFeatures`: an image (file, bytes or
-Pillow image, optionally a region of it) or an indexed file's stored data."""
+Pillow image, optionally a region of it) or an indexed file's stored data.
+
+Threads: everything runs on the caller's thread (a search pool thread), except that
+``load_partial`` computes the query's keypoints and colour copy on one short-lived side
+thread while it embeds the windows, and joins it before returning."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +32,10 @@ from desktop_app.engine.regions import (
 from desktop_app.engine.search import Box, ContentReader
 
 QUERY_SIDE = 1024  # enough for keypoints; the encoder needs far less
+# a JPEG query may decode at a reduced scale down to this long side (imageio's draft):
+# keypoints at 1000 px find what they find at 1024, and a 3 or 12 MP photo then decodes
+# at 1/2 or 1/4 scale instead of in full (most of the full stage's time at 3 MP)
+QUERY_DRAFT_FLOOR = 768
 ImageSource = Path | str | bytes | Image.Image
 
 
@@ -38,7 +48,9 @@ def image_query(
 ) -> QueryFeatures:
     """Embed the query (and its mirror image: flipped copies match too) right away; the
     windows and keypoints for partial matching when the partial stage asks."""
-    loaded = load_image(source, max_side=QUERY_SIDE, max_megapixels=max_megapixels)
+    loaded = load_image(
+        source, max_side=QUERY_SIDE, max_megapixels=max_megapixels, draft_floor=QUERY_DRAFT_FLOOR
+    )
     image, size = clean_query(loaded.image, cleanup), (loaded.width, loaded.height)
     if region is not None:
         image, size = crop_region(image, region, loaded.scale, size)
@@ -47,20 +59,52 @@ def image_query(
     if isinstance(source, str | Path) and region is None:
         q.prefer_path = str(Path(source).resolve())
 
-    def load_partial() -> None:
-        windows = query_windows(*size) + find_frames(image)
-        regional = encoder.region_encoder  # windows live in the region vectors' space
-        q.windows = regional.embed_in_batches(crop_windows(image, windows))
-        if regional is not encoder:
-            q.region_vectors = regional.embed_images([image, mirror])
-        q.region_scaled = regional.embed_as_regions([image, mirror])
+    def local_features() -> None:
         q.small = query_small(image)
         q.keypoints = extract_keypoints(image, QUERY_KEYPOINTS, orig_size=size)
         q.keypoints_flipped = extract_keypoints(mirror, QUERY_KEYPOINTS, orig_size=size)
+
+    def load_partial() -> None:
+        # Keypoints and the colour copy (OpenCV, GIL released) are computed on a side
+        # thread while the windows are embedded here (ONNX Runtime / torch, GIL released
+        # too): the two halves of this step overlap instead of adding up. The side thread
+        # writes only its own three fields and is joined before anything reads them.
+        side = _SideTask(local_features)
+        try:
+            windows = query_windows(*size) + find_frames(image)
+            regional = encoder.region_encoder  # windows live in the region vectors' space
+            q.windows = regional.embed_in_batches(crop_windows(image, windows))
+            if regional is not encoder:
+                q.region_vectors = regional.embed_images([image, mirror])
+            q.region_scaled = regional.embed_as_regions([image, mirror])
+        finally:
+            side.join()
         q.load_partial = None
 
     q.load_partial = load_partial
     return q
+
+
+class _SideTask:
+    """Runs ``fn`` on a thread of its own; ``join`` waits and re-raises its exception on
+    the caller's thread (so a failure reaches the search's caller, as before)."""
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self._fn = fn
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="query-features", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._fn()
+        except BaseException as exc:  # handed to the joining thread
+            self._error = exc
+
+    def join(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def stored_query(catalog: ContentReader, encoder_id: str, path: Path | str) -> QueryFeatures:

@@ -374,18 +374,42 @@ class Verification:
     transform: np.ndarray = field(repr=False)  # 2x3 query -> candidate
 
 
+def _two_nearest(q: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each query descriptor: the Hamming distance to its nearest and second-nearest
+    candidate descriptor, and the nearest one's index (the first of equals, as
+    ``cv2.batchDistance(K=2)`` gives them).
+
+    numpy ≥ 2 counts bits in 64-bit words (``bitwise_count``, GIL released): the same
+    distances as OpenCV's K=2 search, ~4× faster on 1000 × 500 descriptors, which is
+    where most of a partial search's time went. Older numpy takes OpenCV's path."""
+    if not hasattr(np, "bitwise_count"):
+        dist, nid = cv2.batchDistance(q, c, -1, normType=cv2.NORM_HAMMING, K=2)
+        return dist[:, 0].astype(np.float32), dist[:, 1].astype(np.float32), nid[:, 0]
+    qw = np.ascontiguousarray(q).view(np.uint64)  # (n, 4): 256 bits
+    cw = np.ascontiguousarray(np.ascontiguousarray(c).view(np.uint64).T)  # (4, m)
+    # uint16: a distance can reach 256, one past uint8
+    d = np.bitwise_count(qw[:, 0:1] ^ cw[0]).astype(np.uint16)
+    for k in range(1, qw.shape[1]):
+        d += np.bitwise_count(qw[:, k : k + 1] ^ cw[k])
+    rows = np.arange(len(d))
+    nearest = d.argmin(axis=1)
+    d0 = d[rows, nearest].astype(np.float32)
+    d[rows, nearest] = np.iinfo(np.uint16).max
+    d1 = d.min(axis=1).astype(np.float32)
+    return d0, d1, nearest
+
+
 def _match(
     q: Keypoints, c: Keypoints, ratio: float, max_dist: int = 80
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Brute-force Hamming 2-NN (cv2.batchDistance, no per-match Python objects),
+    """Brute-force Hamming 2-NN (``_two_nearest``, no per-match Python objects),
     Lowe ratio test, then one match per candidate keypoint (the closest)."""
     if len(q) < 2 or len(c) < 2:
         return np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32)
-    dist, nid = cv2.batchDistance(q.desc, c.desc, -1, normType=cv2.NORM_HAMMING, K=2)
-    d0, d1 = dist[:, 0].astype(np.float32), dist[:, 1].astype(np.float32)
+    d0, d1, nearest = _two_nearest(q.desc, c.desc)
     ok = (d0 < ratio * d1) & (d0 < max_dist)
     qi = np.flatnonzero(ok)
-    ci = nid[ok, 0]
+    ci = nearest[ok]
     if len(qi) == 0:
         return np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32)
     order = np.argsort(d0[qi], kind="stable")

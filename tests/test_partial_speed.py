@@ -1,0 +1,117 @@
+"""The partial stage's speed-ups change no answer: keypoint verification on a thread
+pool gives the results one thread gives, and the query's keypoints (computed beside the
+window embedding) are there, and their failures reach the caller."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from desktop_app.engine import partial, queries
+from desktop_app.engine.library import Library
+from desktop_app.engine.search import SearchResult
+
+from .conftest import FIXTURES, PHOTOS, run_index
+
+LARGE = sorted((FIXTURES / "large").glob("*.jpg"))  # 400×533 photos with detail
+
+
+@pytest.fixture
+def indexed_library(lib: Library, photos: Path) -> Library:
+    """The small photos and the larger detailed ones, which have keypoints to verify."""
+    for p in LARGE:
+        Image.open(p).save(photos / p.name)
+    run_index(lib, [photos])
+    return lib
+
+
+def scene(source: Path, dest: Path) -> Path:
+    """A stored photo pasted into a larger plain canvas (a photo of a screen)."""
+    canvas = Image.new("RGB", (1200, 900), (90, 110, 130))
+    inset = Image.open(source).convert("RGB").resize((360, 480))
+    canvas.paste(inset, (500, 300))
+    canvas.save(dest, quality=92)
+    return dest
+
+
+def answer(results: list[SearchResult]) -> list[tuple[Any, ...]]:
+    return [(r.path, round(r.score, 6), r.match, r.region) for r in results]
+
+
+@pytest.mark.parametrize("query", ["crop", "scene"])
+def test_pooled_verification_gives_the_single_thread_answer(
+    indexed_library: Library,
+    photos: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    query: str,
+) -> None:
+    if query == "crop":
+        expected = photos / LARGE[4].name
+        source = Image.open(expected).convert("RGB")
+        w, h = source.size
+        path = tmp_path / "crop.jpg"
+        source.crop((w // 4, h // 4, w * 3 // 4, h * 3 // 4)).save(path, quality=92)
+    else:
+        expected = photos / LARGE[2].name
+        path = scene(expected, tmp_path / "scene.jpg")
+    verified: list[str] = []
+    real = partial.verify
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        verified.append("x")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(partial, "verify", counting)
+    pooled = indexed_library.search_image(path, top_k=20)
+    monkeypatch.setattr(partial, "VERIFY_THREADS", 1)
+    single = indexed_library.search_image(path, top_k=20)
+    assert len(verified) > 2 * partial.VERIFY_THREADS  # the pool had work to share
+    assert answer(pooled) == answer(single)
+    assert pooled[0].path == str(expected)
+    assert pooled[0].match == "partial" and pooled[0].region is not None
+
+
+def test_partial_features_are_computed_and_their_failure_reaches_the_caller(
+    indexed_library: Library, photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    q = queries.image_query(indexed_library.encoder, photos / PHOTOS[1].name)
+    assert q.load_partial is not None and q.keypoints is None
+    q.load_partial()
+    assert q.keypoints is not None and len(q.keypoints) > 0
+    assert q.keypoints_flipped is not None and q.small is not None
+    assert q.windows is not None and len(q.windows) >= 9
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("keypoint detector failed")
+
+    monkeypatch.setattr(queries, "extract_keypoints", broken)
+    full, merged = indexed_library.image_stages(photos / PHOTOS[1].name, top_k=5)
+    assert full()[0].path == str(photos / PHOTOS[1].name)
+    with pytest.raises(RuntimeError, match="keypoint detector failed"):
+        merged()
+
+
+def test_two_nearest_matches_opencvs_search_on_real_descriptors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import cv2
+    import numpy as np
+
+    from desktop_app.engine import regions
+
+    q = regions.extract_keypoints(Image.open(LARGE[0]), regions.QUERY_KEYPOINTS).desc
+    c = regions.extract_keypoints(Image.open(LARGE[1])).desc
+    # exact complements (distance 256: in uint8 it would wrap to a false 0, the nearest)
+    # and duplicates (ties) included
+    c = np.concatenate([c, ~q[:3], c[:5]])
+    dist, nid = cv2.batchDistance(q, c, -1, normType=cv2.NORM_HAMMING, K=2)
+    d0, d1, nearest = regions._two_nearest(q, c)
+    assert np.array_equal(d0, dist[:, 0]) and np.array_equal(d1, dist[:, 1])
+    assert np.array_equal(nearest, nid[:, 0])
+    monkeypatch.delattr(np, "bitwise_count")  # numpy < 2: OpenCV's own search
+    f0, f1, fn = regions._two_nearest(q, c)
+    assert np.array_equal(f0, d0) and np.array_equal(f1, d1) and np.array_equal(fn, nearest)
