@@ -285,3 +285,14 @@ def test_texture_crop_as_a_region_ranks_its_parent_first(tmp_path: Path) -> None
     query = enc.embed_as_regions([crop])
     best = [float((query @ vectors.T).max()) for vectors in stored]
     assert int(np.argmax(best)) == 0
+
+
+def test_a_short_keypoint_blob_is_a_clear_error() -> None:
+    """A truncated blob (a damaged catalog row) is a ValueError, which the search skips
+    for that candidate, not a struct error that failed the whole partial stage."""
+    from desktop_app.engine.regions import keypoints_from_bytes, keypoints_to_bytes
+
+    blob = keypoints_to_bytes(extract_keypoints(Image.open(LARGE[0]), QUERY_KEYPOINTS))
+    for damaged in (b"", blob[:5], blob[: len(blob) // 2]):
+        with pytest.raises(ValueError):
+            keypoints_from_bytes(damaged)

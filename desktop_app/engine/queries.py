@@ -34,8 +34,10 @@ from desktop_app.engine.search import Box, ContentReader
 QUERY_SIDE = 1024  # enough for keypoints; the encoder needs far less
 # a JPEG query may decode at a reduced scale down to this long side (imageio's draft):
 # keypoints at 1000 px find what they find at 1024, and a 3 or 12 MP photo then decodes
-# at 1/2 or 1/4 scale instead of in full (most of the full stage's time at 3 MP)
-QUERY_DRAFT_FLOOR = 768
+# at 1/2 or 1/4 scale instead of in full (most of the full stage's time at 3 MP). Not
+# lower: at 768 a 1600×1200 scene decoded at 800 px, and a photo pasted at 18 % of its
+# height was verified in 0 of 8 scenes instead of 5 (fewer keypoints on it)
+QUERY_DRAFT_FLOOR = 1000
 ImageSource = Path | str | bytes | Image.Image
 
 
@@ -77,8 +79,10 @@ def image_query(
             if regional is not encoder:
                 q.region_vectors = regional.embed_images([image, mirror])
             q.region_scaled = regional.embed_as_regions([image, mirror])
-        finally:
-            side.join()
+        except BaseException:
+            side.join(quiet=True)  # this thread's error is the one to report
+            raise
+        side.join()
         q.load_partial = None
 
     q.load_partial = load_partial
@@ -101,10 +105,13 @@ class _SideTask:
         except BaseException as exc:  # handed to the joining thread
             self._error = exc
 
-    def join(self) -> None:
+    def join(self, quiet: bool = False) -> None:
+        """Wait; then re-raise the task's exception unless ``quiet``. The exception is
+        dropped from here either way (its traceback would keep the query's images)."""
         self._thread.join()
-        if self._error is not None:
-            raise self._error
+        error, self._error = self._error, None
+        if error is not None and not quiet:
+            raise error
 
 
 def stored_query(catalog: ContentReader, encoder_id: str, path: Path | str) -> QueryFeatures:

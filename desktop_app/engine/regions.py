@@ -343,8 +343,11 @@ def keypoints_to_bytes(kp: Keypoints) -> bytes:
 
 
 def keypoints_from_bytes(blob: bytes) -> Keypoints:
-    """Inverse of :func:`keypoints_to_bytes`."""
-    magic, ver, w, h, n = _HDR.unpack_from(blob, 0)
+    """Inverse of :func:`keypoints_to_bytes`; ``ValueError`` for a short or foreign blob."""
+    try:
+        magic, ver, w, h, n = _HDR.unpack_from(blob, 0)
+    except struct.error as exc:
+        raise ValueError(f"damaged keypoint blob: {exc}") from exc
     if magic != _MAGIC or ver != 1:
         raise ValueError("not a keypoint blob")
     o = _HDR.size
