@@ -15,18 +15,26 @@ from desktop_app.engine.heap import trim_heap
 GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
 
+def in_child(body: str) -> list[str]:
+    """Run ``body`` in a child process (the allocator is the whole process's), with
+    ``os``, ``trim_heap`` and ``rss_mb()`` at hand; its printed words."""
+    script = (
+        "import os\n"
+        "from desktop_app.engine.heap import trim_heap\n"
+        "def rss_mb():\n"
+        "    pages = int(open('/proc/self/statm').read().split()[1])\n"
+        "    return pages * os.sysconf('SC_PAGE_SIZE') / 2**20\n"
+    ) + textwrap.dedent(body)
+    return subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.split()
+
+
 @pytest.mark.skipif(not GLIBC, reason="malloc_trim is glibc's; elsewhere nothing is called")
 def test_freed_heap_is_returned_to_the_system() -> None:
     # a child process: this one's heap is shared with every other test
-    script = textwrap.dedent(
+    out = in_child(
         """
-        import os
-        from desktop_app.engine.heap import trim_heap
-
-        def rss_mb():
-            pages = int(open("/proc/self/statm").read().split()[1])
-            return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
         blocks = [bytearray(4000) for _ in range(50_000)]  # ~200 MB of malloc'd buffers
         keep = blocks[::25]  # one in 25 stays: the freed ones sit between live ones
         del blocks
@@ -35,9 +43,6 @@ def test_freed_heap_is_returned_to_the_system() -> None:
         print(before, rss_mb(), took)
         """
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
-    ).stdout.split()
     before, after, took = float(out[0]), float(out[1]), float(out[2])
     assert before - after > 100  # most of the ~190 MB freed is handed back
     assert took >= 0
@@ -65,15 +70,9 @@ def test_the_windows_collector_trims_at_most_once_a_minute(qtbot, monkeypatch) -
 @pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's; elsewhere nothing is called")
 def test_the_allocator_is_tuned_and_freed_buffers_still_go_back_on_a_trim() -> None:
     # a child process: the allocator's settings are the whole process's
-    script = textwrap.dedent(
+    out = in_child(
         """
-        import os
-        from desktop_app.engine.heap import trim_heap, tune_allocator
-
-        def rss_mb():
-            pages = int(open("/proc/self/statm").read().split()[1])
-            return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
+        from desktop_app.engine.heap import tune_allocator
         assert tune_allocator()
         first = bytearray(8 * 2**20)  # freed: glibc then raises its mmap threshold
         del first
@@ -87,9 +86,5 @@ def test_the_allocator_is_tuned_and_freed_buffers_still_go_back_on_a_trim() -> N
         print(before - rss_mb())
         """
     )
-    returned = float(
-        subprocess.run(
-            [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
-        ).stdout.split()[0]
-    )
+    returned = float(out[0])
     assert returned > 90  # the 120 MB freed went back on the trim
