@@ -98,7 +98,7 @@ from desktop_app.engine.status import Failure, LibraryStatus, RootStatus
 from desktop_app.engine.store import (
     StoreReader,
     VectorStore,
-    _forget_system,
+    forget_system,
     hnsw_elements,
     hnsw_files_problem,
 )
@@ -121,6 +121,18 @@ COMPACT_RATIO = 1.0
 COPY_PAGE = 2000  # vectors read from the catalog and written to the copy at a time
 COMPACTING = "chroma.compacting"  # the copy being filled, beside the store's folder
 BEFORE_COMPACTION = "chroma.before-compaction"  # the old folder, until the copy is published
+
+
+def upsert_rows(store: VectorStore, enc: str, kind: str, rows: Sequence[VectorRow]) -> None:
+    """Write catalog vector rows to ``store`` (a refill from the catalog: nothing
+    re-embedded), with the ids and metadata the indexer gives them."""
+    store.upsert(
+        enc,
+        [vector_id(r.fingerprint, r.kind, r.idx) for r in rows],
+        np.stack([r.vector for r in rows]),
+        [vector_metadata(r.fingerprint, r.box) for r in rows],
+        kind=kind,
+    )
 
 
 class CompactionCancelled(Exception):
@@ -564,7 +576,7 @@ class Library:
         try:
             self._fill_copy(beside, cancel)
         except Exception as exc:  # a full disk, most likely: the store stays as it was
-            _forget_system(beside)
+            forget_system(beside)
             shutil.rmtree(beside, ignore_errors=True)
             if not isinstance(exc, CompactionCancelled):
                 log.warning("the vector index could not be compacted (%s); kept as it was", exc)
@@ -622,7 +634,7 @@ class Library:
                 self._copy_page(new, enc, kind, page, cancel)
         finally:
             new.close()
-            _forget_system(beside)
+            forget_system(beside)
 
     @staticmethod
     def _copy_page(
@@ -635,13 +647,7 @@ class Library:
         if cancel is not None and cancel.is_set():
             raise CompactionCancelled("compaction cancelled")
         if rows:
-            new.upsert(
-                enc,
-                [vector_id(r.fingerprint, r.kind, r.idx) for r in rows],
-                np.stack([r.vector for r in rows]),
-                [vector_metadata(r.fingerprint, r.box) for r in rows],
-                kind=kind,
-            )
+            upsert_rows(new, enc, kind, rows)
 
     def _retire_published(self, why: str) -> None:
         """Writer side: no search takes the store any more; wait (bounded) for the
@@ -710,13 +716,7 @@ class Library:
                 log.info(
                     "re-adding %d %s vectors to the index from the catalog", len(missing), kind
                 )
-                self.store.upsert(
-                    enc,
-                    missing,
-                    np.stack([wanted[k].vector for k in missing]),
-                    [vector_metadata(wanted[k].fingerprint, wanted[k].box) for k in missing],
-                    kind=kind,
-                )
+                upsert_rows(self.store, enc, kind, [wanted[k] for k in missing])
             added += len(missing)
         return added
 

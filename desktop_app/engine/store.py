@@ -54,7 +54,7 @@ def collection_name(encoder_id: str, kind: str) -> str:
     return f"{kind}-{slug}-{digest}"
 
 
-def _forget_system(path: Path) -> None:
+def forget_system(path: Path) -> None:
     """Chroma caches one system per path in the process and registers it before it
     starts: a store that failed to open would stay cached, broken, and the rebuilt one
     at the same path would get it back. Drop it (private API, guarded)."""
@@ -367,7 +367,7 @@ class VectorStore:
                 path=str(path), settings=ChromaSettings(anonymized_telemetry=False)
             )
         except Exception:
-            _forget_system(path)
+            forget_system(path)
             raise
         return cls(client)
 
