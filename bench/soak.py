@@ -39,6 +39,8 @@ Writes bench/out/soak.json.
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import io
 import logging
 import os
@@ -164,16 +166,49 @@ def quiet_qt(mode: object, context: object, message: str) -> None:
         print(f"qt: {message}", file=sys.stderr)
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd",
+            "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+def _mallinfo() -> Any:
+    try:
+        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
+    except (OSError, AttributeError):  # not glibc ≥ 2.33
+        return None
+    fn.restype = _MallInfo2
+    return fn
+
+
+MALLINFO = _mallinfo()
+
+
 def process_figures() -> dict[str, float]:
     """This process's resident memory (MB), open file descriptors and OS threads (Qt's and
-    Python's alike)."""
+    Python's alike); where glibc tells, the C heap in use (every arena's allocated blocks
+    and mapped chunks: a leak in C or C++ code grows it, fragmentation does not), and
+    Python's allocated blocks (a leak of Python objects grows those)."""
     status = Path("/proc/self/status").read_text()
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-    return {
+    out = {
         "rss_mb": int(fields["VmRSS"].split()[0]) / 1024,
         "open_files": len(os.listdir("/proc/self/fd")),
         "threads": int(fields["Threads"]),
+        "py_blocks_k": sys.getallocatedblocks() / 1000,
+        # resident pages of anonymous memory (heaps, stacks) and of mapped files
+        "rss_anon_mb": int(fields["RssAnon"].split()[0]) / 1024,
+        "rss_file_mb": int(fields["RssFile"].split()[0]) / 1024,
     }
+    if MALLINFO is not None:
+        m = MALLINFO()
+        out["heap_used_mb"] = (m.uordblks + m.hblkhd) / 2**20
+        out["heap_held_mb"] = (m.arena + m.hblkhd) / 2**20
+    return out
 
 
 def slope_per_min(samples: list[dict[str, Any]], key: str) -> float:
@@ -436,14 +471,16 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     flat = memory_flat and files_rise <= FLAT_COUNT and threads_rise <= FLAT_COUNT
     print(
         f"\n{'t (s)':>7} {'RSS MB':>8} {'low':>6} {'high':>6} {'thumbs MB':>9} {'files':>6} "
-        f"{'threads':>7} {'ops':>6} {'searches':>8}"
+        f"{'threads':>7} {'ops':>6} {'searches':>8} {'C heap':>7} {'py blocks k':>11} "
+        f"{'anon':>6} {'file':>6}"
     )
     for s in samples:
         print(
             f"{s['t_s']:>7.0f} {s['rss_mb']:>8.1f} {s['rss_min_mb']:>6.0f} {s['rss_max_mb']:>6.0f} "
             f"{s['thumbs_mb']:>9.1f} {s['open_files']:>6} "
             f"{s['threads']:>7} "
-            f"{s['ops']:>6} {s['searches']:>8}"
+            f"{s['ops']:>6} {s['searches']:>8} {s.get('heap_used_mb', 0):>7.0f} "
+            f"{s['py_blocks_k']:>11.0f} {s['rss_anon_mb']:>6.0f} {s['rss_file_mb']:>6.0f}"
         )
     if len(snapshots) == 2:
         print("\nPython allocations grown after warm-up (tracemalloc, top 15):")
@@ -470,6 +507,10 @@ def main() -> None:  # noqa: PLR0915 - one linear script
         ("RSS floor slope, MB/min", round(floor_slope, 2), f"lowest of 10 s; <= {FLAT_MB_PER_MIN}"),
         ("RSS peak slope, MB/min", round(peak_slope, 2), f"highest of 10 s; <= {FLAT_MB_PER_MIN}"),
         ("RSS peak after warm-up, MB", round(max(s["rss_max_mb"] for s in warm), 1), ""),
+        ("C heap in use: slope, MB/min", round(slope_per_min(warm, "heap_used_mb"), 2), "glibc")
+        if "heap_used_mb" in first
+        else ("C heap in use", "not known", "glibc only"),
+        ("Python blocks: slope, k/min", round(slope_per_min(warm, "py_blocks_k"), 2), ""),
         ("open files after warm-up", first["open_files"], ""),
         ("open files at end", last["open_files"], f"max {max(s['open_files'] for s in warm)}"),
         ("open files: lasting rise", files_rise, f"flat: <= +{FLAT_COUNT}"),

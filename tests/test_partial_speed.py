@@ -112,6 +112,14 @@ def test_two_nearest_matches_opencvs_search_on_real_descriptors(
     d0, d1, nearest = regions._two_nearest(q, c)
     assert np.array_equal(d0, dist[:, 0]) and np.array_equal(d1, dist[:, 1])
     assert np.array_equal(nearest, nid[:, 0])
+    # this thread's work arrays, reused: a smaller candidate, then the larger one again
+    small = c[:40]
+    sd, sn = cv2.batchDistance(q, small, -1, normType=cv2.NORM_HAMMING, K=2)
+    s0, s1, snear = regions._two_nearest(q, small)
+    assert np.array_equal(s0, sd[:, 0]) and np.array_equal(s1, sd[:, 1])
+    assert np.array_equal(snear, sn[:, 0])
+    again = regions._two_nearest(q, c)
+    assert all(np.array_equal(a, b) for a, b in zip(again, (d0, d1, nearest), strict=True))
     monkeypatch.delattr(np, "bitwise_count")  # numpy < 2: OpenCV's own search
     f0, f1, fn = regions._two_nearest(q, c)
     assert np.array_equal(f0, d0) and np.array_equal(f1, d1) and np.array_equal(fn, nearest)

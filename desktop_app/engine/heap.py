@@ -8,17 +8,22 @@ search-only run climbing ~6 MB/min beyond its thumbnails, all of it gone after
 ``malloc_trim(0)``, which returns every free page of every arena. Nothing here frees a
 live object: it only shrinks what the process holds from the system.
 
-Between two trims, freed buffers still pile up: glibc raises its mmap threshold to the
-size of each large block freed (up to 32 MB), so after the first decoded photo is freed,
-later image buffers are carved out of an arena instead of being mapped, and their pages
-stay with the process until the next trim (the window swung by 20-40 MB between trims).
-Fixing the thresholds to stop that was tried and dropped: with blocks of 256 KB and up
-mapped on their own, every decode, resize and numpy temporary paid fresh page faults,
-and a search took 2.5 times as long (0.32 → 0.79 s at 400 images; the soak then
-completed 1,533 searches in 30 min instead of 1,906); 1 MB still cost a third more.
-So the trims (every 20 s) bound the swing, and :func:`tune_allocator` only caps the
-arenas at two per core (glibc's default is eight), so fewer heaps hold free holes; that
-costs no time (0.30 s).
+Between two trims, freed buffers still pile up, and trims alone did not keep the window
+flat: glibc raises its mmap threshold to the size of each large block freed (up to
+32 MB), so after the first decoded photo is freed, later image buffers, grid thumbnails
+(~300 KB each, 160 MB of them churning in an LRU) and numpy temporaries are carved out
+of the arenas among small long-lived blocks. The soak showed what that does: the C heap
+in use stayed flat (``mallinfo2``), Python's blocks stayed flat, and the arenas' size and
+the resident size after each trim still rose 2-3 MB/min for the whole 30 minutes.
+:func:`tune_allocator` therefore fixes the thresholds: blocks of ``MMAP_THRESHOLD``
+(256 KB) and up are mapped on their own and unmapped when freed, and an arena's free top
+beyond ``TRIM_THRESHOLD`` goes back at once; it also caps the arenas at two per core
+(glibc's default is eight), so fewer heaps hold free holes. That was tried once before
+and dropped, because every search took 2.5 times as long: keypoint matching made ~18 MB
+of fresh temporaries per candidate, each faulted in page by page. It now reuses one set
+of work arrays per thread (``regions._two_nearest``), and a search by a 3 MP photo at
+10,000 images takes the same time with the fixed thresholds as without (506-542 against
+546-551 ms, all stages).
 
 Elsewhere than glibc (macOS, Windows, musl) there is nothing to call and this does
 nothing. Any thread may call :func:`trim_heap`; the window calls it from its GUI-thread
@@ -42,8 +47,16 @@ _trim: Callable[[int], int] | None = None
 _looked = False
 
 # mallopt's parameters (malloc.h)
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
 ARENAS_PER_CORE = 2
+# Blocks this big or larger are mapped on their own and unmapped when freed: a grid
+# thumbnail (~300 KB decoded), an image buffer, a decoded query. Below it, blocks come
+# from the arenas. Fixed (glibc's own threshold climbs to 32 MB after the first large
+# block is freed, and everything below then lands in the arenas).
+MMAP_THRESHOLD = 256 * 1024
+TRIM_THRESHOLD = 1024 * 1024  # free memory at an arena's top beyond this goes back at once
 
 
 def _find_trim() -> Callable[[int], int] | None:
@@ -59,8 +72,9 @@ def _find_trim() -> Callable[[int], int] | None:
 
 
 def tune_allocator() -> bool:
-    """Cap glibc's arenas (see the module's docstring). Returns whether it could; call it
-    once, early (arenas already made stay)."""
+    """Fix glibc's mmap and trim thresholds and cap its arenas (see the module's
+    docstring). Returns whether it could; call it once, early (arenas already made
+    stay)."""
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -70,8 +84,10 @@ def tune_allocator() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     done = bool(mallopt(M_ARENA_MAX, ARENAS_PER_CORE * (os.cpu_count() or 1)))
+    done = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and done
+    done = bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)) and done
     if not done:
-        log.debug("mallopt refused to cap the arenas")
+        log.debug("mallopt refused a setting")
     return done
 
 
