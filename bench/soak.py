@@ -8,7 +8,7 @@ against the folder exactly, and memory, open files and threads are reported over
 ``--ops 0`` or ``--searches 0`` leaves that half out (to tell indexing's memory from
 searching's); ``--trace-malloc`` prints the Python allocations that grew between the end
 of warm-up and the end; ``--no-trim`` stops the window handing freed heap back to the
-system once a minute (``engine/heap.py``), to see what that does.
+system every 20 s (``engine/heap.py``), to see what that does.
 
 Searches follow one another as a user's do: one in flight until its last stage (partial
 matches merged in) is shown, then the next, on a fixed schedule at the target rate (a
@@ -26,13 +26,14 @@ most ``FLAT_MB_PER_MIN``, open files and threads within a few of their warm-up l
 (lasting levels: medians of the first and last ``LEVEL_SAMPLES`` samples; the maxima are
 reported too).
 
-Memory is read every second (``PROBE_S``) and each 10-s sample keeps the median, the
-lowest and the highest resident size of its ten readings: the window hands freed heap
-back every 20 s (``ui/collector.py``), so the resident size rises and falls by tens of MB
-within each 20 s, and one reading per 10 s caught it at a phase that drifted over the
-run (a slope of 2 MB/min made of nothing but that drift). All three series must be flat:
-the median (the usual size), the floor (what the process keeps: a leak raises it) and
-the peak.
+Memory is read every second (``PROBE_S``, the resident size alone) and each sample spans
+one heap-trim period of the window (``SAMPLE_S`` = ``collector.TRIM_EVERY_S``, 20 s),
+keeping the median, the lowest and the highest of its readings: the window hands freed
+heap back every 20 s, so the resident size rises and falls within each period, and one
+reading per 10 s caught it at a phase that drifted over the run (a slope of 2 MB/min
+made of nothing but that drift); over a whole period the phase does not matter. All
+three series must be flat: the median (the usual size), the floor (what the process
+keeps: a leak raises it) and the peak. Every reading is kept in the JSON.
 Writes bench/out/soak.json.
 """
 
@@ -59,8 +60,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import CLOTHING, ROOT, report  # noqa: E402
 
 FIXTURE_PHOTOS = ROOT / "tests" / "fixtures" / "photos"
-SAMPLE_S = 10.0
-PROBE_S = 1.0  # memory, open files and threads are read this often; a sample sums ten
+SAMPLE_S = 20.0  # the window's heap-trim period (ui/collector.py TRIM_EVERY_S)
+PROBE_S = 1.0  # the resident size is read this often; a sample takes what its period read
 START_FILES = 150
 MIN_FILES, MAX_FILES = 100, 400
 SUBFOLDERS = 8
@@ -360,12 +361,12 @@ def main() -> None:  # noqa: PLR0915 - one linear script
 
     def search_tick() -> None:
         now = time.monotonic()
+        if searches["started"] >= int((now - started) / interval) + 1:
+            return  # ahead of the schedule: wait for the next slot
         if in_flight[0]:
             if now - last_search[0] < 30:
                 return
             searches["gave_up"] += 1  # never seen to happen; counted, not hidden
-        if searches["started"] >= int((now - started) / interval) + 1:
-            return  # ahead of the schedule: wait for the next slot
         in_flight[0], last_search[0] = True, now
         searches["started"] += 1
         results = c.model.results()
@@ -382,20 +383,22 @@ def main() -> None:  # noqa: PLR0915 - one linear script
             c.search_file(rng.choice(files) if files else rng.choice(sources))
 
     samples: list[dict[str, Any]] = []
-    readings: list[dict[str, float]] = []  # the probes since the last sample
+    readings: list[float] = []  # the resident sizes read since the last sample
+    every_reading: list[tuple[float, float]] = []  # (t_s, MB), all of them, for the JSON
 
     def probe() -> None:
-        readings.append(process_figures())
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        mb = pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+        readings.append(mb)
+        every_reading.append((round(time.monotonic() - started, 1), round(mb, 1)))
 
     def sample() -> None:
-        probe()
-        rss = [r["rss_mb"] for r in readings]
-        now = readings[-1]
+        rss = readings[:] or [process_figures()["rss_mb"]]
         readings.clear()
         samples.append(
             {
                 "t_s": round(time.monotonic() - started, 1),
-                **now,
+                **process_figures(),
                 "rss_mb": statistics.median(rss),
                 "rss_min_mb": min(rss),
                 "rss_max_mb": max(rss),
@@ -455,7 +458,9 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     lib.close()
     app.processEvents()
 
-    warm = [s for s in samples if s["t_s"] >= seconds * WARM_UP] or samples
+    # after warm-up and while the churn and the searches ran (the last sample, after they
+    # stopped, spans a part of a period)
+    warm = [s for s in samples if seconds * WARM_UP <= s["t_s"] <= seconds + 1] or samples
     first, last = warm[0], samples[-1]
     rss_slope = slope_per_min(warm, "rss_mb")
     floor_slope, peak_slope = slope_per_min(warm, "rss_min_mb"), slope_per_min(warm, "rss_max_mb")
@@ -471,7 +476,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     flat = memory_flat and files_rise <= FLAT_COUNT and threads_rise <= FLAT_COUNT
     print(
         f"\n{'t (s)':>7} {'RSS MB':>8} {'low':>6} {'high':>6} {'thumbs MB':>9} {'files':>6} "
-        f"{'threads':>7} {'ops':>6} {'searches':>8} {'C heap':>7} {'py blocks k':>11} "
+        f"{'threads':>7} {'ops':>6} {'searches':>8} {'C heap':>7} {'held':>6} {'py blocks k':>11} "
         f"{'anon':>6} {'file':>6}"
     )
     for s in samples:
@@ -480,6 +485,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
             f"{s['thumbs_mb']:>9.1f} {s['open_files']:>6} "
             f"{s['threads']:>7} "
             f"{s['ops']:>6} {s['searches']:>8} {s.get('heap_used_mb', 0):>7.0f} "
+            f"{s.get('heap_held_mb', 0):>6.0f} "
             f"{s['py_blocks_k']:>11.0f} {s['rss_anon_mb']:>6.0f} {s['rss_file_mb']:>6.0f}"
         )
     if len(snapshots) == 2:
@@ -531,6 +537,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
             "heap_trim_ms_max": round(c.collector.trim_seconds_max * 1000, 1),
             "check": check,
             "samples": samples,
+            "rss_readings": every_reading,
         },
     )
     shutil.rmtree(work, ignore_errors=True)

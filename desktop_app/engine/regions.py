@@ -19,8 +19,9 @@ Design (chosen by measurement: ``bench/bench_regions.py``, figures in the README
 Nothing here imports torch: the caller owns the encoder. Threads: pure functions, any
 thread (loader threads at index time, the search pool at query time); the only state is
 ``_two_nearest``'s work arrays, one set per thread (``threading.local``), which that
-thread alone uses and which go with it. Any image size is
-taken, 1×1 and 65535×1 included: ORB uses only the pyramid levels an image can hold.
+thread alone uses and which go with it (a search's verify threads end with the search).
+Any image size is taken, 1×1 and 65535×1 included: ORB uses only the pyramid levels an
+image can hold.
 """
 
 from __future__ import annotations
@@ -391,7 +392,8 @@ def _work_arrays(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     be faulted in again, a few hundred pages per candidate."""
     have: tuple[np.ndarray, np.ndarray, np.ndarray] | None = getattr(_work, "arrays", None)
     if have is None or have[0].size < NN_ROWS * m:
-        n = NN_ROWS * m
+        # room for a stored image's keypoints at least: sized once per verify thread
+        n = NN_ROWS * max(m, INDEX_KEYPOINTS.n_keep)
         have = (np.empty(n, np.uint64), np.empty(n, np.uint8), np.empty(n, np.uint16))
         _work.arrays = have
     return have
@@ -405,7 +407,7 @@ def _two_nearest(q: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     numpy ≥ 2 counts bits in 64-bit words (``bitwise_count``, GIL released): the same
     distances as OpenCV's K=2 search, and as fast or faster. The query is taken
     ``NN_ROWS`` descriptors at a time into this thread's reused work arrays, so a
-    candidate allocates nothing large (a search verifies 60-80 candidates; fresh
+    candidate allocates nothing large (a search verifies up to 65 candidates, and fresh
     temporaries were 18 MB per candidate). Older numpy takes OpenCV's path."""
     if not hasattr(np, "bitwise_count"):
         dist, nid = cv2.batchDistance(q, c, -1, normType=cv2.NORM_HAMMING, K=2)

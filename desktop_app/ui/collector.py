@@ -8,8 +8,8 @@ was switched in Settings. So automatic collection is off while the window lives,
 timer on the GUI thread collects each generation when its threshold is crossed (the
 approach of qutebrowser and other long-lived PyQt applications). At most every 20 s
 it also hands freed heap back to the system (``engine/heap.py``): without that the
-window's resident size crept up for as long as searches ran; on start it caps the
-allocator's arenas (``heap.tune_allocator``).
+window's resident size crept up for as long as searches ran; on start it fixes the
+allocator's mmap and trim thresholds and caps its arenas (``heap.tune_allocator``).
 
 Threads: collection runs on the GUI thread (the timer's); other threads only allocate.
 The heap trim runs on a short-lived thread of its own ("heap-trim", one at a time): it
@@ -55,7 +55,7 @@ class GuiThreadCollector(QObject):
         self._last_trim = time.monotonic()
 
     def start(self) -> None:
-        tune_allocator()  # fewer arenas: fewer heaps holding free holes between trims
+        tune_allocator()  # large blocks unmapped when freed; fewer arenas holding free holes
         gc.disable()
         self._timer.start()
 
