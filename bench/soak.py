@@ -27,7 +27,7 @@ most ``FLAT_MB_PER_MIN``, open files and threads within a few of their warm-up l
 reported too).
 
 Memory is read every second (``PROBE_S``, the resident size alone) and each sample spans
-one heap-trim period of the window (``SAMPLE_S`` = ``collector.TRIM_EVERY_S``, 20 s),
+one heap-trim period of the window (``collector.TRIM_EVERY_S``, 20 s; 10 s with ``--no-trim``),
 keeping the median, the lowest and the highest of its readings: the window hands freed
 heap back every 20 s, so the resident size rises and falls within each period, and one
 reading per 10 s caught it at a phase that drifted over the run (a slope of 2 MB/min
@@ -60,7 +60,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import CLOTHING, ROOT, report  # noqa: E402
 
 FIXTURE_PHOTOS = ROOT / "tests" / "fixtures" / "photos"
-SAMPLE_S = 20.0  # the window's heap-trim period (ui/collector.py TRIM_EVERY_S)
 PROBE_S = 1.0  # the resident size is read this often; a sample takes what its period read
 START_FILES = 150
 MIN_FILES, MAX_FILES = 100, 400
@@ -189,6 +188,12 @@ def _mallinfo() -> Any:
 MALLINFO = _mallinfo()
 
 
+def rss_mb() -> float:
+    """This process's resident memory, MB (one small read: the soak's per-second probe)."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def process_figures() -> dict[str, float]:
     """This process's resident memory (MB), open file descriptors and OS threads (Qt's and
     Python's alike); where glibc tells, the C heap in use (every arena's allocated blocks
@@ -197,7 +202,7 @@ def process_figures() -> dict[str, float]:
     status = Path("/proc/self/status").read_text()
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
     out = {
-        "rss_mb": int(fields["VmRSS"].split()[0]) / 1024,
+        "rss_mb": rss_mb(),
         "open_files": len(os.listdir("/proc/self/fd")),
         "threads": int(fields["Threads"]),
         "py_blocks_k": sys.getallocatedblocks() / 1000,
@@ -302,7 +307,9 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     from desktop_app.ui import collector
     from desktop_app.ui.main_window import MainWindow
 
+    sample_s = collector.TRIM_EVERY_S  # a sample spans one trim period (the docstring)
     if args.no_trim:
+        sample_s = 10.0
         collector.TRIM_EVERY_S = float("inf")
     app = QApplication([])
     qInstallMessageHandler(quiet_qt)
@@ -387,13 +394,12 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     every_reading: list[tuple[float, float]] = []  # (t_s, MB), all of them, for the JSON
 
     def probe() -> None:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-        mb = pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+        mb = rss_mb()
         readings.append(mb)
         every_reading.append((round(time.monotonic() - started, 1), round(mb, 1)))
 
     def sample() -> None:
-        rss = readings[:] or [process_figures()["rss_mb"]]
+        rss = readings[:] or [rss_mb()]
         readings.clear()
         samples.append(
             {
@@ -416,7 +422,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     prober.setInterval(int(PROBE_S * 1000))
     prober.timeout.connect(probe)
     sampler = QTimer()
-    sampler.setInterval(int(SAMPLE_S * 1000))
+    sampler.setInterval(int(sample_s * 1000))
     sampler.timeout.connect(sample)
     sample()
     if ops_target:
@@ -510,8 +516,8 @@ def main() -> None:  # noqa: PLR0915 - one linear script
         ("RSS after warm-up, MB", round(first["rss_mb"], 1), ""),
         ("RSS at end, MB", round(last["rss_mb"], 1), ""),
         ("RSS slope after warm-up, MB/min", round(rss_slope, 2), f"median; <= {FLAT_MB_PER_MIN}"),
-        ("RSS floor slope, MB/min", round(floor_slope, 2), f"min per 20 s; <= {FLAT_MB_PER_MIN}"),
-        ("RSS peak slope, MB/min", round(peak_slope, 2), f"max per 20 s; <= {FLAT_MB_PER_MIN}"),
+        ("RSS floor slope, MB/min", round(floor_slope, 2), f"min per sample; <= {FLAT_MB_PER_MIN}"),
+        ("RSS peak slope, MB/min", round(peak_slope, 2), f"max per sample; <= {FLAT_MB_PER_MIN}"),
         ("RSS peak after warm-up, MB", round(max(s["rss_max_mb"] for s in warm), 1), ""),
         ("C heap in use: slope, MB/min", round(slope_per_min(warm, "heap_used_mb"), 2), "glibc")
         if "heap_used_mb" in first

@@ -426,10 +426,8 @@ def _two_nearest(q: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
         bits = count_flat[: k * m].reshape(k, m)
         d = dist_flat[: k * m].reshape(k, m)  # uint16: a distance can reach 256
         block = qw[start:stop]
-        np.bitwise_xor(block[:, 0:1], cw[0], out=x)
-        np.bitwise_count(x, out=bits)
-        np.copyto(d, bits)
-        for w in range(1, qw.shape[1]):
+        d.fill(0)
+        for w in range(qw.shape[1]):
             np.bitwise_xor(block[:, w : w + 1], cw[w], out=x)
             np.bitwise_count(x, out=bits)
             np.add(d, bits, out=d)
