@@ -40,8 +40,6 @@ Writes bench/out/soak.json.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import io
 import logging
 import os
@@ -58,6 +56,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import CLOTHING, ROOT, report  # noqa: E402
+
+from desktop_app.engine.heap import heap_usage  # noqa: E402
 
 FIXTURE_PHOTOS = ROOT / "tests" / "fixtures" / "photos"
 PROBE_S = 1.0  # the resident size is read this often; a sample takes what its period read
@@ -166,28 +166,6 @@ def quiet_qt(mode: object, context: object, message: str) -> None:
         print(f"qt: {message}", file=sys.stderr)
 
 
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in (
-            "arena", "ordblks", "smblks", "hblks", "hblkhd",
-            "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
-        )
-    ]  # fmt: skip
-
-
-def _mallinfo() -> Any:
-    try:
-        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
-    except (OSError, AttributeError):  # not glibc ≥ 2.33
-        return None
-    fn.restype = _MallInfo2
-    return fn
-
-
-MALLINFO = _mallinfo()
-
-
 def rss_mb() -> float:
     """This process's resident memory, MB (one small read: the soak's per-second probe)."""
     pages = int(Path("/proc/self/statm").read_text().split()[1])
@@ -210,10 +188,11 @@ def process_figures() -> dict[str, float]:
         "rss_anon_mb": int(fields["RssAnon"].split()[0]) / 1024,
         "rss_file_mb": int(fields["RssFile"].split()[0]) / 1024,
     }
-    if MALLINFO is not None:
-        m = MALLINFO()
-        out["heap_used_mb"] = (m.uordblks + m.hblkhd) / 2**20
-        out["heap_held_mb"] = (m.arena + m.hblkhd) / 2**20
+    heap = heap_usage()
+    if heap is not None:
+        out["heap_used_mb"] = heap.used / 2**20
+        out["heap_held_mb"] = heap.held / 2**20
+        out["heap_mapped_mb"] = heap.mapped / 2**20  # big blocks: thumbnails, images
     return out
 
 

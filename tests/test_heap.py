@@ -108,3 +108,28 @@ def test_blocks_below_the_threshold_go_back_on_a_trim_when_tuned() -> None:
         """
     )
     assert float(out[0]) > 100  # most of the ~150 MB freed went back on the trim
+
+
+def test_heap_usage_reports_what_the_allocator_holds() -> None:
+    from desktop_app.engine.heap import heap_usage
+
+    usage = heap_usage()
+    if not GLIBC:
+        assert usage is None
+        return
+    assert usage is not None
+    assert 0 < usage.arenas_used <= usage.arenas_held
+    assert usage.used <= usage.held
+    out = in_child(
+        """
+        from desktop_app.engine.heap import heap_usage, tune_allocator
+        tune_allocator()
+        before = heap_usage()
+        big = bytearray(8 * 2**20)  # over the mmap threshold: mapped on its own
+        during = heap_usage()
+        del big
+        after = heap_usage()
+        print(during.mapped - before.mapped, after.mapped - before.mapped)
+        """
+    )
+    assert int(out[0]) >= 8 * 2**20 and int(out[1]) == 0

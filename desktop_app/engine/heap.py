@@ -1,50 +1,41 @@
 """Handing freed heap memory back to the system, for a process that runs for weeks.
 
-glibc's allocator keeps memory that was freed inside its arenas (one per thread that
-allocated, up to 8 per core) for reuse, and gives it back only from the top of each heap.
-In the window, search threads, thumbnail decoders, the indexer's pool and Chroma free
-many short-lived buffers; the soak (``bench/soak.py``) showed the resident size of a
-search-only run climbing ~6 MB/min beyond its thumbnails, all of it gone after
-``malloc_trim(0)``, which returns every free page of every arena. Nothing here frees a
-live object: it only shrinks what the process holds from the system.
+glibc's allocator keeps freed memory inside its arenas for reuse and gives it back only
+from the top of each heap. In the window, search threads, thumbnail decoders, the
+indexer's pool and Chroma free many short-lived buffers, so the resident size crept up
+for as long as searches ran (the soak, ``bench/soak.py``); ``malloc_trim(0)`` returns
+every free page of every arena. Nothing here frees a live object: it only shrinks what
+the process holds from the system.
 
-Between two trims, freed buffers still pile up, and trims alone did not keep the window
-flat: glibc raises its mmap threshold to the size of each large block freed (up to
-32 MB), so after the first decoded photo is freed, later image buffers, grid thumbnails
-(~300 KB each, 160 MB of them churning in an LRU) and numpy temporaries are carved out
-of the arenas among small long-lived blocks. The soak showed what that does: the C heap
-in use stayed flat (``mallinfo2``), Python's blocks stayed flat, and the arenas' size and
-the resident size after each trim still rose 2-3 MB/min for the whole 30 minutes.
-:func:`tune_allocator` therefore fixes the thresholds: blocks of ``MMAP_THRESHOLD``
-(256 KB) and up are mapped on their own and unmapped when freed, and an arena's free top
-beyond ``TRIM_THRESHOLD`` goes back at once; it also caps the arenas at two per core
-(glibc's default is eight), so fewer heaps hold free holes. That was tried once before
-and dropped, because every search took 2.5 times as long: keypoint matching made ~18 MB
-of fresh temporaries per candidate, each faulted in page by page. It now reuses one set
-of work arrays per thread (``regions._two_nearest``), and a search by a 3 MP photo at
-10,000 images takes the same time with the fixed thresholds as without (506-542 against
-546-551 ms, all stages).
+:func:`tune_allocator` fixes glibc's thresholds. Untuned, glibc raises its mmap
+threshold to the size of each large block freed (up to 32 MB), after which decoded
+photos, grid thumbnails (~300 KB each) and numpy temporaries are carved out of the
+arenas among small long-lived blocks, and the arenas grow with holes that no trim can
+return. Tuned, blocks of ``MMAP_THRESHOLD`` (256 KB) and up are mapped on their own and
+unmapped when freed, an arena's free top beyond ``TRIM_THRESHOLD`` goes back at once,
+and the arenas are capped at two per core (glibc's default is eight). Searches do not
+pay for it with page faults because keypoint matching reuses one set of work arrays per
+thread (``regions._two_nearest``). :func:`heap_usage` reports what the arenas hold and
+use (the soak records it).
 
 Elsewhere than glibc (macOS, Windows, musl) there is nothing to call and this does
-nothing. Any thread may call :func:`trim_heap`; the window calls it from its GUI-thread
-collector (``ui/collector.py``) at most every 20 s, and :func:`tune_allocator` once
-when that collector starts.
+nothing. Any thread may call :func:`trim_heap` and :func:`heap_usage`; the window calls
+``trim_heap`` from its GUI-thread collector (``ui/collector.py``) at most every 20 s,
+and :func:`tune_allocator` once when that collector starts.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
-
-_trim: Callable[[int], int] | None = None
-_looked = False
 
 # mallopt's parameters (malloc.h)
 M_TRIM_THRESHOLD = -1
@@ -59,30 +50,71 @@ MMAP_THRESHOLD = 256 * 1024
 TRIM_THRESHOLD = 1024 * 1024  # free memory at an arena's top beyond this goes back at once
 
 
-def _find_trim() -> Callable[[int], int] | None:
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd",
+            "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    """The C library when it is glibc's (the only one whose allocator this tunes)."""
     if not sys.platform.startswith("linux"):
         return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim  # absent from musl: AttributeError
+        trim, mallopt = libc.malloc_trim, libc.mallopt  # absent from musl: AttributeError
     except (OSError, AttributeError):
+        log.debug("not glibc: freed heap stays with the process")
         return None
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return trim
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    if hasattr(libc, "mallinfo2"):  # glibc >= 2.33
+        libc.mallinfo2.restype = _MallInfo2
+    return libc
+
+
+@dataclass(frozen=True)
+class HeapUsage:
+    """What glibc's allocator holds from the system and what of it is in use, bytes."""
+
+    arenas_held: int  # the arenas' size (free holes included)
+    arenas_used: int  # blocks in use in the arenas
+    mapped: int  # blocks mapped on their own (in use until freed, then unmapped)
+
+    @property
+    def used(self) -> int:
+        """Everything allocated: a leak in C or C++ code grows it, fragmentation not."""
+        return self.arenas_used + self.mapped
+
+    @property
+    def held(self) -> int:
+        """Everything the allocator holds: fragmentation grows it too."""
+        return self.arenas_held + self.mapped
+
+
+def heap_usage() -> HeapUsage | None:
+    """The allocator's figures (``mallinfo2``), or None where it cannot tell (not glibc,
+    or glibc older than 2.33)."""
+    libc = _glibc()
+    if libc is None or not hasattr(libc, "mallinfo2"):
+        return None
+    m = libc.mallinfo2()
+    return HeapUsage(arenas_held=m.arena, arenas_used=m.uordblks, mapped=m.hblkhd)
 
 
 def tune_allocator() -> bool:
     """Fix glibc's mmap and trim thresholds and cap its arenas (see the module's
     docstring). Returns whether it could; call it once, early (arenas already made
     stay)."""
-    if not sys.platform.startswith("linux"):
+    libc = _glibc()
+    if libc is None:
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt  # absent from musl
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    mallopt = libc.mallopt
     done = bool(mallopt(M_ARENA_MAX, ARENAS_PER_CORE * (os.cpu_count() or 1)))
     done = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and done
     done = bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)) and done
@@ -94,13 +126,9 @@ def tune_allocator() -> bool:
 def trim_heap() -> float | None:
     """Return freed heap pages to the system. Returns the seconds it took (ctypes lets
     other threads run meanwhile), or None where the C library has no way to."""
-    global _trim, _looked
-    if not _looked:
-        _trim, _looked = _find_trim(), True
-        if _trim is None:
-            log.debug("malloc_trim is not available here: freed heap stays with the process")
-    if _trim is None:
+    libc = _glibc()
+    if libc is None:
         return None
     started = time.perf_counter()
-    _trim(0)
+    libc.malloc_trim(0)
     return time.perf_counter() - started
