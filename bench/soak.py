@@ -86,8 +86,8 @@ def variant(source: Path, rng: random.Random) -> bytes:
     synthetic variant, so the soak never runs out of distinct photos)."""
     from PIL import Image, ImageEnhance
 
-    with Image.open(source) as im:
-        im = im.convert("RGB")
+    with Image.open(source) as opened:
+        im: Image.Image = opened.convert("RGB")
         w, h = im.size
         dx, dy = rng.randint(0, w // 6), rng.randint(0, h // 6)
         im = im.crop((dx, dy, w - rng.randint(0, w // 6), h - rng.randint(0, h // 6)))
