@@ -51,7 +51,8 @@ Scoring, per stored image (similarities are cosine):
   a confirmed one's.
 
 Threads: a search runs on the caller's thread (the window's search pool) and reads the
-catalog and the store; the colour check runs beside it on a thread of its own, which
+catalog and the store; the colour check runs beside it on a thread of its own (a
+``sidetask.SideTask``, joined before its results are read), which
 touches no database, and keypoint verification runs on a small pool of its own
 (``VERIFY_THREADS``, created and drained within the call; its threads only read the
 keypoint blobs the caller fetched and touch no database). ``cancel`` (a
@@ -77,6 +78,7 @@ from desktop_app.engine.errors import SearchCancelled
 from desktop_app.engine.filters import NO_FILTER, ResultFilter
 from desktop_app.engine.regions import Keypoints, Verification, keypoints_from_bytes, verify
 from desktop_app.engine.search import Box, ContentReader, Match, SearchResult, expand_to_files
+from desktop_app.engine.sidetask import SideTask
 from desktop_app.engine.store import ReadableStore
 
 log = logging.getLogger(__name__)
@@ -222,8 +224,7 @@ class PartialSearch:
             except Exception:  # a failed check only loses its own confirmations
                 log.exception("colour-layout check failed")
 
-        side = threading.Thread(target=colour_check, name="colour-check", daemon=True)
-        side.start()
+        side = SideTask(colour_check, "colour-check")
         try:
             verified = self._verify(q, shortlist, mirrored)
         finally:

@@ -7,8 +7,6 @@ thread while it embeds the windows, and joins it before returning."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +28,7 @@ from desktop_app.engine.regions import (
     query_windows,
 )
 from desktop_app.engine.search import Box, ContentReader
+from desktop_app.engine.sidetask import SideTask
 
 QUERY_SIDE = 1024  # enough for keypoints; the encoder needs far less
 # a JPEG query may decode at a reduced scale down to this long side (imageio's draft):
@@ -71,7 +70,7 @@ def image_query(
         # thread while the windows are embedded here (ONNX Runtime / torch, GIL released
         # too): the two halves of this step overlap instead of adding up. The side thread
         # writes only its own three fields and is joined before anything reads them.
-        side = _SideTask(local_features)
+        side = SideTask(local_features, "query-features")
         try:
             windows = query_windows(*size) + find_frames(image)
             regional = encoder.region_encoder  # windows live in the region vectors' space
@@ -87,31 +86,6 @@ def image_query(
 
     q.load_partial = load_partial
     return q
-
-
-class _SideTask:
-    """Runs ``fn`` on a thread of its own; ``join`` waits and re-raises its exception on
-    the caller's thread (so a failure reaches the search's caller, as before)."""
-
-    def __init__(self, fn: Callable[[], None]) -> None:
-        self._fn = fn
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="query-features", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._fn()
-        except BaseException as exc:  # handed to the joining thread
-            self._error = exc
-
-    def join(self, quiet: bool = False) -> None:
-        """Wait; then re-raise the task's exception unless ``quiet``. The exception is
-        dropped from here either way (its traceback would keep the query's images)."""
-        self._thread.join()
-        error, self._error = self._error, None
-        if error is not None and not quiet:
-            raise error
 
 
 def stored_query(catalog: ContentReader, encoder_id: str, path: Path | str) -> QueryFeatures:

@@ -1,0 +1,41 @@
+"""One piece of a search run beside the rest of it on a short-lived thread.
+
+A search's pieces that spend their time in OpenCV, ONNX Runtime or torch release the
+GIL, so two of them overlap on two cores instead of adding up: ``queries`` computes the
+query's keypoints while it embeds the windows, ``partial`` runs the colour check while
+it verifies keypoints.
+
+Threads: the task runs on its own daemon thread and writes only what its function
+writes; the thread that made it must ``join`` it before reading any of that, and gets
+the task's exception there.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+
+class SideTask:
+    """Runs ``fn`` on a thread of its own; ``join`` waits and re-raises its exception on
+    the caller's thread (so a failure reaches the search's caller)."""
+
+    def __init__(self, fn: Callable[[], None], name: str) -> None:
+        self._fn = fn
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._fn()
+        except BaseException as exc:  # handed to the joining thread
+            self._error = exc
+
+    def join(self, quiet: bool = False) -> None:
+        """Wait; then re-raise the task's exception unless ``quiet``. The exception is
+        dropped from here either way (its traceback would keep the query's images)."""
+        self._thread.join()
+        error, self._error = self._error, None
+        if error is not None and not quiet:
+            raise error
