@@ -20,6 +20,7 @@ from desktop_app.engine.paths import AppDirs
 from desktop_app.engine.regions import (
     INDEX_KEYPOINTS,
     QUERY_KEYPOINTS,
+    KeypointSettings,
     extract_keypoints,
     find_frames,
     iou,
@@ -305,7 +306,9 @@ def test_a_short_keypoint_blob_is_a_clear_error() -> None:
 
 
 @pytest.mark.parametrize("settings", [INDEX_KEYPOINTS, QUERY_KEYPOINTS], ids=["index", "query"])
-def test_keypoints_described_after_selection_are_those_of_describing_all(settings) -> None:  # type: ignore[no-untyped-def]
+def test_keypoints_described_after_selection_are_those_of_describing_all(
+    settings: KeypointSettings,
+) -> None:
     """Only the kept keypoints are described (a quarter of the time): the same points,
     in the same order, with the same descriptors as describing all and keeping some."""
     import cv2

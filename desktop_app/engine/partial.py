@@ -227,8 +227,10 @@ class PartialSearch:
         side = SideTask(colour_check, "colour-check")
         try:
             verified = self._verify(q, shortlist, mirrored)
-        finally:
-            side.join()
+        except BaseException:
+            side.join(quiet=True)  # this thread's error is the one to report
+            raise
+        side.join()
         self._check_cancel()  # the colour check may have stopped early: drop its half-answer
         scored = []
         for fp, c in cands.items():
