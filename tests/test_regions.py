@@ -17,14 +17,7 @@ from desktop_app.cli import main
 from desktop_app.engine.colour import ColourMatcher, query_small, tiny_from_bytes, tiny_to_bytes
 from desktop_app.engine.library import Library
 from desktop_app.engine.paths import AppDirs
-from desktop_app.engine.regions import (
-    INDEX_KEYPOINTS,
-    QUERY_KEYPOINTS,
-    KeypointSettings,
-    extract_keypoints,
-    find_frames,
-    iou,
-)
+from desktop_app.engine.regions import QUERY_KEYPOINTS, extract_keypoints, find_frames, iou
 from desktop_app.engine.settings import Settings
 
 from .conftest import ENCODERS, FAST_MODEL, FIXTURES, PHOTOS, run_index
@@ -303,41 +296,3 @@ def test_a_short_keypoint_blob_is_a_clear_error() -> None:
     for damaged in (b"", blob[:5], blob[: len(blob) // 2]):
         with pytest.raises(ValueError):
             keypoints_from_bytes(damaged)
-
-
-@pytest.mark.parametrize("settings", [INDEX_KEYPOINTS, QUERY_KEYPOINTS], ids=["index", "query"])
-def test_keypoints_described_after_selection_are_those_of_describing_all(
-    settings: KeypointSettings,
-) -> None:
-    """Only the kept keypoints are described (a quarter of the time): the same points,
-    in the same order, with the same descriptors as describing all and keeping some."""
-    import cv2
-
-    from desktop_app.engine.regions import _spread, _to_gray
-
-    for path in PHOTOS[:6]:
-        image = Image.open(path).convert("RGB")
-        got = extract_keypoints(image, settings)
-        g = _to_gray(image)
-        s = min(1.0, settings.max_side / max(g.shape))
-        if s < 1.0:
-            g = cv2.resize(
-                g, (round(g.shape[1] * s), round(g.shape[0] * s)), interpolation=cv2.INTER_AREA
-            )
-        orb = cv2.ORB.create(
-            nfeatures=settings.n_detect,
-            scaleFactor=settings.scale_factor,
-            nlevels=settings.n_levels,
-            fastThreshold=settings.fast_threshold,
-            edgeThreshold=15,
-            patchSize=31,
-        )
-        kps, desc = orb.detectAndCompute(g, None)
-        xy = np.array([k.pt for k in kps], np.float32)
-        resp = np.array([k.response for k in kps], np.float32)
-        keep = _spread(xy, resp, g.shape[1], g.shape[0], settings.grid, settings.n_keep)
-        assert len(got) == len(keep) > 100
-        assert np.array_equal(got.desc, desc[keep])
-        assert np.allclose(
-            got.xy, xy[keep] * np.array([got.width / g.shape[1], got.height / g.shape[0]])
-        )

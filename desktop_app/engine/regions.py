@@ -312,26 +312,16 @@ def extract_keypoints(
         edgeThreshold=15,
         patchSize=31,
     )
-    # Detect n_detect, keep the best spread n_keep, and describe only those: describing
-    # all of them took a quarter of the time (the same descriptors either way).
-    kps = orb.detect(g, None)
-    if not kps:
+    kps, desc = orb.detectAndCompute(g, None)
+    if desc is None or not kps:
         return Keypoints(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8), ow, oh)
     xy = np.array([k.pt for k in kps], dtype=np.float32)
     resp = np.array([k.response for k in kps], dtype=np.float32)
     keep = _spread(xy, resp, g.shape[1], g.shape[0], settings.grid, settings.n_keep)
-    chosen = [kps[i] for i in keep]
-    for j, k in enumerate(chosen):
-        k.class_id = j  # compute() returns them grouped by pyramid level: put them back
-    described, desc = orb.compute(g, chosen)
-    if desc is None or not described:
-        return Keypoints(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8), ow, oh)
-    order = np.array([k.class_id for k in described], dtype=np.intp)
-    rank = np.argsort(order, kind="stable")
-    xy = xy[keep][order[rank]]
+    xy = xy[keep]
     xy[:, 0] *= ow / g.shape[1]
     xy[:, 1] *= oh / g.shape[0]
-    return Keypoints(xy, np.ascontiguousarray(desc[rank]), ow, oh)
+    return Keypoints(xy, np.ascontiguousarray(desc[keep]), ow, oh)
 
 
 _MAGIC = b"KP1"
