@@ -60,8 +60,15 @@ def few_photos(tmp_path: Path) -> Path:
     return folder
 
 
-def start_controller(qtbot: QtBot, library: Library) -> SearchController:
+def start_controller(
+    qtbot: QtBot, library: Library, pool_expiry_ms: int | None = None
+) -> SearchController:
+    """A started controller; ``pool_expiry_ms`` sets its pools' idle-thread expiry
+    before the start (Qt's setting does not reach threads already running)."""
     c = SearchController(library)
+    if pool_expiry_ms is not None:
+        for pool in (c.pool, c.image_pool, c.finder_pool):
+            pool.setExpiryTimeout(pool_expiry_ms)
     with qtbot.waitSignal(c.encoder_ready, timeout=TIMEOUT):
         c.start(watch=False)
     return c
@@ -538,15 +545,11 @@ def test_open_files_and_threads_stay_flat_over_1000_searches(
     with Library(resolve_dirs(), save_settings(app_home, regions_enabled=False)) as lib:
         run_index(lib, [few_photos])
     lib = Library(resolve_dirs())
-    c = SearchController(lib)
     # Idle pool threads (each a QThread with an event dispatcher: a thread and a file)
     # live 30 s by default, so how many a count caught depended on timing (+4 of each at
     # the end, once). Here they end 50 ms after their last task, and each count waits
     # for that: what stays is what searches left behind.
-    for pool in (c.pool, c.image_pool, c.finder_pool):
-        pool.setExpiryTimeout(50)
-    with qtbot.waitSignal(c.encoder_ready, timeout=TIMEOUT):
-        c.start(watch=False)
+    c = start_controller(qtbot, lib, pool_expiry_ms=50)
     try:
         paths = sorted(str(p) for p in few_photos.iterdir())
         queries: list[Callable[[int], Query]] = [
