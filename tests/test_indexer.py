@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import threading
 from pathlib import Path
 
@@ -214,3 +215,55 @@ def test_forget_removes_folder_and_vectors(library: Library, photos: Path) -> No
 def test_second_process_gets_clear_message(library: Library, model: str) -> None:
     with pytest.raises(DataDirLocked, match="in use by another desktop-app process"):
         Library.open(model=model)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_loader_threads_yield_the_cores_to_the_encoder() -> None:
+    """The loader threads run at a lower priority (they fill the cores the encoder's pool
+    leaves idle instead of stalling it); the indexing thread keeps its own."""
+    from desktop_app.engine import indexer
+
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def priority(_: int) -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    seen = [p for _, p in indexer._pipelined(priority, list(range(8)), threading.Event())]
+    assert indexer.LOADER_NICE > 0
+    assert set(seen) == {min(19, mine + indexer.LOADER_NICE)}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
+
+
+def test_command_line_writes_the_store_in_large_chunks(library: Library) -> None:
+    """Without a window (``headless_writes``, around every command) a batch's vectors go to
+    Chroma in a few large calls; otherwise in small ones, so no Chroma call holds the GIL
+    for long while the window needs it. The same vectors either way."""
+    from desktop_app.engine import store as store_module
+
+    calls: list[int] = []
+    real_collection = store_module.VectorStore.collection
+
+    class Counting:
+        def __init__(self, col: object) -> None:
+            self.col = col
+
+        def upsert(self, **kwargs: list[str]) -> None:
+            calls.append(len(kwargs["ids"]))
+            self.col.upsert(**kwargs)  # type: ignore[attr-defined]
+
+    def collection(self: object, encoder_id: str, kind: str = "full") -> object:
+        return Counting(real_collection(self, encoder_id, kind))  # type: ignore[arg-type]
+
+    vectors = np.random.default_rng(3).standard_normal((320, 8)).astype(np.float32)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(store_module.VectorStore, "collection", collection)
+        library.store.upsert("chunks", [f"w{i}" for i in range(320)], vectors)
+        window = list(calls)
+        calls.clear()
+        with store_module.headless_writes():
+            library.store.upsert("chunks", [f"h{i}" for i in range(320)], vectors)
+        headless = list(calls)
+    assert max(window) == store_module.WRITE_CHUNK and sum(window) == 320
+    assert max(headless) == store_module.HEADLESS_WRITE_CHUNK and len(headless) == 2
+    assert store_module._write_chunk == store_module.WRITE_CHUNK  # restored on leaving
+    assert library.store.count("chunks") == 640
