@@ -225,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             quit_after=getattr(args, "quit_after", None),
             screenshot=getattr(args, "screenshot", None),
         )
+    from desktop_app.engine.store import headless_writes
+
     dirs = resolve_dirs(data_dir)
     setup_logging(dirs.logs, verbose=getattr(args, "verbose", False))
     try:
@@ -239,7 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "eval": cmd_eval,
             "models": cmd_models,
         }[command]
-        return handler(args)
+        with headless_writes():  # no window in this process: the store writes in large chunks
+            return handler(args)
     except DesktopAppError as exc:
         print(f"desktop-app: error: {exc}", file=sys.stderr)
         return 1
