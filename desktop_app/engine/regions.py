@@ -315,9 +315,9 @@ def extract_keypoints(
     kps, desc = orb.detectAndCompute(g, None)
     if desc is None or not kps:
         return Keypoints(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8), ow, oh)
-    # KeyPoint_convert reads the 3,000 points' coordinates in C: building them from
+    # KeyPoint.convert reads the 3,000 points' coordinates in C: building them from
     # Python attributes cost ~2 ms of the ~20 ms per image
-    xy = cv2.KeyPoint_convert(kps).astype(np.float32, copy=False).reshape(-1, 2)
+    xy = np.asarray(cv2.KeyPoint.convert(kps), dtype=np.float32).reshape(-1, 2)
     resp = np.fromiter((k.response for k in kps), np.float32, len(kps))
     keep = _spread(xy, resp, g.shape[1], g.shape[0], settings.grid, settings.n_keep)
     xy = xy[keep]
