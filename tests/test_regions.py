@@ -296,3 +296,24 @@ def test_a_short_keypoint_blob_is_a_clear_error() -> None:
     for damaged in (b"", blob[:5], blob[: len(blob) // 2]):
         with pytest.raises(ValueError):
             keypoints_from_bytes(damaged)
+
+
+@pytest.mark.slow
+def test_region_pass_in_small_batches_gives_the_same_vectors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The region pass runs REGION_PASS_BATCH images at a time (it set the indexing
+    process's peak memory at 16): the vectors are those of one pass over all of them."""
+    from desktop_app.engine.encoders import efficientnet, load_encoder
+    from desktop_app.engine.regions import index_region_boxes
+
+    photos = [Image.open(p).convert("RGB") for p in [*LARGE, *PHOTOS]][:12]
+    boxes = [index_region_boxes(p.width, p.height) for p in photos]
+    enc = load_encoder("efficientnet-lite0", "cpu")
+    monkeypatch.setattr(efficientnet, "REGION_PASS_BATCH", 3)
+    small = enc.embed_regions(photos, boxes)
+    monkeypatch.setattr(efficientnet, "REGION_PASS_BATCH", 64)
+    whole = enc.embed_regions(photos, boxes)
+    assert len(photos) > 3
+    for a, b in zip(small, whole, strict=True):
+        assert a.shape == b.shape and float((a * b).sum(axis=1).min()) > 0.9999
