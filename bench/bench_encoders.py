@@ -1,7 +1,7 @@
 """The inference paths compared, and indexing side by side with rclip, in one run.
 
     nice python bench/bench_encoders.py [--photos DIR] [--per-class 60] [--rounds 3]
-                                        [--skip-index] [--skip-rclip]
+                                        [--skip-paths] [--skip-index] [--skip-rclip]
 
 1. Each encoder alone on ready tensors (batches of 16, preprocessing done), per path:
    PyTorch fp32 (and channels-last for the CNN), ONNX Runtime fp32, ONNX Runtime int8.
@@ -238,6 +238,7 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, default=60)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--cosine-photos", type=int, default=64)
+    ap.add_argument("--skip-paths", action="store_true", help="only the indexing runs (3)")
     ap.add_argument("--skip-index", action="store_true")
     ap.add_argument("--skip-rclip", action="store_true")
     args = ap.parse_args()
@@ -253,8 +254,9 @@ def main() -> None:
     sample = photos[:: max(1, len(photos) // args.cosine_photos)][: args.cosine_photos]
     try:
         for label, spec in (
-            ("efficientnet-lite0", "efficientnet-lite0"),
-            ("ViT-B-32", f"ViT-B-32:{ckpt}"),
+            ()
+            if args.skip_paths
+            else (("efficientnet-lite0", "efficientnet-lite0"), ("ViT-B-32", f"ViT-B-32:{ckpt}"))
         ):
             r, e = compare_paths(label, spec, sample, args.rounds, cache)
             rows += r
