@@ -92,13 +92,13 @@ def main() -> None:
     args = ap.parse_args()
     regions = not args.no_regions
     work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
-    from desktop_app.engine.store import headless_writes
+    from desktop_app.engine.headless import headless
 
     try:
         if args.window_writes:
             rows, extra = run(args, work, regions)
         else:
-            with headless_writes():  # as `desktop-app index` writes: no window here
+            with headless():  # as `desktop-app index` runs: no window here
                 rows, extra = run(args, work, regions)
     finally:
         shutil.rmtree(work, ignore_errors=True)

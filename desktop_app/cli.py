@@ -225,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             quit_after=getattr(args, "quit_after", None),
             screenshot=getattr(args, "screenshot", None),
         )
-    from desktop_app.engine.store import headless_writes
+    from desktop_app.engine.headless import headless
 
     dirs = resolve_dirs(data_dir)
     setup_logging(dirs.logs, verbose=getattr(args, "verbose", False))
@@ -241,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "eval": cmd_eval,
             "models": cmd_models,
         }[command]
-        with headless_writes():  # no window in this process: the store writes in large chunks
+        with headless():  # no window in this process: arranged for throughput
             return handler(args)
     except DesktopAppError as exc:
         print(f"desktop-app: error: {exc}", file=sys.stderr)

@@ -7,7 +7,9 @@ import os
 import shutil
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -217,28 +219,59 @@ def test_second_process_gets_clear_message(library: Library, model: str) -> None
         Library.open(model=model)
 
 
+def _can_lower_a_thread() -> bool:
+    def lower() -> None:
+        me = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, me, min(19, os.getpriority(os.PRIO_PROCESS, me) + 1))
+
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(lower).result()
+    except OSError:
+        return False
+    return True
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
-def test_loader_threads_yield_the_cores_to_the_encoder() -> None:
-    """The loader threads run at a lower priority (they fill the cores the encoder's pool
-    leaves idle instead of stalling it); the indexing thread keeps its own."""
-    from desktop_app.engine import indexer
+def test_headless_loader_threads_yield_the_cores_after_the_model_is_built(
+    library: Library, photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a window the loader threads decode at a lower priority (they fill the
+    cores the encoder's pool leaves idle instead of stalling it), but the model, whose
+    thread pools copy their creator's priority, is built before that; the indexing
+    thread keeps its own. In the window nothing is lowered."""
+    if not _can_lower_a_thread():
+        pytest.skip("this sandbox refuses setpriority")
+    from desktop_app.engine import analysis
+    from desktop_app.engine.headless import headless
+    from desktop_app.engine.indexer import LOADER_NICE
 
     mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen: dict[str, set[int]] = {"prepare": set()}
+    for cls in (analysis.Analyser, analysis.RegionAnalyser):
+        real = cls.__dict__["prepare"]
 
-    def priority(_: int) -> int:
-        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        def prepare(self: analysis.Analyser, *args: object, _real: Any = real) -> object:
+            seen["prepare"].add(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            return _real(self, *args)
 
-    seen = [p for _, p in indexer._pipelined(priority, list(range(8)), threading.Event())]
-    assert indexer.LOADER_NICE > 0
-    assert set(seen) == {min(19, mine + indexer.LOADER_NICE)}
+        monkeypatch.setattr(cls, "prepare", prepare)
+    with headless():
+        assert run_index(library, [photos]).embedded == 40
+    assert seen["prepare"] == {min(19, mine + LOADER_NICE)}
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
+    library.forget(photos)
+    seen["prepare"].clear()
+    run_index(library, [photos])  # as the window runs it
+    assert seen["prepare"] == {mine}
 
 
 def test_command_line_writes_the_store_in_large_chunks(library: Library) -> None:
-    """Without a window (``headless_writes``, around every command) a batch's vectors go to
+    """Without a window (``headless``, around every command) a batch's vectors go to
     Chroma in a few large calls; otherwise in small ones, so no Chroma call holds the GIL
     for long while the window needs it. The same vectors either way."""
     from desktop_app.engine import store as store_module
+    from desktop_app.engine.headless import headless, is_headless
 
     calls: list[int] = []
     real_collection = store_module.VectorStore.collection
@@ -260,10 +293,10 @@ def test_command_line_writes_the_store_in_large_chunks(library: Library) -> None
         library.store.upsert("chunks", [f"w{i}" for i in range(320)], vectors)
         window = list(calls)
         calls.clear()
-        with store_module.headless_writes():
+        with headless():
             library.store.upsert("chunks", [f"h{i}" for i in range(320)], vectors)
         headless = list(calls)
     assert max(window) == store_module.WRITE_CHUNK and sum(window) == 320
     assert max(headless) == store_module.HEADLESS_WRITE_CHUNK and len(headless) == 2
-    assert store_module._write_chunk == store_module.WRITE_CHUNK  # restored on leaving
+    assert not is_headless()  # restored on leaving
     assert library.store.count("chunks") == 640

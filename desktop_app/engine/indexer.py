@@ -10,8 +10,8 @@ at most the two batches in flight.
 
 It is a generator of :class:`Progress` values; the caller (CLI or UI worker thread) owns
 the thread it runs on, which is the only writer (the loader threads only read files and
-decode, at a lower CPU priority than the encoder on Linux; the one encoder thread only
-computes vectors). Setting ``cancel`` stops it
+decode, at a lower CPU priority than the encoder on Linux in a process without a window;
+the one encoder thread only computes vectors). Setting ``cancel`` stops it
 between files and batches; what was written stays.
 
 Nothing is removed from the catalog on the strength of an absence the scan cannot vouch
@@ -43,6 +43,7 @@ from desktop_app.engine.analysis import Analyser, Analysis, Prepared
 from desktop_app.engine.catalog import Catalog, FileRow, VectorRow
 from desktop_app.engine.errors import ImageLoadError
 from desktop_app.engine.fingerprint import fingerprint_file
+from desktop_app.engine.headless import is_headless
 from desktop_app.engine.imageio import load_image, read_header
 from desktop_app.engine.scanner import FoundFile, is_within, scan
 from desktop_app.engine.store import VectorStore
@@ -368,10 +369,12 @@ class Indexer:
                     claimed.add(fp)
             if not first:
                 return _Hashed(fp, *read_header(f.path))
+            analyser = self.analyser  # built by the first loader to need it, if none has
+            _yield_to_encoder()
             loaded = load_image(
-                f.path, max_side=self.analyser.decode_side, max_megapixels=self.max_megapixels
+                f.path, max_side=analyser.decode_side, max_megapixels=self.max_megapixels
             )
-            return self.analyser.prepare(fp, loaded)
+            return analyser.prepare(fp, loaded)
         except ImageLoadError as exc:
             return _Failed(fp, exc.reason)
         except Exception as exc:  # a decoder bug must cost one file, not the run
@@ -522,23 +525,31 @@ def collect_garbage(catalog: Catalog, store: VectorStore) -> int:
     return len(gone)
 
 
-# How much less CPU priority the loader threads take than the encoder (Linux nice steps;
-# 0 turns it off). The stages share the cores: a loader thread that takes a core from
-# the encoder's thread pool stalls the whole pool at its next barrier, while one that
-# waits fills the gaps the pool leaves (the encoder alone keeps ~1.8 of 2 cores busy).
+# How much less CPU priority the loader threads take than the encoder, in a process
+# without a window (Linux nice steps; 0 turns it off). The stages share the cores: a
+# loader thread that takes a core from the encoder's thread pool stalls the whole pool at
+# its next barrier, while one that waits fills the gaps the pool leaves (the encoder
+# alone keeps ~1.8 of 2 cores busy). Not in the window: a lowered thread that holds the
+# GIL when it loses its core would keep the GUI thread waiting.
 LOADER_NICE = 10
+_loader_state = threading.local()
 
 
 def _yield_to_encoder() -> None:
-    """Runs first in each loader thread: lower this thread's priority (Linux only, where
-    the nice value is per thread; elsewhere the call would name the process or nothing).
+    """Lower the calling loader thread's priority, once per thread: on Linux (where the
+    nice value is per thread; elsewhere the call would name the process or nothing), in
+    a headless process, and only once the analyser exists: a thread a library creates
+    copies its creator's value, so the encoder's and OpenCV's pools must not be started
+    from a lowered thread (the analyser is built on the first loader that needs it).
     Raising one's own nice value needs no privilege; the threads end with the pool."""
-    if LOADER_NICE and sys.platform.startswith("linux"):
+    if getattr(_loader_state, "lowered", False):
+        return
+    _loader_state.lowered = True
+    if LOADER_NICE and is_headless() and sys.platform.startswith("linux"):
         try:
-            me = threading.get_native_id()  # inherits the pool's creator's value
-            os.setpriority(
-                os.PRIO_PROCESS, me, min(19, os.getpriority(os.PRIO_PROCESS, me) + LOADER_NICE)
-            )
+            me = threading.get_native_id()
+            now = os.getpriority(os.PRIO_PROCESS, me)
+            os.setpriority(os.PRIO_PROCESS, me, min(19, now + LOADER_NICE))
         except OSError as exc:  # a sandbox without setpriority: run at normal priority
             log.debug("loader thread priority unchanged: %s", exc)
 
@@ -553,9 +564,7 @@ def _pipelined(
     window: deque[tuple[Any, Future[Any]]] = deque()
     lookahead = LOADER_THREADS * LOOKAHEAD_PER_THREAD
     it = iter(items)
-    with ThreadPoolExecutor(
-        LOADER_THREADS, thread_name_prefix="loader", initializer=_yield_to_encoder
-    ) as pool:
+    with ThreadPoolExecutor(LOADER_THREADS, thread_name_prefix="loader") as pool:
         try:
             for item in it:
                 window.append((item, pool.submit(fn, item)))

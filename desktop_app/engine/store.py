@@ -9,9 +9,8 @@ found no space, :class:`StoreDamaged` otherwise (the library then sets the store
 and rebuilds it from the catalog). Threads: the indexing thread is the only writer and
 the only one that creates a collection (:meth:`VectorStore.collection`); searches query
 from any thread through :meth:`VectorStore.existing`, which never creates one, so a
-missing collection reads as empty. The write-chunk size (``_write_chunk``) is the
-process's: the command line's main thread sets it around a whole command
-(:func:`headless_writes`) before any other thread exists; the window never changes it.
+missing collection reads as empty. The write-chunk size follows
+:func:`desktop_app.engine.headless.is_headless`, which only the command line sets.
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from desktop_app.engine.errors import DesktopAppError, DiskFull, StoreBusy, StoreDamaged
+from desktop_app.engine.headless import is_headless
 
 log = logging.getLogger(__name__)
 
@@ -44,20 +44,6 @@ log = logging.getLogger(__name__)
 WRITE_CHUNK = 16
 HEADLESS_WRITE_CHUNK = 160
 WRITE_PAUSE_S = 0.002
-_write_chunk = WRITE_CHUNK  # set by headless_writes
-
-
-@contextmanager
-def headless_writes() -> Iterator[None]:
-    """Inside, every store writes in large chunks: for a process that has no window (a
-    command-line command), where no thread must get the GIL within a frame. Set and
-    restored by the command's own thread, around the whole command."""
-    global _write_chunk
-    before, _write_chunk = _write_chunk, HEADLESS_WRITE_CHUNK
-    try:
-        yield
-    finally:
-        _write_chunk = before
 
 
 # how long a search waits for a store being rebuilt before it says so (StoreBusy)
@@ -454,7 +440,7 @@ class VectorStore:
         Python thread (the window's among them) for a few hundred milliseconds."""
         with _guard("write"):
             col = self.collection(encoder_id, kind)
-            step = min(self.max_batch, _write_chunk)
+            step = min(self.max_batch, HEADLESS_WRITE_CHUNK if is_headless() else WRITE_CHUNK)
             for i in range(0, len(ids), step):
                 if i:
                     time.sleep(WRITE_PAUSE_S)  # let the GUI thread take the GIL
