@@ -44,8 +44,6 @@ log = logging.getLogger(__name__)
 WRITE_CHUNK = 16
 HEADLESS_WRITE_CHUNK = 160
 WRITE_PAUSE_S = 0.002
-
-
 # how long a search waits for a store being rebuilt before it says so (StoreBusy)
 READ_WAIT_S = 120.0
 

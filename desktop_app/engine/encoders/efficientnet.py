@@ -74,11 +74,11 @@ def gem(features: np.ndarray, p: float = GEM_P) -> np.ndarray:
 
 
 # Images per region pass. The pass runs at about 320 px, twice the pixels of the full one,
-# and ONNX Runtime's arena keeps the largest activations a run needed: a batch of 16 there
-# set the indexing process's peak memory.
-# indexing 600 photos with regions (ViT-B-32 + these region vectors) peaked at 921 MB at
-# 16 and 724 MB at 8, in the same time (132 s against 133 s).
+# and ONNX Runtime's arena keeps the largest activations a run needed: indexing 600 photos
+# with regions (ViT-B-32 + these region vectors) peaked at 921 MB with batches of 16 and
+# 724 MB with 8, in the same time (132 s against 133 s).
 REGION_PASS_BATCH = 8
+
 # (width, height) input sizes for the region pass, about 100k pixels each, by aspect ratio.
 REGION_BUCKETS = ((1.55, (448, 256)), (1.15, (384, 288)), (0.87, (320, 320)), (0.65, (288, 384)))
 REGION_BUCKET_TALL = (256, 448)
