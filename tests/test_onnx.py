@@ -91,7 +91,8 @@ def test_clip_onnx_matches_torch(clip_checkpoint: Path, onnx_cache: Path, runtim
     assert onnx_enc.id == torch_enc.id and onnx_enc.dim == torch_enc.dim
     for _ in range(2):  # an int8 model is checked on its first batch: test the next one too
         want, got = torch_enc.embed_images(images), onnx_enc.embed_images(images)
-        assert cosines(want, got).min() >= 0.98
+        # fp32 computes the same numbers (the last block's class token alone included)
+        assert cosines(want, got).min() >= (0.98 if runtime == ONNX_INT8 else 0.9999)
         _same_neighbours(want, got)
     texts = ["a red dress", "a pair of shoes"]
     assert cosines(torch_enc.embed_text(texts), onnx_enc.embed_text(texts)).min() >= 0.98

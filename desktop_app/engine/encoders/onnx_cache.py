@@ -42,7 +42,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-EXPORT_FORMAT = 1  # bump when the exported graphs change meaning
+EXPORT_FORMAT = 2  # bump when the exported graphs change (2: CLIP's last block, class token only)
 OPSET = 17
 
 
