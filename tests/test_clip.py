@@ -146,17 +146,18 @@ def test_damaged_checkpoints_say_what_is_wrong(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("pool", ["tok", "avg"])
 def test_exported_image_tower_computes_what_open_clip_does(pool: str) -> None:
-    """The export's image tower runs the last block for the class token alone when the
-    embedding is that token, and the whole model otherwise: the same vectors either way."""
+    """The image tower (the PyTorch path's and the export's) runs the last block for the
+    class token alone when the embedding is that token, and the whole model otherwise:
+    the same vectors either way."""
     import open_clip
     import torch
 
-    from desktop_app.engine.encoders.clip import _towers
+    from desktop_app.engine.encoders.clip import _image_tower
 
     torch.manual_seed(1)
     model = open_clip.create_model(ARCH, pretrained=None).eval()
     model.visual.pool_type = pool
-    visual = _towers(model)[0]
+    visual = _image_tower(model)
     assert visual.class_token_only == (pool == "tok")
     images = torch.randn(3, 3, 224, 224)
     with torch.no_grad():

@@ -66,8 +66,10 @@ __all__ = [
 ]
 
 
-def _towers(model: Any) -> tuple[Any, Any]:
-    """The image and text towers as separate modules, as exported to ONNX."""
+def _image_tower(model: Any) -> Any:
+    """The image tower as a module: ``model.visual`` with its last block computing the
+    class token alone where that is the embedding (:func:`_class_token_forward`). The
+    PyTorch path runs it and the ONNX export is made from it."""
     import torch
 
     class Visual(torch.nn.Module):
@@ -83,6 +85,13 @@ def _towers(model: Any) -> tuple[Any, Any]:
                 out = self.visual(image)
             return out
 
+    return Visual().eval()
+
+
+def _towers(model: Any) -> tuple[Any, Any]:
+    """The image and text towers as separate modules, as exported to ONNX."""
+    import torch
+
     class Text(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -92,7 +101,7 @@ def _towers(model: Any) -> tuple[Any, Any]:
             out: torch.Tensor = self.model.encode_text(tokens)
             return out
 
-    return Visual(), Text()
+    return _image_tower(model), Text()
 
 
 def _class_token_pooled(visual: Any) -> bool:
@@ -195,6 +204,7 @@ class ClipEncoder(Encoder):
         self._device = device
         self.batch_size = batch_size or 16
         self.model: Any = None
+        self._image_tower: Any = None  # the PyTorch path's image tower (_image_tower)
         self.preprocess: Callable[[Image.Image], np.ndarray]
         self._tokenizer: Any = None
         self._visual: OnnxModel | GuardedInt8 | None = None
@@ -268,6 +278,7 @@ class ClipEncoder(Encoder):
         self._device = pick_device(self.device)
         self.batch_size = batch_size or default_batch_size(self._device)
         self.model, transform = self._create_model(self._device)
+        self._image_tower = _image_tower(self.model)
         self.preprocess = lambda im: transform(im.convert("RGB")).numpy()
         self.input_size = _image_hw(self.model)[0] * 2
         with torch.inference_mode():
@@ -390,7 +401,7 @@ class ClipEncoder(Encoder):
         if self._device.type == "cuda":
             tensor = tensor.pin_memory()  # lets the copy below overlap
         with inference(self._device):
-            out = self.model.encode_image(tensor.to(self._device, non_blocking=True))
+            out = self._image_tower(tensor.to(self._device, non_blocking=True))
         return l2_normalise(out.float().cpu().numpy())
 
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
