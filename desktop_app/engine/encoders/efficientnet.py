@@ -58,19 +58,37 @@ def images_to_array(
     picture, which matters for near-duplicates) and normalise into an (n, 3, h, w)
     float32 array."""
     wh = (size, size) if isinstance(size, int) else size
-    arr = np.stack(
-        [np.asarray(im.convert("RGB").resize(wh, Image.Resampling.BILINEAR)) for im in images]
-    )
+    rgb = (im if im.mode == "RGB" else im.convert("RGB") for im in images)
+    arr = np.stack([np.asarray(im.resize(wh, Image.Resampling.BILINEAR)) for im in rgb])
     scale = np.float32(1.0 / 255.0) / np.asarray(std, np.float32)
     shift = np.asarray(mean, np.float32) / np.asarray(std, np.float32)
-    out = arr.astype(np.float32) * scale - shift
-    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+    # Channels first while still bytes (a quarter of the memory to move), then one
+    # multiply and one in-place subtract: the same float32 operations in the same order as
+    # ``arr.astype(float32) * scale - shift``, so the same bits, in half the time.
+    planar = np.ascontiguousarray(arr.transpose(0, 3, 1, 2))
+    out = np.multiply(planar, scale[:, None, None], dtype=np.float32)
+    out -= shift[:, None, None]
+    return out
 
 
 def gem(features: np.ndarray, p: float = GEM_P) -> np.ndarray:
     """Generalised-mean pooling over the spatial grid: (..., c, h, w) -> (..., c)."""
-    x = np.maximum(features.astype(np.float32, copy=False), 1e-6)
-    return np.asarray(np.power(np.power(x, p).mean(axis=(-2, -1)), 1.0 / p), np.float32)
+    return _root(_powered(features, p).mean(axis=(-2, -1)), p)
+
+
+def _powered(features: np.ndarray, p: float) -> np.ndarray:
+    """``max(x, 1e-6) ** p`` in float32; the cube (``GEM_P``) as two multiplies, a fifth
+    of ``np.power``'s time (equal within a unit in the last place)."""
+    x = np.maximum(features.astype(np.float32, copy=False), np.float32(1e-6))
+    if p == 3.0:
+        cube = x * x
+        cube *= x
+        return cube
+    return np.power(x, np.float32(p))
+
+
+def _root(means: np.ndarray, p: float) -> np.ndarray:
+    return np.asarray(np.power(means, 1.0 / p), np.float32)
 
 
 # Images per region pass. The pass runs at about 320 px, twice the pixels of the full one,
@@ -108,15 +126,18 @@ def _stride(side: float) -> int:
 def pool_regions(fmap: np.ndarray, boxes: Sequence[NormBox]) -> np.ndarray:
     """GeM vectors of ``boxes`` (fractions) of one (c, h, w) map; each box is snapped
     outward to whole feature cells, at least one cell."""
-    _c, h, w = fmap.shape
-    vectors = []
-    for bx, by, bw, bh in boxes:
+    c, h, w = fmap.shape
+    if not boxes:
+        return np.zeros((0, c), np.float32)
+    powered = _powered(fmap, GEM_P)  # once per map, not once per (overlapping) box
+    means = np.empty((len(boxes), c), np.float32)
+    for i, (bx, by, bw, bh) in enumerate(boxes):
         x0 = min(w - 1, math.floor(bx * w + 1e-6))
         y0 = min(h - 1, math.floor(by * h + 1e-6))
         x1 = max(x0 + 1, min(w, math.ceil((bx + bw) * w - 1e-6)))
         y1 = max(y0 + 1, min(h, math.ceil((by + bh) * h - 1e-6)))
-        vectors.append(gem(fmap[:, y0:y1, x0:x1]))
-    return np.stack(vectors) if vectors else np.zeros((0, fmap.shape[0]), np.float32)
+        means[i] = powered[:, y0:y1, x0:x1].mean(axis=(-2, -1))
+    return _root(means, GEM_P)
 
 
 def _features_module(net: Any) -> Any:
