@@ -66,7 +66,7 @@ def images_to_array(
     # multiply and one in-place subtract: the same float32 operations in the same order as
     # ``arr.astype(float32) * scale - shift``, so the same bits, in half the time.
     planar = np.ascontiguousarray(arr.transpose(0, 3, 1, 2))
-    out = np.multiply(planar, scale[:, None, None], dtype=np.float32)
+    out: np.ndarray = np.multiply(planar, scale[:, None, None], dtype=np.float32)
     out -= shift[:, None, None]
     return out
 
