@@ -317,3 +317,39 @@ def test_region_pass_in_small_batches_gives_the_same_vectors(
     assert len(photos) > 3
     for a, b in zip(small, whole, strict=True):
         assert a.shape == b.shape and float((a * b).sum(axis=1).min()) > 0.9999
+
+
+def test_pooling_and_normalising_compute_the_plain_formulas() -> None:
+    """The encoder thread's numpy shortcuts (bytes transposed before the float maths, the
+    cube as two multiplies, each map powered once for all of its boxes) give what the
+    plain formulas give: the normalised batch bit for bit, GeM within float rounding."""
+    from desktop_app.engine.encoders.efficientnet import (
+        GEM_P,
+        MEAN,
+        STD,
+        gem,
+        images_to_array,
+        pool_regions,
+    )
+
+    rng = np.random.default_rng(3)
+    images = [Image.fromarray(rng.integers(0, 256, (90, 120, 3), np.uint8)) for _ in range(3)]
+    images.append(images[0].convert("L"))
+    bilinear = Image.Resampling.BILINEAR
+    pixels = np.stack([np.asarray(im.convert("RGB").resize((64, 48), bilinear)) for im in images])
+    plain = pixels.astype(np.float32) * (
+        np.float32(1 / 255) / np.asarray(STD, np.float32)
+    ) - np.asarray(MEAN, np.float32) / np.asarray(STD, np.float32)
+    assert np.array_equal(images_to_array(images, (64, 48), MEAN, STD), plain.transpose(0, 3, 1, 2))
+
+    def plain_gem(x: np.ndarray) -> np.ndarray:
+        powered = np.power(np.maximum(x.astype(np.float64), 1e-6), GEM_P)
+        return np.power(powered.mean(axis=(-2, -1)), 1 / GEM_P)
+
+    fmap = rng.standard_normal((2, 40, 6, 8)).astype(np.float32)
+    np.testing.assert_allclose(gem(fmap), plain_gem(fmap), rtol=1e-5)
+    boxes = [(0.0, 0.0, 0.5, 0.5), (0.25, 0.5, 0.5, 0.5), (0.9, 0.9, 0.1, 0.1)]
+    cells = [fmap[0][:, 0:3, 0:4], fmap[0][:, 3:6, 2:6], fmap[0][:, 5:6, 7:8]]
+    want = np.stack([plain_gem(c) for c in cells])
+    np.testing.assert_allclose(pool_regions(fmap[0], boxes), want, rtol=1e-5)
+    assert pool_regions(fmap[0], []).shape == (0, 40)
