@@ -144,10 +144,11 @@ def test_damaged_checkpoints_say_what_is_wrong(tmp_path: Path) -> None:
         load_encoder(f"{ARCH}:{garbage}", device="cpu")
 
 
-@pytest.mark.parametrize("pool", ["tok", "avg"])
-def test_exported_image_tower_computes_what_open_clip_does(pool: str) -> None:
+@pytest.mark.parametrize("variant", ["tok", "avg", "tokens too", "no projection"])
+def test_exported_image_tower_computes_what_open_clip_does(variant: str) -> None:
     """The image tower (the PyTorch path's and the export's) runs the last block for the
-    class token alone when the embedding is that token, and the whole model otherwise:
+    class token alone when the embedding is that token, and open_clip's own
+    ``encode_image`` otherwise (a tower that returns its tokens too, as CoCa's does):
     the same vectors either way."""
     import open_clip
     import torch
@@ -156,10 +157,18 @@ def test_exported_image_tower_computes_what_open_clip_does(pool: str) -> None:
 
     torch.manual_seed(1)
     model = open_clip.create_model(ARCH, pretrained=None).eval()
-    model.visual.pool_type = pool
+    if variant == "avg":
+        model.visual.pool_type = "avg"
+    elif variant == "tokens too":
+        model.visual.output_tokens = True
+    elif variant == "no projection":
+        model.visual.proj = None
     visual = _image_tower(model)
-    assert visual.class_token_only == (pool == "tok")
+    assert visual.class_token_only == (variant in ("tok", "no projection"))
     images = torch.randn(3, 3, 224, 224)
     with torch.no_grad():
-        want, got = model.visual(images), visual(images)
+        want, got = model.encode_image(images), visual(images)
+    if isinstance(want, tuple):  # (pooled, tokens)
+        want = want[0]
+    assert isinstance(got, torch.Tensor)
     assert torch.allclose(want, got, atol=1e-5), (want - got).abs().max()

@@ -75,15 +75,18 @@ def _image_tower(model: Any) -> Any:
     class Visual(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.visual = model.visual
+            self.model = model
             self.class_token_only = _class_token_pooled(model.visual)
 
         def forward(self, image: torch.Tensor) -> torch.Tensor:
             if self.class_token_only:
-                out: torch.Tensor = _class_token_forward(self.visual, image)
-            else:
-                out = self.visual(image)
-            return out
+                out: torch.Tensor = _class_token_forward(self.model.visual, image)
+                return out
+            features = self.model.encode_image(image)
+            if isinstance(features, tuple):  # a tower that returns its tokens too
+                features = features[0]
+            pooled: torch.Tensor = features
+            return pooled
 
     return Visual().eval()
 
@@ -110,8 +113,8 @@ def _class_token_pooled(visual: Any) -> bool:
     last block need only compute that token (:func:`_class_token_forward`)."""
     from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 
-    if not isinstance(visual, VisionTransformer):
-        return False
+    if not isinstance(visual, VisionTransformer) or not callable(getattr(visual, "_embeds", None)):
+        return False  # open_clip before 2.32 has no _embeds: the whole tower then
     blocks = getattr(visual.transformer, "resblocks", ())
     return (
         visual.attn_pool is None
