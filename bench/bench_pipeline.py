@@ -2,7 +2,7 @@
 
     nice python bench/bench_pipeline.py [--photos DIR] [--n 300] [--no-regions]
                                         [--model efficientnet-lite0] [--rounds 2]
-                                        [--window-writes]
+                                        [--window-writes] [--pipeline-only]
 
 On the same N real photos (the clothing set by default; ``--photos`` a folder of large
 photos, e.g. the wallpapers of ``../shared/scripts/fetch-wallpapers.sh``), each stage of
@@ -22,7 +22,9 @@ pipeline gives it:
 then the real ``Library.index`` on a fresh data dir (encoder loaded and warmed first, as
 the window's worker does before its first job), best of the same rounds. The store is
 written as ``desktop-app index`` writes it (large chunks: no window in the process);
-``--window-writes`` uses the window's small ones. Reported: images/s of each stage, of the
+``--window-writes`` uses the window's small ones. ``--pipeline-only`` skips the stages
+and reports every round of the real run (images/s, CPU per image): the steadier way to
+compare two versions of the code, run in turns. Reported: images/s of each stage, of the
 pipeline, and pipeline ÷ slowest stage (target ≥ 0.85). hash/decode/prepare are also
 timed on one thread, so their CPU cost per image is visible. Stages alone each get the
 whole machine; in the pipeline they share it, so on 2 cores the ratio also says how much
@@ -89,20 +91,27 @@ def main() -> None:
         action="store_true",
         help="write in the window's small store chunks (default: the command line's)",
     )
+    ap.add_argument(
+        "--pipeline-only",
+        action="store_true",
+        help="only the real index run, every round reported (A/B of two code versions)",
+    )
     args = ap.parse_args()
     regions = not args.no_regions
     work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     from desktop_app.engine.headless import headless
 
+    measure = run_pipeline_only if args.pipeline_only else run
     try:
         if args.window_writes:
-            rows, extra = run(args, work, regions)
+            rows, extra = measure(args, work, regions)
         else:
             with headless():  # as `desktop-app index` runs: no window here
-                rows, extra = run(args, work, regions)
+                rows, extra = measure(args, work, regions)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    name = "bench_pipeline" + ("" if regions else "_noregions")
+    name = "bench_pipeline" + ("_only" if args.pipeline_only else "")
+    name += "" if regions else "_noregions"
     if args.photos != CLOTHING / "train":
         name += "_" + args.photos.name
     report(name, rows, extra)
@@ -193,6 +202,31 @@ def run(
         if took < pipeline_s:
             pipeline_s, CPU["pipeline"] = took, cpu
     return summarise(t, n, threads, pipeline_s, embedded, args, regions, encoder.describe())
+
+
+def run_pipeline_only(
+    args: argparse.Namespace, work: Path, regions: bool
+) -> tuple[list[tuple[str, Any, str]], dict[str, Any]]:
+    from desktop_app.engine.settings import Settings
+
+    files = copy_photos(real_photos(args.n, source=args.photos), work / "photos")
+    for f in files:  # the page cache holds every file, as in every round
+        f.read_bytes()
+    settings = Settings(model=args.model, regions_enabled=regions)
+    rows: list[tuple[str, Any, str]] = [
+        ("photos", len(files), ""),
+        ("model", args.model, ""),
+        ("regions", regions, ""),
+    ]
+    rounds = []
+    for i in range(args.rounds):
+        took, embedded, cpu = pipeline(work / f"home-{i}", settings, args.model, files)
+        rounds.append({"seconds": took, "embedded": embedded, "cpu_seconds": cpu})
+        rows.append((f"round {i + 1}: images/s", round(rate(embedded, took), 1), ""))
+        rows.append((f"round {i + 1}: CPU per image, ms", round(1000 * cpu / embedded, 1), ""))
+        rows.append((f"round {i + 1}: cores busy", round(cpu / took, 2), ""))
+    rows.append(("load (1-min avg) at end", round(os.getloadavg()[0], 2), "shared machine"))
+    return rows, {"rounds": rounds, "photos_dir": str(args.photos)}
 
 
 def pipeline(home: Path, settings: Any, model: str, files: list[Path]) -> tuple[float, int, float]:
