@@ -36,6 +36,7 @@ runs on the same cores, end to end is bound by the sum of the stages' CPU over t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -79,6 +80,15 @@ def pooled(fn: Callable[[Any], Any], items: Sequence[Any], threads: int) -> list
         return list(pool.map(fn, items))
 
 
+def cached_photos(args: argparse.Namespace, work: Path) -> list[Path]:
+    """The N photos copied under ``work``, each read once: the page cache holds every
+    file, as it does in every round."""
+    files = copy_photos(real_photos(args.n, source=args.photos), work / "photos")
+    for f in files:
+        f.read_bytes()
+    return files
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--photos", type=Path, default=CLOTHING / "train")
@@ -102,12 +112,11 @@ def main() -> None:
     from desktop_app.engine.headless import headless
 
     measure = run_pipeline_only if args.pipeline_only else run
+    # as `desktop-app index` runs (no window here), unless the window's writes are asked for
+    arranged = contextlib.nullcontext() if args.window_writes else headless()
     try:
-        if args.window_writes:
+        with arranged:
             rows, extra = measure(args, work, regions)
-        else:
-            with headless():  # as `desktop-app index` runs: no window here
-                rows, extra = measure(args, work, regions)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     name = "bench_pipeline" + ("_only" if args.pipeline_only else "")
@@ -129,7 +138,7 @@ def run(
     from desktop_app.engine.scanner import FoundFile
     from desktop_app.engine.settings import Settings
 
-    files = copy_photos(real_photos(args.n, source=args.photos), work / "photos")
+    files = cached_photos(args, work)
     n = len(files)
     threads = indexer_mod.LOADER_THREADS
     settings = Settings(model=args.model, regions_enabled=regions)
@@ -144,8 +153,6 @@ def run(
     def thumbs_cleared() -> None:
         shutil.rmtree(lib.dirs.thumbnails, ignore_errors=True)
 
-    for f in files:  # the page cache holds every file, as it does in every round
-        f.read_bytes()
     t: dict[str, float] = {}
     t["hash 1 thread"], fps = best_of(args.rounds, lambda: [fingerprint_file(f) for f in files])
     t["decode 1 thread"], loaded = best_of(
@@ -209,9 +216,7 @@ def run_pipeline_only(
 ) -> tuple[list[tuple[str, Any, str]], dict[str, Any]]:
     from desktop_app.engine.settings import Settings
 
-    files = copy_photos(real_photos(args.n, source=args.photos), work / "photos")
-    for f in files:  # the page cache holds every file, as in every round
-        f.read_bytes()
+    files = cached_photos(args, work)
     settings = Settings(model=args.model, regions_enabled=regions)
     rows: list[tuple[str, Any, str]] = [
         ("photos", len(files), ""),
