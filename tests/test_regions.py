@@ -252,6 +252,31 @@ def test_colour_match_of_a_mean_colour_alone_confirms_nothing(tmp_path: Path) ->
     assert own is not None and own.confirmed and iou(own.box, (400, 300, 480, 300)) >= 0.5
 
 
+def test_sliding_by_spectra_finds_what_match_template_finds() -> None:
+    """The colour check's FFT sliding gives OpenCV's TM_SQDIFF answer: the same best
+    place and RMSE, for image sizes OpenCV pads (primes) or not, templates from the
+    smallest to the whole image, with the template's spectra taken fresh or reused."""
+    import cv2
+
+    from desktop_app.engine.colour import _spectra, _Surface
+
+    rng = np.random.default_rng(3)
+    for h, w, th, tw in [(72, 96, 6, 6), (61, 96, 34, 61), (96, 71, 96, 71), (67, 53, 20, 9)]:
+        image = rng.integers(0, 256, (h, w, 3)).astype(np.float32)
+        template = rng.uniform(0, 255, (th, tw, 3)).astype(np.float32)
+        surface = _Surface(image)
+        ref = cv2.matchTemplate(image, template, cv2.TM_SQDIFF)
+        lo, _, (x, y), _ = cv2.minMaxLoc(ref)
+        want = (lo / template.size) ** 0.5
+        for prepared in (None, _spectra(template, surface.shape)):
+            rmse, gx, gy = surface.slide(template, prepared)
+            assert (gx, gy) == (x, y) and abs(rmse - want) < 1e-3 * want
+        # a piece of the image itself: found where it was cut, at (nearly) zero
+        piece = image[y : y + th, x : x + tw]
+        rmse, gx, gy = surface.slide(piece)
+        assert (gx, gy) == (x, y) and rmse < 0.05
+
+
 def test_shortlist_takes_candidates_nominated_by_the_region_scaled_query() -> None:
     """A parent that only the query-as-a-region vector ranks high still gets a place
     among the region candidates to verify (and in the colour check)."""
