@@ -193,7 +193,7 @@ class ColourMatcher:
         self._qtiny = _Surface(self._fit(query, TINY_SIDE))
         # the query's templates transformed at a stored copy's padded size: stored copies
         # share a few sizes (TINY_SIDE on the long side, common aspect ratios), so most
-        # are reused; at most ``_KEEP_PREPARED`` (under 5 MB) per search
+        # are reused; at most ``_KEEP_PREPARED`` of them (7 MB at most) per search
         self._prepared: dict[tuple[int, int, int, int], _Spectra] = {}
 
     @staticmethod
