@@ -14,7 +14,13 @@ import pytest
 from PIL import Image
 
 from desktop_app.cli import main
-from desktop_app.engine.colour import ColourMatcher, query_small, tiny_from_bytes, tiny_to_bytes
+from desktop_app.engine.colour import (
+    ColourMatcher,
+    Tiny,
+    query_small,
+    tiny_from_bytes,
+    tiny_to_bytes,
+)
 from desktop_app.engine.library import Library
 from desktop_app.engine.paths import AppDirs
 from desktop_app.engine.regions import QUERY_KEYPOINTS, extract_keypoints, find_frames, iou
@@ -252,29 +258,75 @@ def test_colour_match_of_a_mean_colour_alone_confirms_nothing(tmp_path: Path) ->
     assert own is not None and own.confirmed and iou(own.box, (400, 300, 480, 300)) >= 0.5
 
 
-def test_sliding_by_spectra_finds_what_match_template_finds() -> None:
+def test_sliding_by_spectra_finds_what_match_template_finds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The colour check's FFT sliding gives OpenCV's TM_SQDIFF answer: the same best
-    place and RMSE, for image sizes OpenCV pads (primes) or not, templates from the
-    smallest to the whole image, with the template's spectra taken fresh or reused."""
+    place and RMSE, for image sizes padded to even or odd lengths (or not at all),
+    templates from the smallest to the whole image, with the template's spectra taken
+    fresh or reused; and whole matches through ``ColourMatcher`` (its kept templates
+    cleared when full) are those of ``cv2.matchTemplate``. (Among places that fit
+    exactly as well, as on a flat field, either may be the answer.)"""
     import cv2
 
-    from desktop_app.engine.colour import _spectra, _Surface
+    from desktop_app.engine import colour
 
     rng = np.random.default_rng(3)
-    for h, w, th, tw in [(72, 96, 6, 6), (61, 96, 34, 61), (96, 71, 96, 71), (67, 53, 20, 9)]:
+    sizes = [(72, 96, 6, 6), (61, 96, 34, 61), (96, 71, 96, 71), (67, 53, 20, 9), (75, 81, 40, 7)]
+    for h, w, th, tw in sizes:
         image = rng.integers(0, 256, (h, w, 3)).astype(np.float32)
         template = rng.uniform(0, 255, (th, tw, 3)).astype(np.float32)
-        surface = _Surface(image)
+        surface = colour._Surface(image)
         ref = cv2.matchTemplate(image, template, cv2.TM_SQDIFF)
         lo, _, (x, y), _ = cv2.minMaxLoc(ref)
         want = (lo / template.size) ** 0.5
-        for prepared in (None, _spectra(template, surface.shape)):
+        for prepared in (None, colour._spectra(template, surface.shape)):
             rmse, gx, gy = surface.slide(template, prepared)
-            assert (gx, gy) == (x, y) and abs(rmse - want) < 1e-3 * want
+            assert (gx, gy) == (x, y) and abs(rmse - want) < 0.01
         # a piece of the image itself: found where it was cut, at (nearly) zero
         piece = image[y : y + th, x : x + tw]
         rmse, gx, gy = surface.slide(piece)
-        assert (gx, gy) == (x, y) and rmse < 0.05
+        assert (gx, gy) == (x, y) and rmse < 0.2
+
+    # whole matches, both ways, against matchTemplate's: stored copies of several
+    # sizes (some sharing a padded size), few kept templates so the cache is cleared
+    def smooth(h: int, w: int) -> np.ndarray:
+        small = rng.uniform(0, 255, (max(2, h // 8), max(2, w // 8), 3)).astype(np.float32)
+        return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+
+    query = smooth(144, 192)
+    stored = [
+        Tiny(smooth(h, w), w * 10, h * 10)
+        for h, w in [(72, 96), (71, 96), (96, 75), (96, 96), (54, 96)]
+    ]
+    # the query's own layout, whole (the query inside it) and a part (inside the query)
+    stored.append(Tiny(cv2.resize(query, (96, 72), interpolation=cv2.INTER_AREA), 960, 720))
+    stored.append(Tiny(cv2.resize(query[36:108, 48:144], (96, 72)), 960, 720))  # half of it
+    monkeypatch.setattr(colour, "_KEEP_PREPARED", 3)
+    got = [(m.match_inside(t), m.match_contains(t)) for m in [ColourMatcher(query)] for t in stored]
+
+    class Reference:
+        def __init__(self, a: np.ndarray) -> None:
+            self.a, (self.h, self.w) = a, a.shape[:2]
+            self.shape = (self.h, self.w)  # the kept templates are made, not used
+
+        def slide(self, template: np.ndarray, prepared: object = None) -> tuple[float, int, int]:
+            lo, _, loc, _ = cv2.minMaxLoc(cv2.matchTemplate(self.a, template, cv2.TM_SQDIFF))
+            return float(max(lo, 0.0) / template.size) ** 0.5, loc[0], loc[1]
+
+    monkeypatch.setattr(colour, "_Surface", Reference)
+    want = [
+        (m.match_inside(t), m.match_contains(t)) for m in [ColourMatcher(query)] for t in stored
+    ]
+    for pair, ref_pair in zip(got, want, strict=True):
+        for a, b in zip(pair, ref_pair, strict=True):
+            assert (a is None) == (b is None)
+            if a is not None and b is not None:
+                # float32 rounding: a few units of a squared sum near 1e8, so an exact
+                # fit may come out at a few hundredths of a level instead of 0
+                assert a.box == b.box and abs(a.rmse - b.rmse) < 0.1 and a.confirmed == b.confirmed
+    assert got[-2][0] is not None and got[-2][0].confirmed
+    assert got[-1][1] is not None and got[-1][1].confirmed
 
 
 def test_shortlist_takes_candidates_nominated_by_the_region_scaled_query() -> None:
