@@ -30,6 +30,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from desktop_app.engine.imageio import fit_size
+
 TINY_SIDE = 96
 MAX_RMSE = 14.0  # at most this far apart, the query as a part of an image is confirmed
 MAX_RMSE_CONTAINS = 18.0  # the same for an image inside the query (wrong ones are further)
@@ -81,9 +83,9 @@ class ColourMatch:
 def tiny_image(image: Image.Image, side: int = TINY_SIDE) -> Image.Image:
     """``image`` reduced to ``side`` on its long side (area average), RGB."""
     im = image.convert("RGB") if image.mode != "RGB" else image
-    s = side / max(im.size)
-    size = (max(1, round(im.width * s)), max(1, round(im.height * s)))
-    return im.resize(size, Image.Resampling.BOX, reducing_gap=None) if s < 1 else im.copy()
+    if max(im.size) <= side:
+        return im.copy()
+    return im.resize(fit_size(im.size, side), Image.Resampling.BOX, reducing_gap=None)
 
 
 def tiny_to_bytes(image: Image.Image, width: int, height: int) -> bytes:
@@ -175,6 +177,14 @@ class _Surface:
 _Spectra = tuple[list[np.ndarray], float]  # per-channel spectra, sum of squares
 
 
+def _fitted(a: np.ndarray, side: int) -> np.ndarray:
+    """``a`` reduced (area average) to fit in ``side`` × ``side``; as it is if it fits."""
+    h, w = a.shape[:2]
+    if max(h, w) <= side:
+        return a
+    return cv2.resize(a, fit_size((w, h), side), interpolation=cv2.INTER_AREA)
+
+
 def _spectra(a: np.ndarray, shape: tuple[int, int]) -> _Spectra:
     """The spectrum of each channel of ``a`` (centred on ``_MID``) zero-padded to
     ``shape``, and the centred pixels' sum of squares."""
@@ -190,21 +200,11 @@ class ColourMatcher:
     def __init__(self, query: np.ndarray) -> None:
         self.query = _Resizer(query)
         self.qh, self.qw = query.shape[:2]
-        self._qtiny = _Surface(self._fit(query, TINY_SIDE))
+        self._qtiny = _Surface(_fitted(query, TINY_SIDE))
         # the query's templates transformed at a stored copy's padded size: stored copies
         # share a few sizes (TINY_SIDE on the long side, common aspect ratios), so most
         # are reused; at most ``_KEEP_PREPARED`` of them (7 MB at most) per search
         self._prepared: dict[tuple[int, int, int, int], _Spectra] = {}
-
-    @staticmethod
-    def _fit(a: np.ndarray, side: int) -> np.ndarray:
-        h, w = a.shape[:2]
-        s = side / max(h, w)
-        if s >= 1:
-            return a
-        return cv2.resize(
-            a, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA
-        )
 
     def _template(self, shape: tuple[int, int], tw: int, th: int) -> _Spectra:
         key = (*shape, tw, th)

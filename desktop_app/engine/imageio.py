@@ -111,7 +111,7 @@ def _decode(
     exif = _read_exif(im)
     width, height = _oriented_size(im, exif)  # before draft() shrinks im.size
     if max_side and im.format == "JPEG":
-        im.draft("RGB", _fit(im.size, min(max_side, draft_floor or max_side)))
+        im.draft("RGB", fit_size(im.size, min(max_side, draft_floor or max_side)))
     try:
         im.load()
         im = _exif_transpose(im)
@@ -119,7 +119,7 @@ def _decode(
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageLoadError(path, _describe_decode_error(exc)) from exc
     if max_side and max(rgb.size) > max_side:
-        rgb = rgb.resize(_fit(rgb.size, max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        rgb = rgb.resize(fit_size(rgb.size, max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
     return LoadedImage(rgb, width, height, taken_time(exif))
 
 
@@ -245,7 +245,9 @@ def parse_exif_time(value: object) -> str:
     return when.isoformat() if 1826 <= when.year <= 9999 else ""
 
 
-def _fit(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+def fit_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """``size`` scaled to fit in ``max_side`` × ``max_side`` (never enlarged), each side
+    rounded and at least 1."""
     w, h = size
     s = min(1.0, max_side / max(w, h))
     return max(1, round(w * s)), max(1, round(h * s))
