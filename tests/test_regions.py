@@ -280,8 +280,10 @@ def test_sliding_by_spectra_finds_what_match_template_finds(
         ref = cv2.matchTemplate(image, template, cv2.TM_SQDIFF)
         lo, _, (x, y), _ = cv2.minMaxLoc(ref)
         want = (lo / template.size) ** 0.5
-        for prepared in (None, colour._spectra(template, surface.shape)):
-            rmse, gx, gy = surface.slide(template, prepared)
+        for rmse, gx, gy in (
+            surface.slide(template),
+            surface.slide_prepared(colour._spectra(template, surface.shape), tw, th),
+        ):
             assert (gx, gy) == (x, y) and abs(rmse - want) < 0.01
         # a piece of the image itself: found where it was cut, at (nearly) zero
         piece = image[y : y + th, x : x + tw]
@@ -305,15 +307,19 @@ def test_sliding_by_spectra_finds_what_match_template_finds(
     monkeypatch.setattr(colour, "_KEEP_PREPARED", 3)
     got = [(m.match_inside(t), m.match_contains(t)) for m in [ColourMatcher(query)] for t in stored]
 
-    class Reference:
+    class Reference:  # a surface that slides with cv2.matchTemplate
         def __init__(self, a: np.ndarray) -> None:
             self.a, (self.h, self.w) = a, a.shape[:2]
-            self.shape = (self.h, self.w)  # the kept templates are made, not used
+            self.shape = (self.h, self.w)
 
-        def slide(self, template: np.ndarray, prepared: object = None) -> tuple[float, int, int]:
+        def slide(self, template: np.ndarray) -> tuple[float, int, int]:
             lo, _, loc, _ = cv2.minMaxLoc(cv2.matchTemplate(self.a, template, cv2.TM_SQDIFF))
             return float(max(lo, 0.0) / template.size) ** 0.5, loc[0], loc[1]
 
+        def slide_prepared(self, template: np.ndarray, tw: int, th: int) -> tuple[float, int, int]:
+            return self.slide(template)  # given the template itself (below)
+
+    monkeypatch.setattr(colour.ColourMatcher, "_template", lambda m, _s, tw, th: m._scaled(tw, th))
     monkeypatch.setattr(colour, "_Surface", Reference)
     want = [
         (m.match_inside(t), m.match_contains(t)) for m in [ColourMatcher(query)] for t in stored

@@ -45,6 +45,7 @@ _SCALES = np.geomspace(0.2, 1.0, 8)  # template side / image side, coarse steps 
 _REFINE = (1.12, 1 / 1.12)  # then both neighbours of the best coarse scale
 _MID = 128.0  # pixels are centred on this before the transforms (``_Surface``)
 _KEEP_PREPARED = 64  # query templates kept transformed (``ColourMatcher._template``)
+_KEPT_SIDE = 96  # their padded size at most: cv2.getOptimalDFTSize(TINY_SIDE)
 _MAGIC = b"TN1"
 _HDR = struct.Struct("<3sII")  # magic, full width, full height
 
@@ -155,13 +156,15 @@ class _Surface:
         centred = a - np.float32(_MID)
         self.norms = np.einsum("hwc,hwc->hw", centred, centred)  # per pixel, float32
 
-    def slide(
-        self, template: np.ndarray, prepared: _Spectra | None = None
-    ) -> tuple[float, int, int]:
-        """(rmse, x, y) of the template's best place in the image; ``prepared`` is
-        ``_spectra(template, self.shape)`` when the caller keeps it for reuse."""
+    def slide(self, template: np.ndarray) -> tuple[float, int, int]:
+        """(rmse, x, y) of the template's best place in the image."""
         th, tw = template.shape[:2]
-        spectra, norm = prepared or _spectra(template, self.shape)
+        return self.slide_prepared(_spectra(template, self.shape), tw, th)
+
+    def slide_prepared(self, prepared: _Spectra, tw: int, th: int) -> tuple[float, int, int]:
+        """``slide`` for a template of ``tw`` × ``th`` given as ``_spectra(template,
+        self.shape)``, which the caller keeps for reuse."""
+        spectra, norm = prepared
         corr = cv2.mulSpectrums(self.spectra[0], spectra[0], 0, conjB=True)
         for mine, theirs in zip(self.spectra[1:], spectra[1:], strict=True):
             corr = cv2.add(corr, cv2.mulSpectrums(mine, theirs, 0, conjB=True))
@@ -171,7 +174,7 @@ class _Surface:
         windows = cv2.boxFilter(self.norms, -1, (tw, th), anchor=(0, 0), normalize=False)
         sq = cv2.addWeighted(windows[:ny, :nx], 1.0, cc[:ny, :nx], -2.0, norm)
         lo, _, loc, _ = cv2.minMaxLoc(sq)
-        return float(max(lo, 0.0) / template.size) ** 0.5, int(loc[0]), int(loc[1])
+        return float(max(lo, 0.0) / (tw * th * 3)) ** 0.5, int(loc[0]), int(loc[1])
 
 
 _Spectra = tuple[list[np.ndarray], float]  # per-channel spectra, sum of squares
@@ -198,22 +201,42 @@ class ColourMatcher:
     """Matches one query against many stored colour copies."""
 
     def __init__(self, query: np.ndarray) -> None:
-        self.query = _Resizer(query)
+        self.query = query
         self.qh, self.qw = query.shape[:2]
         self._qtiny = _Surface(_fitted(query, TINY_SIDE))
         # the query's templates transformed at a stored copy's padded size: stored copies
         # share a few sizes (TINY_SIDE on the long side, common aspect ratios), so most
-        # are reused; at most ``_KEEP_PREPARED`` of them (7 MB at most) per search
-        self._prepared: dict[tuple[int, int, int, int], _Spectra] = {}
+        # are reused. At most ``_KEEP_PREPARED`` (33-62 in a search), in one block of
+        # 7 MB at most that is mapped on its own and unmapped with this matcher: kept in
+        # the heap, a search's spectra stayed in the arena of its short-lived colour
+        # thread until the next trim (engine/heap.py), 45 MB more in the window.
+        self._kept: np.ndarray | None = None
+        self._slots: dict[tuple[int, int, int, int], tuple[int, float]] = {}
+
+    def _scaled(self, tw: int, th: int) -> np.ndarray:
+        return cv2.resize(self.query, (tw, th), interpolation=cv2.INTER_AREA)
 
     def _template(self, shape: tuple[int, int], tw: int, th: int) -> _Spectra:
-        key = (*shape, tw, th)
-        found = self._prepared.get(key)
+        """The query at ``tw`` × ``th``, transformed at the padded ``shape``."""
+        ph, pw = shape
+        if max(ph, pw) > _KEPT_SIDE:  # not a stored copy's size: nothing to share
+            return _spectra(self._scaled(tw, th), shape)
+        key = (ph, pw, tw, th)
+        found = self._slots.get(key)
         if found is None:
-            if len(self._prepared) >= _KEEP_PREPARED:
-                self._prepared.clear()
-            found = self._prepared[key] = _spectra(self.query.get(tw, th), shape)
-        return found
+            if len(self._slots) >= _KEEP_PREPARED:
+                self._slots.clear()
+            spectra, norm = _spectra(self._scaled(tw, th), shape)
+            found = self._slots[key] = (len(self._slots), norm)
+            self._slot(found[0], ph, pw)[:] = spectra
+        slot, norm = found
+        return list(self._slot(slot, ph, pw)), norm
+
+    def _slot(self, slot: int, ph: int, pw: int) -> np.ndarray:
+        """Slot ``slot`` of the block as three contiguous ``ph`` × ``pw`` spectra."""
+        if self._kept is None:
+            self._kept = np.empty((_KEEP_PREPARED, 3 * _KEPT_SIDE * _KEPT_SIDE), np.float32)
+        return self._kept[slot, : 3 * ph * pw].reshape(3, ph, pw)
 
     def match_inside(self, cand: Tiny) -> ColourMatch | None:
         """The query as a part of the stored image: slide it over the stored copy."""
@@ -230,8 +253,7 @@ class ColourMatcher:
                 tw = round(th * self.qw / self.qh)
             if min(tw, th) < MIN_TEMPLATE or tw > cw or th > ch:
                 return None
-            template = self.query.get(tw, th)
-            return (*c.slide(template, self._template(c.shape, tw, th)), tw, th, f)
+            return (*c.slide_prepared(self._template(c.shape, tw, th), tw, th), tw, th, f)
 
         best = _best(at)
         if best is None:
@@ -239,7 +261,7 @@ class ColourMatcher:
         rmse, x, y, tw, th, _ = best
         sx, sy = cand.width / cw, cand.height / ch
         box = (round(x * sx), round(y * sy), round(tw * sx), round(th * sy))
-        spread = _spread(self.query.get(tw, th))
+        spread = _spread(self._scaled(tw, th))
         return ColourMatch(rmse, box, tw * th / (cw * ch), False, spread)
 
     def match_contains(self, cand: Tiny) -> ColourMatch | None:
