@@ -209,7 +209,7 @@ class ColourMatcher:
         # are reused. At most ``_KEEP_PREPARED`` (33-62 in a search), in one block of
         # 7 MB at most that is mapped on its own and unmapped with this matcher: kept in
         # the heap, a search's spectra stayed in the arena of its short-lived colour
-        # thread until the next trim (engine/heap.py), 45 MB more in the window.
+        # thread until the next trim (engine/heap.py): the window ran 45-50 MB higher.
         self._kept: np.ndarray | None = None
         self._slots: dict[tuple[int, int, int, int], tuple[int, float]] = {}
 
