@@ -291,7 +291,7 @@ def test_sliding_by_spectra_finds_what_match_template_finds(
         assert (gx, gy) == (x, y) and rmse < 0.2
 
     # whole matches, both ways, against matchTemplate's: stored copies of several
-    # sizes (some sharing a padded size), few kept templates so the cache is cleared
+    # sizes (some sharing a padded size), 12 kept templates: reused, and cleared when full
     def smooth(h: int, w: int) -> np.ndarray:
         small = rng.uniform(0, 255, (max(2, h // 8), max(2, w // 8), 3)).astype(np.float32)
         return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
@@ -304,7 +304,7 @@ def test_sliding_by_spectra_finds_what_match_template_finds(
     # the query's own layout, whole (the query inside it) and a part (inside the query)
     stored.append(Tiny(cv2.resize(query, (96, 72), interpolation=cv2.INTER_AREA), 960, 720))
     stored.append(Tiny(cv2.resize(query[36:108, 48:144], (96, 72)), 960, 720))  # half of it
-    monkeypatch.setattr(colour, "_KEEP_PREPARED", 3)
+    monkeypatch.setattr(colour, "_KEEP_PREPARED", 12)  # both reused and cleared
     got = [(m.match_inside(t), m.match_contains(t)) for m in [ColourMatcher(query)] for t in stored]
 
     class Reference:  # a surface that slides with cv2.matchTemplate
