@@ -198,7 +198,9 @@ def _spectra(a: np.ndarray, shape: tuple[int, int]) -> _Spectra:
 
 
 class ColourMatcher:
-    """Matches one query against many stored colour copies."""
+    """Matches one query against many stored colour copies. It belongs to the thread
+    that made it (a search's colour-check thread, ``partial.colour_matches``) and lives
+    for that one check: its kept spectra are read and written without a lock."""
 
     def __init__(self, query: np.ndarray) -> None:
         self.query = query
