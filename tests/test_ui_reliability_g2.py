@@ -67,6 +67,45 @@ def test_results_on_screen_follow_a_rename_and_a_delete(
     assert not window.model.is_gone(0)
 
 
+def test_followed_results_keep_what_the_search_found() -> None:
+    """Following the library refreshes a result's file details and nothing else: a
+    verified partial match stays verified. (It used to lose its confirmation at the
+    next index job, and the window then badged it "similar region".)"""
+    from desktop_app.engine.catalog import FileRow
+    from desktop_app.engine.search import Match, SearchResult, follow_library
+
+    def row(path: str, fp: str) -> FileRow:
+        return FileRow(path, "/r", 2048, 7, fp, 400, 300, "ok", None, "")
+
+    class Catalog:  # what follow_library reads: a, still in place; b, renamed; c, gone
+        def paths_for(self, fps: list[str]) -> dict[str, list[FileRow]]:
+            return {"a": [row("/r/a.jpg", "a")], "b": [row("/r/b2.jpg", "b")]}
+
+        def file(self, path: str) -> FileRow | None:
+            return None
+
+    shown = [
+        SearchResult("/r/a.jpg", 0.9, Match.PARTIAL, (1, 2, 3, 4), "a", confirmed=True),
+        SearchResult("/r/b.jpg", 0.8, Match.PARTIAL, (5, 6, 7, 8), "b", confirmed=True),
+        SearchResult("/r/c.jpg", 0.7, Match.PARTIAL, (0, 0, 9, 9), "c", confirmed=True),
+    ]
+    here, moved, gone = follow_library(Catalog(), shown)  # type: ignore[arg-type]
+    assert here is not None and moved is not None and gone is None
+    assert (here.path, here.score, here.match, here.region) == (
+        "/r/a.jpg",
+        0.9,
+        Match.PARTIAL,
+        (1, 2, 3, 4),
+    )
+    assert here.confirmed and here.size == 2048 and (here.width, here.height) == (400, 300)
+    assert (moved.path, moved.match, moved.region, moved.confirmed) == (
+        "/r/b2.jpg",
+        Match.PARTIAL,
+        (5, 6, 7, 8),
+        True,
+    )
+
+
 @pytest.fixture
 def running(qtbot, settings: Settings) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
     """A window as ``desktop-app gui`` opens it: listening for later launches."""

@@ -138,10 +138,11 @@ def follow_library(
 ) -> list[SearchResult | None]:
     """Results shown earlier, brought up to date with the catalog after an index run.
 
-    Each result is looked up by its content: still at its path, it is kept (with fresh
-    file details); moved or renamed, it gets the new path (one not already shown); gone
-    from the library, it becomes None. A path that now holds other content is kept as it
-    is: the file is still there to open.
+    Each result is looked up by its content: still at its path, it is kept with fresh
+    file details (its score, match, region and confirmation stay as they were); moved
+    or renamed, it gets the new path (one not already shown); gone from the library, it
+    becomes None. A path that now holds other content is kept as it is: the file is
+    still there to open.
     """
     files = catalog.paths_for(sorted({r.fingerprint for r in results if r.fingerprint}))
     shown = {r.path for r in results}
@@ -151,11 +152,13 @@ def follow_library(
         rows = files.get(r.fingerprint, []) if r.fingerprint else []
         here = next((row for row in rows if row.path == r.path), None)
         moved = next((row for row in rows if row.path not in shown and row.path not in taken), None)
-        if here is not None:
-            out.append(result_for(here, r.score, r.match, r.region))
-        elif moved is not None:
+        if here is None and moved is not None:
             taken.add(moved.path)
-            out.append(result_for(moved, r.score, r.match, r.region))
+        fresh = here or moved
+        if fresh is not None:
+            out.append(
+                replace(result_for(fresh, r.score, r.match, r.region), confirmed=r.confirmed)
+            )
         else:
             row = catalog.file(r.path)
             out.append(r if row is not None and row.ok else None)
