@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 from desktop_app.engine.catalog import FileRow, VectorRow
 from desktop_app.engine.filters import NO_FILTER, ResultFilter
@@ -80,17 +80,31 @@ class SearchResult:
 def result_for(
     row: FileRow, score: float, match: Match = Match.FULL, region: Box | None = None
 ) -> SearchResult:
-    return SearchResult(
-        row.path,
-        score,
-        match,
-        region,
-        row.fingerprint or "",
-        row.width,
-        row.height,
-        row.size,
-        row.mtime_ns,
-        getattr(row, "host", None),  # shared.OriginRow: another machine's file
+    return SearchResult(score=score, match=match, region=region, **file_details(row))
+
+
+class FileDetails(TypedDict):
+    """The fields of a result that come from its file's catalog row, not the search."""
+
+    path: str
+    fingerprint: str
+    width: int | None
+    height: int | None
+    size: int
+    mtime_ns: int
+    host: str | None
+    taken: str
+
+
+def file_details(row: FileRow) -> FileDetails:
+    return FileDetails(
+        path=row.path,
+        fingerprint=row.fingerprint or "",
+        width=row.width,
+        height=row.height,
+        size=row.size,
+        mtime_ns=row.mtime_ns,
+        host=getattr(row, "host", None),  # shared.OriginRow: another machine's file
         taken=row.taken or "",
     )
 
@@ -139,7 +153,7 @@ def follow_library(
     """Results shown earlier, brought up to date with the catalog after an index run.
 
     Each result is looked up by its content: still at its path, it is kept with fresh
-    file details (its score, match, region and confirmation stay as they were); moved
+    file details (``file_details``: what the search found stays as it was); moved
     or renamed, it gets the new path (one not already shown); gone from the library, it
     becomes None. A path that now holds other content is kept as it is: the file is
     still there to open.
@@ -156,9 +170,7 @@ def follow_library(
             taken.add(moved.path)
         fresh = here or moved
         if fresh is not None:
-            out.append(
-                replace(result_for(fresh, r.score, r.match, r.region), confirmed=r.confirmed)
-            )
+            out.append(replace(r, **file_details(fresh)))
         else:
             row = catalog.file(r.path)
             out.append(r if row is not None and row.ok else None)
