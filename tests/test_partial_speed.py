@@ -95,13 +95,50 @@ def test_partial_features_are_computed_and_their_failure_reaches_the_caller(
         merged()
 
 
+def test_the_compiled_two_nearest_is_built() -> None:
+    from desktop_app.engine import regions
+
+    assert regions._hamming is not None, (
+        "desktop_app.engine._hamming was not built (pip install needs a C compiler): "
+        "keypoint verification falls back to numpy, 3x slower"
+    )
+
+
+def test_the_compiled_two_nearest_refuses_wrong_buffers() -> None:
+    import numpy as np
+
+    from desktop_app.engine import regions
+
+    if regions._hamming is None:
+        pytest.skip("not built: test_the_compiled_two_nearest_is_built says so")
+    q, c = np.zeros((3, 32), np.uint8), np.zeros((4, 32), np.uint8)
+    d0, d1, nn = np.empty(3, np.float32), np.empty(3, np.float32), np.empty(3, np.intp)
+    with pytest.raises(ValueError, match="whole 32-byte descriptors"):
+        regions._hamming.two_nearest(q[:, :31].copy(), c, d0, d1, nn)
+    with pytest.raises(ValueError, match="one value per query descriptor"):
+        regions._hamming.two_nearest(q, c, d0[:2].copy(), d1, nn)
+    with pytest.raises(ValueError, match="at least 2 candidate"):
+        regions._hamming.two_nearest(q, c[:1], d0, d1, nn)
+    with pytest.raises(ValueError, match="not C-contiguous"):  # a strided view
+        regions._hamming.two_nearest(q, np.zeros((4, 64), np.uint8)[:, ::2], d0, d1, nn)
+    with pytest.raises((BufferError, ValueError, TypeError)):  # read-only output
+        d0.flags.writeable = False
+        regions._hamming.two_nearest(q, c, d0, d1, nn)
+
+
+@pytest.mark.parametrize("path", ["compiled", "numpy"])
 def test_two_nearest_matches_opencvs_search_on_real_descriptors(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, path: str
 ) -> None:
     import cv2
     import numpy as np
 
     from desktop_app.engine import regions
+
+    if path == "numpy":
+        monkeypatch.setattr(regions, "_hamming", None)
+    elif regions._hamming is None:
+        pytest.skip("not built: test_the_compiled_two_nearest_is_built says so")
 
     q = regions.extract_keypoints(Image.open(LARGE[0]), regions.QUERY_KEYPOINTS).desc
     c = regions.extract_keypoints(Image.open(LARGE[1])).desc
@@ -131,6 +168,12 @@ def test_two_nearest_matches_opencvs_search_on_real_descriptors(
     ):
         assert np.array_equal(g0, w0) and np.array_equal(g1, w1) and np.array_equal(gn, wn)
     assert not np.shares_memory(got[0][0], got[2][0])  # answers are not the work arrays
+    # a query that is a strided view (the compiled path copies it) and a block of rows
+    # that is not a whole block of the compiled kernel's 8
+    s0, s1, sn = regions._two_nearest(np.concatenate([q, q], axis=1)[:13, :32], c)
+    assert np.array_equal(s0, d0[:13]) and np.array_equal(s1, d1[:13])
+    assert np.array_equal(sn, nearest[:13])
+    monkeypatch.setattr(regions, "_hamming", None)
     monkeypatch.delattr(np, "bitwise_count")  # numpy < 2: OpenCV's own search
     f0, f1, fn = regions._two_nearest(q, c)
     assert np.array_equal(f0, d0) and np.array_equal(f1, d1) and np.array_equal(fn, nearest)

@@ -1,0 +1,162 @@
+/* Hamming 2-NN of 256-bit binary descriptors (ORB) for keypoint verification
+ * (engine/regions.py: _two_nearest, which falls back to numpy when this is not built).
+ *
+ * For each query descriptor: the distance to its nearest and second-nearest candidate
+ * descriptor and the nearest one's index, the first of equals (as cv2.batchDistance with
+ * K=2 gives them). Exact: the same numbers as numpy's path. The GIL is released while it
+ * counts, so verification threads use every core.
+ *
+ * Speed: each query descriptor is compared with every candidate descriptor; ROWS query
+ * descriptors are taken at a time so that each candidate descriptor is loaded once per
+ * block, and x86 CPUs with POPCNT get a kernel compiled for it (picked at import). */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define BYTES 32 /* one descriptor: 256 bits */
+#define WORDS 4
+#define ROWS 8 /* query descriptors per block */
+#define FAR (1 << 30)
+
+static inline int popcount_swar(uint64_t x) {
+    x = x - ((x >> 1) & 0x5555555555555555ULL);
+    x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+    x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
+    return (int)((x * 0x0101010101010101ULL) >> 56);
+}
+
+/* Query descriptors [start, start + rows) against all m candidates; rows <= ROWS. */
+#define BLOCK(POPCOUNT)                                                                  \
+    uint64_t a[ROWS][WORDS];                                                             \
+    int d0[ROWS], d1[ROWS];                                                              \
+    Py_ssize_t best[ROWS];                                                               \
+    memcpy(a, q + start * BYTES, (size_t)rows * BYTES);                                  \
+    for (int k = 0; k < rows; k++) {                                                     \
+        d0[k] = d1[k] = FAR;                                                             \
+        best[k] = 0;                                                                     \
+    }                                                                                    \
+    const unsigned char *cj = c;                                                         \
+    for (Py_ssize_t j = 0; j < m; j++, cj += BYTES) {                                    \
+        uint64_t b[WORDS];                                                               \
+        memcpy(b, cj, BYTES);                                                            \
+        for (int k = 0; k < rows; k++) {                                                 \
+            int d = POPCOUNT(a[k][0] ^ b[0]) + POPCOUNT(a[k][1] ^ b[1]) +                \
+                    POPCOUNT(a[k][2] ^ b[2]) + POPCOUNT(a[k][3] ^ b[3]);                 \
+            if (d < d0[k]) {                                                             \
+                d1[k] = d0[k];                                                           \
+                d0[k] = d;                                                               \
+                best[k] = j;                                                             \
+            } else if (d < d1[k]) {                                                      \
+                d1[k] = d;                                                               \
+            }                                                                            \
+        }                                                                                \
+    }                                                                                    \
+    for (int k = 0; k < rows; k++) {                                                     \
+        out_d0[start + k] = (float)d0[k];                                                \
+        out_d1[start + k] = (float)d1[k];                                                \
+        out_nn[start + k] = best[k];                                                     \
+    }
+
+#define KERNEL(NAME, POPCOUNT, ATTRIBUTE)                                                \
+    ATTRIBUTE static void NAME(const unsigned char *q, Py_ssize_t n,                     \
+                               const unsigned char *c, Py_ssize_t m, float *out_d0,      \
+                               float *out_d1, Py_ssize_t *out_nn) {                      \
+        for (Py_ssize_t start = 0; start < n; start += ROWS) {                           \
+            /* full blocks get a constant row count, so their loops unroll */            \
+            if (n - start >= ROWS) {                                                     \
+                const int rows = ROWS;                                                   \
+                BLOCK(POPCOUNT)                                                          \
+            } else {                                                                     \
+                const int rows = (int)(n - start);                                       \
+                BLOCK(POPCOUNT)                                                          \
+            }                                                                            \
+        }                                                                                \
+    }
+
+typedef void kernel_fn(const unsigned char *, Py_ssize_t, const unsigned char *, Py_ssize_t,
+                       float *, float *, Py_ssize_t *);
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+/* x86: POPCNT where the CPU has it (checked at import), portable bit counting if not */
+KERNEL(kernel_popcnt, __builtin_popcountll, __attribute__((target("popcnt"))))
+KERNEL(kernel_portable, popcount_swar, )
+static kernel_fn *pick_kernel(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("popcnt") ? kernel_popcnt : kernel_portable;
+}
+#elif defined(__GNUC__)
+/* other CPUs (ARM): the compiler's popcount is the CPU's own */
+KERNEL(kernel_builtin, __builtin_popcountll, )
+static kernel_fn *pick_kernel(void) { return kernel_builtin; }
+#else
+KERNEL(kernel_portable, popcount_swar, )
+static kernel_fn *pick_kernel(void) { return kernel_portable; }
+#endif
+
+static kernel_fn *kernel = NULL;
+
+/* A C-contiguous buffer of exactly `len` bytes (len < 0: any whole number of
+ * descriptors); 0, or -1 with an exception set. */
+static int get_buffer(PyObject *obj, Py_buffer *view, int flags, Py_ssize_t len,
+                      const char *what) {
+    if (PyObject_GetBuffer(obj, view, flags | PyBUF_C_CONTIGUOUS) < 0) return -1;
+    if (len < 0 ? view->len % BYTES != 0 : view->len != len) {
+        PyErr_Format(PyExc_ValueError, "%s: %zd bytes, not %s", what, view->len,
+                     len < 0 ? "whole 32-byte descriptors" : "one value per query descriptor");
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *two_nearest(PyObject *self, PyObject *args) {
+    PyObject *objs[5];
+    if (!PyArg_ParseTuple(args, "OOOOO", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4]))
+        return NULL;
+    Py_buffer views[5];
+    int got = 0;
+    if (get_buffer(objs[0], &views[0], PyBUF_SIMPLE, -1, "query") == 0) got++;
+    if (got == 1 && get_buffer(objs[1], &views[1], PyBUF_SIMPLE, -1, "candidates") == 0) got++;
+    Py_ssize_t n = got >= 1 ? views[0].len / BYTES : 0;
+    Py_ssize_t m = got >= 2 ? views[1].len / BYTES : 0;
+    const Py_ssize_t out_len[3] = {n * (Py_ssize_t)sizeof(float), n * (Py_ssize_t)sizeof(float),
+                                   n * (Py_ssize_t)sizeof(Py_ssize_t)};
+    const char *out_name[3] = {"d0", "d1", "nearest"};
+    while (got >= 2 && got < 5 &&
+           get_buffer(objs[got], &views[got], PyBUF_WRITABLE, out_len[got - 2],
+                      out_name[got - 2]) == 0)
+        got++;
+    int ok = got == 5;
+    if (ok && m < 2) {
+        PyErr_SetString(PyExc_ValueError, "two_nearest needs at least 2 candidate descriptors");
+        ok = 0;
+    }
+    if (ok) {
+        Py_BEGIN_ALLOW_THREADS
+        kernel((const unsigned char *)views[0].buf, n, (const unsigned char *)views[1].buf, m,
+               (float *)views[2].buf, (float *)views[3].buf, (Py_ssize_t *)views[4].buf);
+        Py_END_ALLOW_THREADS
+    }
+    while (got > 0) PyBuffer_Release(&views[--got]);
+    if (!ok) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"two_nearest", two_nearest, METH_VARARGS,
+     "two_nearest(query, candidates, d0, d1, nearest) -> None\n\n"
+     "query (n, 32) and candidates (m >= 2, 32): C-contiguous uint8 descriptors. Writes, "
+     "for each query descriptor, the Hamming distance to its nearest and second-nearest "
+     "candidate into d0 and d1 (float32, n) and the nearest one's index, the first of "
+     "equals, into nearest (intp, n). Runs without the GIL."},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_hamming",
+                                    "Hamming 2-NN of ORB descriptors (engine/regions.py).",
+                                    -1, methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__hamming(void) {
+    kernel = pick_kernel();
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,7 @@
+"""Types of the compiled Hamming 2-NN (``_hamming.c``); see ``regions._two_nearest``."""
+
+import numpy as np
+
+def two_nearest(
+    query: np.ndarray, candidates: np.ndarray, d0: np.ndarray, d1: np.ndarray, nearest: np.ndarray
+) -> None: ...
