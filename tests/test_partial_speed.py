@@ -95,12 +95,22 @@ def test_partial_features_are_computed_and_their_failure_reaches_the_caller(
         merged()
 
 
+def _compiler() -> str | None:
+    import shutil
+    import sysconfig
+
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    return shutil.which(cc) or shutil.which("cc")
+
+
 def test_the_compiled_two_nearest_is_built() -> None:
     from desktop_app.engine import regions
 
-    assert regions._hamming is not None, (
-        "desktop_app.engine._hamming was not built (pip install needs a C compiler): "
-        "keypoint verification falls back to numpy, 3x slower"
+    if _compiler() is None:
+        pytest.skip("no C compiler here: the install keeps numpy's matcher (README)")
+    assert regions._compiled_two_nearest is not None, (
+        "desktop_app.engine._hamming was not built although there is a C compiler (or "
+        "this CPU has no POPCNT): keypoint verification falls back to numpy, 3x slower"
     )
 
 
@@ -109,21 +119,32 @@ def test_the_compiled_two_nearest_refuses_wrong_buffers() -> None:
 
     from desktop_app.engine import regions
 
-    if regions._hamming is None:
-        pytest.skip("not built: test_the_compiled_two_nearest_is_built says so")
+    two_nearest = regions._compiled_two_nearest
+    if two_nearest is None:
+        pytest.skip("not built: test_the_compiled_two_nearest_is_built says why")
     q, c = np.zeros((3, 32), np.uint8), np.zeros((4, 32), np.uint8)
     d0, d1, nn = np.empty(3, np.float32), np.empty(3, np.float32), np.empty(3, np.intp)
     with pytest.raises(ValueError, match="whole 32-byte descriptors"):
-        regions._hamming.two_nearest(q[:, :31].copy(), c, d0, d1, nn)
+        two_nearest(q[:, :31].copy(), c, d0, d1, nn)
     with pytest.raises(ValueError, match="one value per query descriptor"):
-        regions._hamming.two_nearest(q, c, d0[:2].copy(), d1, nn)
+        two_nearest(q, c, d0[:2].copy(), d1, nn)
     with pytest.raises(ValueError, match="at least 2 candidate"):
-        regions._hamming.two_nearest(q, c[:1], d0, d1, nn)
+        two_nearest(q, c[:1], d0, d1, nn)
     with pytest.raises(ValueError, match="not C-contiguous"):  # a strided view
-        regions._hamming.two_nearest(q, np.zeros((4, 64), np.uint8)[:, ::2], d0, d1, nn)
+        two_nearest(q, np.zeros((4, 64), np.uint8)[:, ::2], d0, d1, nn)
+    with pytest.raises(TypeError, match="nearest: items of format 'i'"):
+        two_nearest(q, c, d0, d1, np.empty(3, np.int32))
+    with pytest.raises(TypeError, match="query: items of format 'b'"):
+        two_nearest(q.view(np.int8), c, d0, d1, nn)
+    with pytest.raises(ValueError, match="d1: not aligned"):
+        two_nearest(q, c, d0, np.empty(13, np.uint8)[1:].view(np.float32), nn)
     with pytest.raises((BufferError, ValueError, TypeError)):  # read-only output
         d0.flags.writeable = False
-        regions._hamming.two_nearest(q, c, d0, d1, nn)
+        two_nearest(q, c, d0, d1, nn)
+    # all 256 bits apart: the largest distance, kept as it is
+    d0 = np.empty(3, np.float32)
+    two_nearest(q, np.full((2, 32), 255, np.uint8), d0, d1, nn)
+    assert d0.tolist() == d1.tolist() == [256.0] * 3 and nn.tolist() == [0, 0, 0]
 
 
 @pytest.mark.parametrize("path", ["compiled", "numpy"])
@@ -136,9 +157,9 @@ def test_two_nearest_matches_opencvs_search_on_real_descriptors(
     from desktop_app.engine import regions
 
     if path == "numpy":
-        monkeypatch.setattr(regions, "_hamming", None)
-    elif regions._hamming is None:
-        pytest.skip("not built: test_the_compiled_two_nearest_is_built says so")
+        monkeypatch.setattr(regions, "_compiled_two_nearest", None)
+    elif regions._compiled_two_nearest is None:
+        pytest.skip("not built: test_the_compiled_two_nearest_is_built says why")
 
     q = regions.extract_keypoints(Image.open(LARGE[0]), regions.QUERY_KEYPOINTS).desc
     c = regions.extract_keypoints(Image.open(LARGE[1])).desc
@@ -173,7 +194,7 @@ def test_two_nearest_matches_opencvs_search_on_real_descriptors(
     s0, s1, sn = regions._two_nearest(np.concatenate([q, q], axis=1)[:13, :32], c)
     assert np.array_equal(s0, d0[:13]) and np.array_equal(s1, d1[:13])
     assert np.array_equal(sn, nearest[:13])
-    monkeypatch.setattr(regions, "_hamming", None)
+    monkeypatch.setattr(regions, "_compiled_two_nearest", None)
     monkeypatch.delattr(np, "bitwise_count")  # numpy < 2: OpenCV's own search
     f0, f1, fn = regions._two_nearest(q, c)
     assert np.array_equal(f0, d0) and np.array_equal(f1, d1) and np.array_equal(fn, nearest)

@@ -8,7 +8,8 @@
  *
  * Speed: each query descriptor is compared with every candidate descriptor; ROWS query
  * descriptors are taken at a time so that each candidate descriptor is loaded once per
- * block, and x86 CPUs with POPCNT get a kernel compiled for it (picked at import). */
+ * block. Built only with the CPU's own bit count (x86 POPCNT, checked at import; ARM):
+ * `native` is False where there is none, and regions.py keeps numpy's path. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
@@ -18,13 +19,6 @@
 #define WORDS 4
 #define ROWS 8 /* query descriptors per block */
 #define FAR (1 << 30)
-
-static inline int popcount_swar(uint64_t x) {
-    x = x - ((x >> 1) & 0x5555555555555555ULL);
-    x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
-    x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
-    return (int)((x * 0x0101010101010101ULL) >> 56);
-}
 
 /* Query descriptors [start, start + rows) against all m candidates; rows <= ROWS. */
 #define BLOCK(POPCOUNT)                                                                  \
@@ -77,55 +71,87 @@ static inline int popcount_swar(uint64_t x) {
 typedef void kernel_fn(const unsigned char *, Py_ssize_t, const unsigned char *, Py_ssize_t,
                        float *, float *, Py_ssize_t *);
 
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-/* x86: POPCNT where the CPU has it (checked at import), portable bit counting if not */
+/* The kernel for this CPU, or NULL where bits would be counted in software: that is
+ * slower than numpy's path, which regions.py then keeps. */
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#include <cpuid.h>
 KERNEL(kernel_popcnt, __builtin_popcountll, __attribute__((target("popcnt"))))
-KERNEL(kernel_portable, popcount_swar, )
 static kernel_fn *pick_kernel(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("popcnt") ? kernel_popcnt : kernel_portable;
+    unsigned int eax, ebx, ecx, edx;
+    /* CPUID leaf 1, ECX bit 23: POPCNT (read directly: Apple's runtime lacks the
+     * compiler's __builtin_cpu_supports) */
+    if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 23))) return kernel_popcnt;
+    return NULL;
 }
-#elif defined(__GNUC__)
-/* other CPUs (ARM): the compiler's popcount is the CPU's own */
+#elif defined(_MSC_VER) && defined(_M_X64)
+#include <intrin.h>
+KERNEL(kernel_popcnt, __popcnt64, )
+static kernel_fn *pick_kernel(void) {
+    int info[4];
+    __cpuid(info, 1);
+    return (info[2] & (1 << 23)) ? kernel_popcnt : NULL;
+}
+#elif defined(_MSC_VER) && defined(_M_ARM64)
+#include <intrin.h>
+KERNEL(kernel_builtin, _CountOneBits64, )
+static kernel_fn *pick_kernel(void) { return kernel_builtin; }
+#elif defined(__GNUC__) && (defined(__aarch64__) || defined(__arm64__))
+/* 64-bit ARM: the compiler's popcount is the CPU's own (NEON) */
 KERNEL(kernel_builtin, __builtin_popcountll, )
 static kernel_fn *pick_kernel(void) { return kernel_builtin; }
 #else
-KERNEL(kernel_portable, popcount_swar, )
-static kernel_fn *pick_kernel(void) { return kernel_portable; }
+static kernel_fn *pick_kernel(void) { return NULL; }
 #endif
 
 static kernel_fn *kernel = NULL;
 
-/* A C-contiguous buffer of exactly `len` bytes (len < 0: any whole number of
- * descriptors); 0, or -1 with an exception set. */
-static int get_buffer(PyObject *obj, Py_buffer *view, int flags, Py_ssize_t len,
-                      const char *what) {
-    if (PyObject_GetBuffer(obj, view, flags | PyBUF_C_CONTIGUOUS) < 0) return -1;
-    if (len < 0 ? view->len % BYTES != 0 : view->len != len) {
+/* A C-contiguous, aligned buffer of `itemsize`-byte items of one of the struct `formats`
+ * and of exactly `len` bytes (len < 0: any whole number of descriptors); 0, or -1 with
+ * an exception set. */
+static int get_buffer(PyObject *obj, Py_buffer *view, int flags, const char *formats,
+                      Py_ssize_t itemsize, Py_ssize_t len, const char *what) {
+    if (PyObject_GetBuffer(obj, view, flags | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return -1;
+    const char *format = view->format ? view->format : "B";
+    if (format[0] == '<' || format[0] == '=' || format[0] == '@') format++;
+    if (view->itemsize != itemsize || strlen(format) != 1 || !strchr(formats, format[0])) {
+        PyErr_Format(PyExc_TypeError, "%s: items of format '%s' and %zd bytes, not one of '%s'",
+                     what, view->format ? view->format : "B", view->itemsize, formats);
+    } else if ((uintptr_t)view->buf % (size_t)itemsize != 0) {
+        PyErr_Format(PyExc_ValueError, "%s: not aligned to its %zd-byte items", what, itemsize);
+    } else if (len < 0 ? view->len % BYTES != 0 : view->len != len) {
         PyErr_Format(PyExc_ValueError, "%s: %zd bytes, not %s", what, view->len,
                      len < 0 ? "whole 32-byte descriptors" : "one value per query descriptor");
-        PyBuffer_Release(view);
-        return -1;
+    } else {
+        return 0;
     }
-    return 0;
+    PyBuffer_Release(view);
+    return -1;
 }
 
 static PyObject *two_nearest(PyObject *self, PyObject *args) {
+    (void)self;
     PyObject *objs[5];
     if (!PyArg_ParseTuple(args, "OOOOO", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4]))
         return NULL;
     Py_buffer views[5];
     int got = 0;
-    if (get_buffer(objs[0], &views[0], PyBUF_SIMPLE, -1, "query") == 0) got++;
-    if (got == 1 && get_buffer(objs[1], &views[1], PyBUF_SIMPLE, -1, "candidates") == 0) got++;
+    if (kernel == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "no native bit count on this CPU (see `native`)");
+        return NULL;
+    }
+    if (get_buffer(objs[0], &views[0], 0, "B", 1, -1, "query") == 0) got++;
+    if (got == 1 && get_buffer(objs[1], &views[1], 0, "B", 1, -1, "candidates") == 0) got++;
     Py_ssize_t n = got >= 1 ? views[0].len / BYTES : 0;
     Py_ssize_t m = got >= 2 ? views[1].len / BYTES : 0;
     const Py_ssize_t out_len[3] = {n * (Py_ssize_t)sizeof(float), n * (Py_ssize_t)sizeof(float),
                                    n * (Py_ssize_t)sizeof(Py_ssize_t)};
     const char *out_name[3] = {"d0", "d1", "nearest"};
+    /* numpy's intp is 'n', or 'l' / 'q' where long / long long is that size */
+    const char *out_format[3] = {"f", "f", sizeof(long) == sizeof(Py_ssize_t) ? "nl" : "nq"};
+    const Py_ssize_t out_item[3] = {sizeof(float), sizeof(float), sizeof(Py_ssize_t)};
     while (got >= 2 && got < 5 &&
-           get_buffer(objs[got], &views[got], PyBUF_WRITABLE, out_len[got - 2],
-                      out_name[got - 2]) == 0)
+           get_buffer(objs[got], &views[got], PyBUF_WRITABLE, out_format[got - 2],
+                      out_item[got - 2], out_len[got - 2], out_name[got - 2]) == 0)
         got++;
     int ok = got == 5;
     if (ok && m < 2) {
@@ -149,7 +175,8 @@ static PyMethodDef methods[] = {
      "query (n, 32) and candidates (m >= 2, 32): C-contiguous uint8 descriptors. Writes, "
      "for each query descriptor, the Hamming distance to its nearest and second-nearest "
      "candidate into d0 and d1 (float32, n) and the nearest one's index, the first of "
-     "equals, into nearest (intp, n). Runs without the GIL."},
+     "equals, into nearest (intp, n). Runs without the GIL. RuntimeError where `native` is "
+     "False (no bit count of the CPU's own: numpy's path is faster there)."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_hamming",
@@ -158,5 +185,13 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_hamming",
 
 PyMODINIT_FUNC PyInit__hamming(void) {
     kernel = pick_kernel();
-    return PyModule_Create(&module);
+    PyObject *mod = PyModule_Create(&module);
+    if (mod == NULL) return NULL;
+    PyObject *native = PyBool_FromLong(kernel != NULL);
+    if (PyModule_AddObject(mod, "native", native) < 0) { /* steals only on success */
+        Py_DECREF(native);
+        Py_DECREF(mod);
+        return NULL;
+    }
+    return mod;
 }

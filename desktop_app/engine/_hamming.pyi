@@ -2,6 +2,8 @@
 
 import numpy as np
 
+native: bool  # counts bits with the CPU's own instruction; two_nearest raises if not
+
 def two_nearest(
     query: np.ndarray, candidates: np.ndarray, d0: np.ndarray, d1: np.ndarray, nearest: np.ndarray
 ) -> None: ...

@@ -31,20 +31,24 @@ import struct
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import cast
 
 import cv2
 import numpy as np
 from PIL import Image
 
-_hamming: ModuleType | None  # the compiled Hamming 2-NN (pyproject: ext-modules), optional
+# The compiled Hamming 2-NN (pyproject: ext-modules): optional, and used only where it
+# counts bits with the CPU's own instruction (``native``); numpy's path is faster than
+# counting them in software.
+_compiled_two_nearest: (
+    Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], None] | None
+)
 try:
-    from desktop_app.engine import _hamming as _compiled
+    from desktop_app.engine import _hamming
 
-    _hamming = _compiled
-except ImportError:  # installed without a C compiler: numpy's path below
-    _hamming = None
+    _compiled_two_nearest = _hamming.two_nearest if _hamming.native else None
+except ImportError:  # installed without a C compiler
+    _compiled_two_nearest = None
 
 # A box is (x, y, w, h). "Normalised" boxes are fractions of width/height.
 Box = tuple[float, float, float, float]
@@ -416,24 +420,21 @@ def _two_nearest(q: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     candidate descriptor, and the nearest one's index (the first of equals, as
     ``cv2.batchDistance(K=2)`` gives them). ``c`` holds at least 2 descriptors.
 
-    The compiled ``_hamming`` counts bits with the CPU's POPCNT, the GIL released: on a
-    3 MP query's 1,000 × 500 descriptors it takes a third of numpy's time. Without it,
-    ``_two_nearest_numpy`` gives the same numbers."""
-    if _hamming is None or q.shape[1:] != (32,) or c.shape[1:] != (32,):
+    The compiled ``_hamming`` counts bits with the CPU's own instruction (x86 POPCNT,
+    ARM's), the GIL released: on a 3 MP query's 1,000 × 500 descriptors it takes a third
+    of numpy's time. Without it, ``_two_nearest_numpy`` gives the same numbers."""
+    compiled = _compiled_two_nearest
+    if compiled is None or q.shape[1:] != (32,) or c.shape[1:] != (32,):
         return _two_nearest_numpy(q, c)
     n = len(q)
     d0 = np.empty(n, np.float32)
     d1 = np.empty(n, np.float32)
     nearest = np.empty(n, np.intp)
-    _hamming.two_nearest(
-        np.ascontiguousarray(q, np.uint8), np.ascontiguousarray(c, np.uint8), d0, d1, nearest
-    )
+    compiled(np.ascontiguousarray(q, np.uint8), np.ascontiguousarray(c, np.uint8), d0, d1, nearest)
     return d0, d1, nearest
 
 
-def _two_nearest_numpy(
-    q: np.ndarray, c: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _two_nearest_numpy(q: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``_two_nearest`` without the compiled module. numpy ≥ 2 counts bits in 64-bit
     words (``bitwise_count``, GIL released): the same distances as OpenCV's K=2 search,
     and as fast or faster. The query is taken
