@@ -73,7 +73,11 @@ typedef void kernel_fn(const unsigned char *, Py_ssize_t, const unsigned char *,
 
 /* The kernel for this CPU, or NULL where bits would be counted in software: that is
  * slower than numpy's path, which regions.py then keeps. */
-#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__aarch64__) || defined(_M_ARM64))
+/* 64-bit ARM (clang-cl too): the compiler's popcount is the CPU's own (NEON) */
+KERNEL(kernel_builtin, __builtin_popcountll, )
+static kernel_fn *pick_kernel(void) { return kernel_builtin; }
+#elif (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
 #include <cpuid.h>
 KERNEL(kernel_popcnt, __builtin_popcountll, __attribute__((target("popcnt"))))
 static kernel_fn *pick_kernel(void) {
@@ -94,10 +98,6 @@ static kernel_fn *pick_kernel(void) {
 #elif defined(_MSC_VER) && defined(_M_ARM64)
 #include <intrin.h>
 KERNEL(kernel_builtin, _CountOneBits64, )
-static kernel_fn *pick_kernel(void) { return kernel_builtin; }
-#elif defined(__GNUC__) && (defined(__aarch64__) || defined(__arm64__))
-/* 64-bit ARM: the compiler's popcount is the CPU's own (NEON) */
-KERNEL(kernel_builtin, __builtin_popcountll, )
 static kernel_fn *pick_kernel(void) { return kernel_builtin; }
 #else
 static kernel_fn *pick_kernel(void) { return NULL; }
@@ -146,8 +146,15 @@ static PyObject *two_nearest(PyObject *self, PyObject *args) {
     const Py_ssize_t out_len[3] = {n * (Py_ssize_t)sizeof(float), n * (Py_ssize_t)sizeof(float),
                                    n * (Py_ssize_t)sizeof(Py_ssize_t)};
     const char *out_name[3] = {"d0", "d1", "nearest"};
-    /* numpy's intp is 'n', or 'l' / 'q' where long / long long is that size */
-    const char *out_format[3] = {"f", "f", sizeof(long) == sizeof(Py_ssize_t) ? "nl" : "nq"};
+    /* numpy's intp: 'n', or whichever C integer type has its size ('i' on 32-bit x86
+     * with numpy 1.x, 'l' on Linux and macOS, 'q' on Windows) */
+    char intp_formats[5] = "n";
+    size_t k = 1;
+    if (sizeof(int) == sizeof(Py_ssize_t)) intp_formats[k++] = 'i';
+    if (sizeof(long) == sizeof(Py_ssize_t)) intp_formats[k++] = 'l';
+    if (sizeof(long long) == sizeof(Py_ssize_t)) intp_formats[k++] = 'q';
+    intp_formats[k] = '\0';
+    const char *out_format[3] = {"f", "f", intp_formats};
     const Py_ssize_t out_item[3] = {sizeof(float), sizeof(float), sizeof(Py_ssize_t)};
     while (got >= 2 && got < 5 &&
            get_buffer(objs[got], &views[got], PyBUF_WRITABLE, out_format[got - 2],
