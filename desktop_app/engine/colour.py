@@ -152,8 +152,8 @@ class _Surface:
     def __init__(self, a: np.ndarray) -> None:
         self.h, self.w = a.shape[:2]
         self.shape = (cv2.getOptimalDFTSize(self.h), cv2.getOptimalDFTSize(self.w))
-        self.spectra, _ = _spectra(a, self.shape)
         centred = a - np.float32(_MID)
+        self.spectra, _ = _centred_spectra(centred, self.shape)
         self.norms = np.einsum("hwc,hwc->hw", centred, centred)  # per pixel, float32
 
     def slide(self, template: np.ndarray) -> tuple[float, int, int]:
@@ -191,8 +191,12 @@ def _fitted(a: np.ndarray, side: int) -> np.ndarray:
 def _spectra(a: np.ndarray, shape: tuple[int, int]) -> _Spectra:
     """The spectrum of each channel of ``a`` (centred on ``_MID``) zero-padded to
     ``shape``, and the centred pixels' sum of squares."""
-    h, w = a.shape[:2]
-    centred = a - np.float32(_MID)
+    return _centred_spectra(a - np.float32(_MID), shape)
+
+
+def _centred_spectra(centred: np.ndarray, shape: tuple[int, int]) -> _Spectra:
+    """``_spectra`` of pixels already centred on ``_MID``."""
+    h, w = centred.shape[:2]
     padded = cv2.copyMakeBorder(centred, 0, shape[0] - h, 0, shape[1] - w, cv2.BORDER_CONSTANT)
     return [cv2.dft(c) for c in cv2.split(padded)], cv2.norm(centred, cv2.NORM_L2SQR)
 
