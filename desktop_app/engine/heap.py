@@ -16,8 +16,8 @@ unmapped when freed, an arena's free top beyond ``TRIM_THRESHOLD`` goes back at 
 and the arenas are capped at two per core (glibc's default is eight). Searches do not
 pay for it with page faults because keypoint matching allocates nothing large: the
 compiled 2-NN works in place, and numpy's fallback reuses one set of work arrays per
-thread (``regions._two_nearest_numpy``). :func:`heap_usage` reports what the arenas hold and
-use (the soak records it).
+thread (``regions._two_nearest_numpy``). :func:`heap_usage` reports what the arenas
+hold and use (the soak records it).
 
 Elsewhere than glibc (macOS, Windows, musl) there is nothing to call and this does
 nothing. Any thread may call :func:`trim_heap` and :func:`heap_usage`; the window calls

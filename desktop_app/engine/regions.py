@@ -437,10 +437,10 @@ def _two_nearest(q: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
 def _two_nearest_numpy(q: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``_two_nearest`` without the compiled module. numpy ≥ 2 counts bits in 64-bit
     words (``bitwise_count``, GIL released): the same distances as OpenCV's K=2 search,
-    and as fast or faster. The query is taken
-    ``NN_ROWS`` descriptors at a time into this thread's reused work arrays, so a
-    candidate allocates nothing large (a search verifies up to 65 candidates, and fresh
-    temporaries were 18 MB per candidate). Older numpy takes OpenCV's path."""
+    and as fast or faster. The query is taken ``NN_ROWS`` descriptors at a time into
+    this thread's reused work arrays, so a candidate allocates nothing large (a search
+    verifies up to 65 candidates, and fresh temporaries were 18 MB per candidate). Older
+    numpy takes OpenCV's path."""
     if not hasattr(np, "bitwise_count"):
         dist, nid = cv2.batchDistance(q, c, -1, normType=cv2.NORM_HAMMING, K=2)
         return dist[:, 0].astype(np.float32), dist[:, 1].astype(np.float32), nid[:, 0]
