@@ -202,3 +202,132 @@ def test_two_nearest_matches_opencvs_search_on_real_descriptors(
     monkeypatch.delattr(np, "bitwise_count")  # numpy < 2: OpenCV's own search
     f0, f1, fn = regions._two_nearest(q, c)
     assert np.array_equal(f0, d0) and np.array_equal(f1, d1) and np.array_equal(fn, nearest)
+
+
+def test_the_colour_bound_is_built() -> None:
+    from desktop_app.engine import colour
+
+    if _compiler() is None:
+        pytest.skip("no C compiler here: the colour check slides every stored copy (README)")
+    assert colour._may_match is not None, (
+        "desktop_app.engine._colourbound was not built although there is a C compiler: "
+        "the colour check slides every stored copy, about twice the time"
+    )
+
+
+def _bound_reference(image: Any, template: Any, xs: Any, ys: Any) -> float:
+    """The block-mean bound's lowest value over all places, computed plainly."""
+    import numpy as np
+
+    h, w = image.shape[:2]
+    th, tw = template.shape[:2]
+    best = np.inf
+    for y in range(h - th + 1):
+        for x in range(w - tw + 1):
+            total = 0.0
+            for y0, y1 in zip(ys[:-1], ys[1:], strict=True):
+                for x0, x1 in zip(xs[:-1], xs[1:], strict=True):
+                    mine = image[y + y0 : y + y1, x + x0 : x + x1].reshape(-1, 3).astype(float)
+                    theirs = template[y0:y1, x0:x1].reshape(-1, 3).astype(float)
+                    total += len(mine) * float(((mine.mean(0) - theirs.mean(0)) ** 2).sum())
+            best = min(best, total)
+    return float(best)
+
+
+def test_the_colour_bound_is_a_lower_bound_and_answers_exactly() -> None:
+    """For random smooth images and templates cut from them (with noise), of every shape
+    from 1 pixel to the whole image and 1-5 blocks a side: the bound's lowest value is at
+    most the lowest sum of squared differences (``cv2.matchTemplate``), and the compiled
+    scan answers "may match" exactly when that lowest value is within the threshold."""
+    import cv2
+    import numpy as np
+
+    from desktop_app.engine import colour
+
+    may_match = colour._may_match
+    if may_match is None:
+        pytest.skip("not built: test_the_colour_bound_is_built says why")
+    rng = np.random.default_rng(5)
+    for _ in range(60):
+        h, w = (int(v) for v in rng.integers(4, 24, 2))
+        th, tw = int(rng.integers(1, h + 1)), int(rng.integers(1, w + 1))
+        image = cv2.GaussianBlur(rng.uniform(0, 255, (h, w, 3)).astype(np.float32), (5, 5), 2)
+        y, x = int(rng.integers(0, h - th + 1)), int(rng.integers(0, w - tw + 1))
+        noise = rng.normal(0, 8, (th, tw, 3)).astype(np.float32)
+        template = image[y : y + th, x : x + tw] + noise
+        blocks = int(rng.integers(1, 6))
+        xs = np.unique(np.round(np.linspace(0, tw, blocks + 1)).astype(np.intp))
+        ys = np.unique(np.round(np.linspace(0, th, blocks + 1)).astype(np.intp))
+        lowest = _bound_reference(image, template, xs, ys)
+        ssd = cv2.minMaxLoc(cv2.matchTemplate(image, template, cv2.TM_SQDIFF))[0]
+        assert lowest <= ssd * (1 + 1e-4) + 1e-3
+        integral = cv2.integral(image, sdepth=cv2.CV_64F)
+        sums = np.add.reduceat(np.add.reduceat(template, ys[:-1], 0), xs[:-1], 1)
+        sums = sums.astype(np.float64)
+        assert may_match(integral, sums, xs, ys, lowest * 1.0001 + 1e-9)
+        assert not may_match(integral, sums, xs, ys, lowest * 0.9999 - 1e-9)
+
+
+def test_the_colour_bound_refuses_wrong_buffers() -> None:
+    import numpy as np
+
+    from desktop_app.engine import colour
+
+    may_match = colour._may_match
+    if may_match is None:
+        pytest.skip("not built: test_the_colour_bound_is_built says why")
+    integral = np.zeros((9, 11, 3))
+    sums, xs, ys = np.zeros((2, 2, 3)), np.array([0, 2, 4], np.intp), np.array([0, 1, 3], np.intp)
+    assert may_match(integral, sums, xs, ys, 0.0)  # all zero: a perfect fit
+    with pytest.raises(TypeError, match="integral: items of format"):
+        may_match(integral.astype(np.float32), sums, xs, ys, 1.0)
+    with pytest.raises(ValueError, match="integral: 2 dimensions"):
+        may_match(np.zeros((9, 33)), sums, xs, ys, 1.0)
+    with pytest.raises(ValueError, match="not C-contiguous"):
+        may_match(np.zeros((9, 22, 3))[:, ::2], sums, xs, ys, 1.0)
+    with pytest.raises(ValueError, match="sums: 2 x 1 blocks, not 2 x 2"):
+        may_match(integral, sums[:, :1].copy(), xs, ys, 1.0)
+    with pytest.raises(TypeError, match="xs: items of format"):
+        may_match(integral, sums, xs.astype(np.int16), ys, 1.0)
+    with pytest.raises(ValueError, match="xs: must increase"):
+        may_match(integral, sums, np.array([0, 2, 2], np.intp), ys, 1.0)
+    with pytest.raises(ValueError, match="ys: must start at 0 and end inside"):
+        may_match(integral, sums, xs, np.array([0, 4, 9], np.intp), 1.0)  # 8 rows
+    with pytest.raises(ValueError, match="at most 16 blocks"):
+        edges = np.arange(18, dtype=np.intp)
+        may_match(np.zeros((20, 20, 3)), np.zeros((17, 17, 3)), edges, edges, 1.0)
+
+
+def test_the_bounded_colour_check_confirms_what_sliding_all_confirms() -> None:
+    """``confirmed_only`` skips stored copies that cannot match, and confirms exactly
+    what sliding every copy confirms, both ways (the query inside a copy, a copy inside
+    the query): the real photos and crops of them, parents and wrong images."""
+
+    from desktop_app.engine import colour
+
+    if colour._may_match is None:
+        pytest.skip("not built: test_the_colour_bound_is_built says why")
+    photos = [Image.open(p).convert("RGB") for p in [*LARGE, *PHOTOS[:6]]]
+    stored = [colour.tiny_from_bytes(colour.tiny_to_bytes(im, *im.size)) for im in photos]
+    queries_ = []
+    for im in photos[:4]:
+        w, h = im.size
+        queries_.append(im.crop((w // 4, h // 5, w // 4 + w // 2, h // 5 + h // 2)))
+        canvas = Image.new("RGB", (2 * w, 2 * h), (200, 190, 170))
+        canvas.paste(im, (w // 3, h // 2))
+        queries_.append(canvas)
+    skipped = confirmed = 0
+    for query in queries_:
+        small = colour.query_small(query)
+        plain, bounded = colour.ColourMatcher(small), colour.ColourMatcher(small, True)
+        for tiny in stored:
+            for way in ("match_inside", "match_contains"):
+                want = getattr(plain, way)(tiny)
+                got = getattr(bounded, way)(tiny)
+                if want is not None and want.confirmed:
+                    confirmed += 1
+                    assert got == want
+                else:
+                    assert got is None or (got == want and not got.confirmed)
+                    skipped += got is None and want is not None
+    assert confirmed >= 8 and skipped >= 20, (confirmed, skipped)

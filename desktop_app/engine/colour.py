@@ -21,9 +21,10 @@ on any other kind.
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import cv2
@@ -31,6 +32,16 @@ import numpy as np
 from PIL import Image
 
 from desktop_app.engine.imageio import fit_size
+
+# The compiled lower bound (pyproject: ext-modules; ``ColourMatcher(confirmed_only=True)``):
+# optional; without it every stored copy is slid, with the same confirmed answers.
+_may_match: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float], bool] | None
+try:
+    from desktop_app.engine import _colourbound
+
+    _may_match = _colourbound.may_match
+except ImportError:  # installed without a C compiler
+    _may_match = None
 
 TINY_SIDE = 96
 MAX_RMSE = 14.0  # at most this far apart, the query as a part of an image is confirmed
@@ -46,6 +57,13 @@ _REFINE = (1.12, 1 / 1.12)  # then both neighbours of the best coarse scale
 _MID = 128.0  # pixels are centred on this before the transforms (``_Surface``)
 _KEEP_PREPARED = 64  # query templates kept transformed (``ColourMatcher._template``)
 _KEPT_SIDE = 96  # their padded size at most: cv2.getOptimalDFTSize(TINY_SIDE)
+# The lower bound splits a template into this many blocks per side (``_Bound``). On the
+# colour jobs of 6 searches at 10,000 images (405 stored copies, 7 confirmed), the share
+# of copies it skips: 3 blocks 82 %, 4 blocks 90 %, 5 blocks 95 %.
+BOUND_BLOCKS = 4
+# the bound is compared with the limit raised by this fraction: the slid sums are float32
+# (their rounding is far below it), the bound float64
+_BOUND_MARGIN = 1e-3
 _MAGIC = b"TN1"
 _HDR = struct.Struct("<3sII")  # magic, full width, full height
 
@@ -201,15 +219,68 @@ def _centred_spectra(centred: np.ndarray, shape: tuple[int, int]) -> _Spectra:
     return [cv2.dft(c) for c in cv2.split(padded)], cv2.norm(centred, cv2.NORM_L2SQR)
 
 
+def _scales_tried() -> list[float]:
+    """Every template scale ``_best`` may try: the coarse ones and their neighbours."""
+    coarse = [float(f) for f in _SCALES]
+    return coarse + [f * r for f in coarse for r in _REFINE]
+
+
+_SCALES_TRIED = _scales_tried()
+
+
+@functools.cache
+def _edges(n: int) -> np.ndarray:
+    """Block edges 0 < ... < n splitting ``n`` pixels into ``BOUND_BLOCKS`` (fewer when
+    ``n`` is smaller) about equal blocks."""
+    edges = np.unique(np.round(np.linspace(0, n, BOUND_BLOCKS + 1)).astype(np.intp))
+    edges.flags.writeable = False  # shared by every caller
+    return edges
+
+
+_BlockSums = tuple[np.ndarray, np.ndarray, np.ndarray]  # (gy, gx, 3) sums, x and y edges
+
+
+def _block_sums(template: np.ndarray) -> _BlockSums:
+    """The template's pixel sums in about ``BOUND_BLOCKS`` × ``BOUND_BLOCKS`` blocks."""
+    th, tw = template.shape[:2]
+    xs, ys = _edges(tw), _edges(th)
+    rows = np.add.reduceat(template, ys[:-1], axis=0)
+    sums = np.add.reduceat(rows, xs[:-1], axis=1).astype(np.float64)
+    return sums, xs, ys
+
+
+class _Bound:
+    """Whether a template can come within a limit anywhere in one image, answered from
+    block means (``_colourbound.may_match``: never "no" where a place would match)."""
+
+    def __init__(self, image: np.ndarray) -> None:
+        self.integral = cv2.integral(image, sdepth=cv2.CV_64F)
+
+    def may_match(self, template: _BlockSums, limit: float) -> bool:
+        assert _may_match is not None
+        sums, xs, ys = template
+        threshold = limit * limit * (1.0 + _BOUND_MARGIN) * int(xs[-1]) * int(ys[-1]) * 3
+        return _may_match(self.integral, sums, xs, ys, threshold)
+
+
 class ColourMatcher:
     """Matches one query against many stored colour copies. It belongs to the thread
     that made it (a search's colour-check thread, ``partial.colour_matches``) and lives
-    for that one check: its kept spectra are read and written without a lock."""
+    for that one check: its kept spectra are read and written without a lock.
 
-    def __init__(self, query: np.ndarray) -> None:
+    With ``confirmed_only`` (the search's check, which keeps confirmed matches alone) a
+    stored copy is first bounded (``_Bound``) at every size its templates would take,
+    and where no place at any size can come within the limit it is not slid at all:
+    ``None`` instead of an unconfirmed match. The confirmed answers are the same."""
+
+    def __init__(self, query: np.ndarray, confirmed_only: bool = False) -> None:
         self.query = query
         self.qh, self.qw = query.shape[:2]
-        self._qtiny = _Surface(_fitted(query, TINY_SIDE))
+        qtiny = _fitted(query, TINY_SIDE)
+        self._qtiny = _Surface(qtiny)
+        self._bounded = confirmed_only and _may_match is not None
+        self._qtiny_bound = _Bound(qtiny) if self._bounded else None
+        self._block_sums: dict[tuple[int, int], _BlockSums] = {}  # query templates by size
         # the query's templates transformed at a stored copy's padded size: stored copies
         # share a few sizes (TINY_SIDE on the long side, common aspect ratios), so most
         # are reused. At most ``_KEEP_PREPARED`` (33-62 in a search), in one block of
@@ -244,21 +315,45 @@ class ColourMatcher:
             self._kept = np.empty((_KEEP_PREPARED, 3 * _KEPT_SIDE * _KEPT_SIDE), np.float32)
         return self._kept[slot, : 3 * ph * pw].reshape(3, ph, pw)
 
+    def _inside_size(self, f: float, cw: int, ch: int) -> tuple[int, int] | None:
+        """The query's size when its long side spans f of a cw × ch copy's matching side;
+        None when that does not fit or is too small to match."""
+        if self.qw >= self.qh:
+            tw = round(f * cw)
+            th = round(tw * self.qh / self.qw)
+        else:
+            th = round(f * ch)
+            tw = round(th * self.qw / self.qh)
+        if min(tw, th) < MIN_TEMPLATE or tw > cw or th > ch:
+            return None
+        return tw, th
+
+    def _query_block_sums(self, tw: int, th: int) -> _BlockSums:
+        found = self._block_sums.get((tw, th))
+        if found is None:
+            if len(self._block_sums) >= 4 * _KEEP_PREPARED:
+                self._block_sums.clear()
+            found = self._block_sums[tw, th] = _block_sums(self._scaled(tw, th))
+        return found
+
+    def _cannot_confirm(self, bound: _Bound, templates: Iterable[_BlockSums], limit: float) -> bool:
+        return not any(bound.may_match(t, limit) for t in templates)
+
     def match_inside(self, cand: Tiny) -> ColourMatch | None:
         """The query as a part of the stored image: slide it over the stored copy."""
+        ch, cw = cand.pixels.shape[:2]
+        if self._bounded:
+            sizes = dict.fromkeys(self._inside_size(f, cw, ch) for f in _SCALES_TRIED)
+            templates = (self._query_block_sums(*size) for size in sizes if size is not None)
+            if self._cannot_confirm(_Bound(cand.pixels), templates, MAX_RMSE):
+                return None
         c = _Surface(cand.pixels)
-        ch, cw = c.h, c.w
 
         def at(f: float) -> tuple[float, int, int, int, int, float] | None:
-            # the query's long side spans f of the stored image's matching side
-            if self.qw >= self.qh:
-                tw = round(f * cw)
-                th = round(tw * self.qh / self.qw)
-            else:
-                th = round(f * ch)
-                tw = round(th * self.qw / self.qh)
-            if min(tw, th) < MIN_TEMPLATE or tw > cw or th > ch:
+            size = self._inside_size(f, cw, ch)
+            if size is None:
                 return None
+            tw, th = size
             return (*c.slide_prepared(self._template(c.shape, tw, th), tw, th), tw, th, f)
 
         best = _best(at)
@@ -277,11 +372,24 @@ class ColourMatcher:
         c = _Resizer(cand.pixels)
         ch, cw = cand.pixels.shape[:2]
 
-        def at(f: float) -> tuple[float, int, int, int, int, float] | None:
+        def size_at(f: float) -> tuple[int, int] | None:
             s = f * min(qw / cw, qh / ch)  # f of the largest size that fits in the query
             tw, th = round(cw * s), round(ch * s)
             if min(tw, th) < MIN_TEMPLATE or tw > qw or th > qh:
                 return None
+            return tw, th
+
+        if self._qtiny_bound is not None:
+            sizes = dict.fromkeys(size_at(f) for f in _SCALES_TRIED)
+            templates = (_block_sums(c.get(*size)) for size in sizes if size is not None)
+            if self._cannot_confirm(self._qtiny_bound, templates, MAX_RMSE_CONTAINS):
+                return None
+
+        def at(f: float) -> tuple[float, int, int, int, int, float] | None:
+            size = size_at(f)
+            if size is None:
+                return None
+            tw, th = size
             return (*q.slide(c.get(tw, th)), tw, th, f)
 
         best = _best(at)

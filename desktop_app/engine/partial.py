@@ -371,7 +371,7 @@ def colour_matches(
 ) -> dict[str, ColourMatch]:
     """The confirmed colour matches of ``_colour_jobs``, the closer one per image; it
     stops early (with what it has) once ``cancel`` is set."""
-    matcher = ColourMatcher(query)
+    matcher = ColourMatcher(query, confirmed_only=True)
     tinies: dict[str, Tiny | None] = {}
     out: dict[str, ColourMatch] = {}
     for fp, blob, contained in jobs:
