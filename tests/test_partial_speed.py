@@ -331,3 +331,29 @@ def test_the_bounded_colour_check_confirms_what_sliding_all_confirms() -> None:
                     assert got is None or (got == want and not got.confirmed)
                     skipped += got is None and want is not None
     assert confirmed >= 8 and skipped >= 20, (confirmed, skipped)
+
+
+def test_shrunk_block_sums_are_those_of_the_resized_copies() -> None:
+    """The contained check's block sums, computed from the stored copy's integral image,
+    are the sums of ``cv2.resize(INTER_AREA)``'s copies within float32 rounding, for
+    every size the check takes from a range of copy shapes, and sizes that enlarge the
+    copy one way (resized instead) are exact."""
+    import cv2
+    import numpy as np
+
+    from desktop_app.engine import colour
+
+    rng = np.random.default_rng(9)
+    for h, w in [(72, 96), (96, 54), (61, 96), (96, 96), (20, 31), (7, 96)]:
+        coarse = rng.uniform(0, 255, (4, 4, 3)).astype(np.float32)
+        image = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
+        image += rng.uniform(0, 40, (h, w, 3)).astype(np.float32)
+        sizes = [(max(6, round(w * f)), max(6, round(h * f))) for f in colour._SCALES_TRIED]
+        sizes += [(w + 5, max(6, h // 2)), (max(6, w // 2), h + 3), (w, h)]
+        for (tw, th), (sums, xs, ys) in zip(
+            sizes, colour._shrunk_block_sums(image, sizes), strict=True
+        ):
+            resized = cv2.resize(image, (tw, th), interpolation=cv2.INTER_AREA)
+            want, want_xs, want_ys = colour._block_sums(resized)
+            assert np.array_equal(xs, want_xs) and np.array_equal(ys, want_ys)
+            assert np.allclose(sums, want, rtol=1e-5, atol=1e-2), (h, w, tw, th)

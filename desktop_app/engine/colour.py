@@ -57,10 +57,12 @@ _REFINE = (1.12, 1 / 1.12)  # then both neighbours of the best coarse scale
 _MID = 128.0  # pixels are centred on this before the transforms (``_Surface``)
 _KEEP_PREPARED = 64  # query templates kept transformed (``ColourMatcher._template``)
 _KEPT_SIDE = 96  # their padded size at most: cv2.getOptimalDFTSize(TINY_SIDE)
-# The lower bound splits a template into this many blocks per side (``_Bound``). On the
-# colour jobs of 6 searches at 10,000 images (405 stored copies, 7 confirmed), the share
-# of copies it skips: 3 blocks 82 %, 4 blocks 90 %, 5 blocks 95 %.
-BOUND_BLOCKS = 4
+# The lower bound splits a template into this many blocks per side (``_Bound``; at most
+# MIN_TEMPLATE, so every template has them all). On the colour jobs of 6 searches at
+# 10,000 images (405 stored copies, 7 confirmed), the share of copies it rules out and the
+# check's CPU per search (sliding every copy: 240-250 ms): 3 blocks 82 %, 118 ms;
+# 4 blocks 90 %, 100 ms; 5 blocks 95 %, 95 ms.
+BOUND_BLOCKS = 5
 # the bound is compared with the limit raised by this fraction: the slid sums are float32
 # (their rounding is far below it), the bound float64
 _BOUND_MARGIN = 1e-3
@@ -249,6 +251,43 @@ def _block_sums(template: np.ndarray) -> _BlockSums:
     return sums, xs, ys
 
 
+def _shrunk_block_sums(image: np.ndarray, sizes: list[tuple[int, int]]) -> list[_BlockSums]:
+    """``_block_sums`` of ``image`` resized to each of ``sizes`` as ``cv2.INTER_AREA``
+    resizes it, without resizing: shrunk, a pixel is the mean of the source area it
+    covers, so a block's sum is the source's integral over the block's area (at
+    fractional edges: bilinear in the integral image) times the area ratio. Equal to the
+    resized copies' sums within float32 rounding (``test_shrunk_block_sums_...``). A size
+    that enlarges the image either way (INTER_AREA then interpolates) is resized."""
+    h, w = image.shape[:2]
+    out: dict[int, _BlockSums] = {}
+    shrunk = []
+    for k, (tw, th) in enumerate(sizes):
+        xs, ys = _edges(tw), _edges(th)
+        if tw <= w and th <= h and len(xs) == len(ys) == BOUND_BLOCKS + 1:
+            shrunk.append(k)
+        else:
+            resized = cv2.resize(image, (tw, th), interpolation=cv2.INTER_AREA)
+            out[k] = _block_sums(resized)
+    if shrunk:
+        tws = np.array([sizes[k][0] for k in shrunk], np.float64)
+        ths = np.array([sizes[k][1] for k in shrunk], np.float64)
+        xs = np.stack([_edges(sizes[k][0]) for k in shrunk])  # (n, blocks + 1) each
+        ys = np.stack([_edges(sizes[k][1]) for k in shrunk])
+        px, py = xs * (w / tws)[:, None], ys * (h / ths)[:, None]  # in source pixels
+        ix, iy = np.minimum(px.astype(np.intp), w - 1), np.minimum(py.astype(np.intp), h - 1)
+        fx, fy = (px - ix)[:, None, :, None], (py - iy)[:, :, None, None]
+        ix, iy = ix[:, None, :], iy[:, :, None]
+        integral = cv2.integral(image, sdepth=cv2.CV_64F)
+        top = (1 - fx) * integral[iy, ix] + fx * integral[iy, ix + 1]
+        bottom = (1 - fx) * integral[iy + 1, ix] + fx * integral[iy + 1, ix + 1]
+        at = (1 - fy) * top + fy * bottom  # the integral at every block corner
+        sums = at[:, 1:, 1:] - at[:, :-1, 1:] - at[:, 1:, :-1] + at[:, :-1, :-1]
+        sums *= ((tws * ths) / (w * h))[:, None, None, None]
+        for n, k in enumerate(shrunk):
+            out[k] = (sums[n], xs[n], ys[n])
+    return [out[k] for k in range(len(sizes))]
+
+
 class _Bound:
     """Whether a template can come within a limit anywhere in one image, answered from
     block means (``_colourbound.may_match``: never "no" where a place would match)."""
@@ -380,8 +419,8 @@ class ColourMatcher:
             return tw, th
 
         if self._qtiny_bound is not None:
-            sizes = dict.fromkeys(size_at(f) for f in _SCALES_TRIED)
-            templates = (_block_sums(c.get(*size)) for size in sizes if size is not None)
+            sizes = [size for size in dict.fromkeys(map(size_at, _SCALES_TRIED)) if size]
+            templates = _shrunk_block_sums(cand.pixels, sizes)
             if self._cannot_confirm(self._qtiny_bound, templates, MAX_RMSE_CONTAINS):
                 return None
 
