@@ -235,10 +235,11 @@ def _bound_reference(image: Any, template: Any, xs: Any, ys: Any) -> float:
 
 
 def test_the_colour_bound_is_a_lower_bound_and_answers_exactly() -> None:
-    """For random smooth images and templates cut from them (with noise), of every shape
-    from 1 pixel to the whole image and 1-5 blocks a side: the bound's lowest value is at
-    most the lowest sum of squared differences (``cv2.matchTemplate``), and the compiled
-    scan answers "may match" exactly when that lowest value is within the threshold."""
+    """For 60 random smooth images up to 23 pixels a side and templates cut from them
+    (with noise), from 1 pixel to the whole image, in 1-5 blocks a side: the bound's
+    lowest value is at most the lowest sum of squared differences (``cv2.matchTemplate``),
+    and the compiled scan answers "may match" exactly when that lowest value is within
+    the threshold."""
     import cv2
     import numpy as np
 
@@ -293,7 +294,9 @@ def test_the_colour_bound_refuses_wrong_buffers() -> None:
         may_match(integral, sums, np.array([0, 2, 2], np.intp), ys, 1.0)
     with pytest.raises(ValueError, match="ys: must start at 0 and end inside"):
         may_match(integral, sums, xs, np.array([0, 4, 9], np.intp), 1.0)  # 8 rows
-    with pytest.raises(ValueError, match="at most 16 blocks"):
+    with pytest.raises(ValueError, match="from 1 to 16 blocks"):
+        may_match(integral, sums[:0, :0].copy(), xs[:1].copy(), ys[:1].copy(), 1.0)
+    with pytest.raises(ValueError, match="from 1 to 16 blocks"):
         edges = np.arange(18, dtype=np.intp)
         may_match(np.zeros((20, 20, 3)), np.zeros((17, 17, 3)), edges, edges, 1.0)
 
@@ -357,3 +360,43 @@ def test_shrunk_block_sums_are_those_of_the_resized_copies() -> None:
             want, want_xs, want_ys = colour._block_sums(resized)
             assert np.array_equal(xs, want_xs) and np.array_equal(ys, want_ys)
             assert np.allclose(sums, want, rtol=1e-5, atol=1e-2), (h, w, tw, th)
+
+
+def test_the_bounded_colour_check_keeps_a_match_at_its_limit_exactly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bound rules a stored copy out only where no place at any size the check slides
+    comes within the limit: with the limit set to each plain match's own RMSE (the
+    tightest limit that still confirms it), the bounded check returns that very match,
+    both ways, for crops and scenes of real photos against every stored copy. (A bound
+    that left out a size the check slides, or a looser threshold, drops some.)"""
+    from desktop_app.engine import colour
+
+    if colour._may_match is None:
+        pytest.skip("not built: test_the_colour_bound_is_built says why")
+    photos = [Image.open(p).convert("RGB") for p in [*LARGE, *PHOTOS[:6]]]
+    stored = [colour.tiny_from_bytes(colour.tiny_to_bytes(im, *im.size)) for im in photos]
+    queries_ = []
+    for im in photos[:3]:
+        w, h = im.size
+        queries_.append(im.crop((w // 3, h // 3, w // 3 + w // 3, h // 3 + h // 3)))
+        canvas = Image.new("RGB", (2 * w, 2 * h), (200, 190, 170))
+        canvas.paste(im, (w // 3, h // 2))
+        queries_.append(canvas)
+    checked = 0
+    for query in queries_:
+        small = colour.query_small(query)
+        plain = colour.ColourMatcher(small)
+        for tiny in stored:
+            for way, limit in (
+                ("match_inside", "MAX_RMSE"),
+                ("match_contains", "MAX_RMSE_CONTAINS"),
+            ):
+                want = getattr(plain, way)(tiny)
+                if want is None:
+                    continue
+                monkeypatch.setattr(colour, limit, want.rmse)
+                assert getattr(colour.ColourMatcher(small, True), way)(tiny) == want
+                monkeypatch.undo()
+                checked += 1
+    assert checked >= 100

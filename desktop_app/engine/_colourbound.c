@@ -35,9 +35,11 @@ static int get_buffer(PyObject *obj, Py_buffer *view, const char *formats, Py_ss
                      what, view->format ? view->format : "B", view->itemsize, formats);
     } else if ((uintptr_t)view->buf % (size_t)itemsize != 0) {
         PyErr_Format(PyExc_ValueError, "%s: not aligned to its %zd-byte items", what, itemsize);
-    } else if (view->ndim != ndim || (last >= 0 && view->shape[ndim - 1] != last)) {
-        PyErr_Format(PyExc_ValueError, "%s: %d dimensions, not %d (the last of %zd)", what,
-                     view->ndim, ndim, last);
+    } else if (view->ndim != ndim) {
+        PyErr_Format(PyExc_ValueError, "%s: %d dimensions, not %d", what, view->ndim, ndim);
+    } else if (last >= 0 && view->shape[ndim - 1] != last) {
+        PyErr_Format(PyExc_ValueError, "%s: the last dimension %zd long, not %zd", what,
+                     view->shape[ndim - 1], last);
     } else {
         return 0;
     }
@@ -129,12 +131,19 @@ static PyObject *may_match(PyObject *self, PyObject *args) {
     if (ok) {
         const Py_ssize_t h = views[0].shape[0] - 1, w = views[0].shape[1] - 1;
         const Py_ssize_t gy = views[3].shape[0] - 1, gx = views[2].shape[0] - 1;
-        const Py_ssize_t *xs = views[2].buf, *ys = views[3].buf;
+        /* the edges are copied before they are checked: the scan runs without the GIL,
+         * and another thread could change the caller's arrays meanwhile */
+        Py_ssize_t xs[MAX_BLOCKS + 1], ys[MAX_BLOCKS + 1];
+        if (gx >= 1 && gx <= MAX_BLOCKS && gy >= 1 && gy <= MAX_BLOCKS) {
+            memcpy(xs, views[2].buf, (size_t)(gx + 1) * sizeof(Py_ssize_t));
+            memcpy(ys, views[3].buf, (size_t)(gy + 1) * sizeof(Py_ssize_t));
+        }
         if (h < 1 || w < 1) {
             PyErr_SetString(PyExc_ValueError, "integral: an image of at least 1 x 1 pixel");
             ok = 0;
-        } else if (gx > MAX_BLOCKS || gy > MAX_BLOCKS) {
-            PyErr_Format(PyExc_ValueError, "at most %d blocks per side", MAX_BLOCKS);
+        } else if (gx < 1 || gy < 1 || gx > MAX_BLOCKS || gy > MAX_BLOCKS) {
+            PyErr_Format(PyExc_ValueError, "from 1 to %d blocks per side (2 to %d edges)",
+                         MAX_BLOCKS, MAX_BLOCKS + 1);
             ok = 0;
         } else if (views[1].shape[0] != gy || views[1].shape[1] != gx) {
             PyErr_Format(PyExc_ValueError, "sums: %zd x %zd blocks, not %zd x %zd",
