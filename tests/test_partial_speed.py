@@ -301,6 +301,25 @@ def test_the_colour_bound_refuses_wrong_buffers() -> None:
         may_match(np.zeros((20, 20, 3)), np.zeros((17, 17, 3)), edges, edges, 1.0)
 
 
+def _colour_cases(n: int, crop: tuple[int, int, int]) -> tuple[list[Any], list[Image.Image]]:
+    """The real photos' colour copies, and queries from the first ``n`` photos: a crop
+    (``crop`` = (a, b, c): from 1/a of the width and 1/b of the height, 1/c of each side)
+    and the photo pasted into a plain canvas twice its size."""
+    from desktop_app.engine import colour
+
+    photos = [Image.open(p).convert("RGB") for p in [*LARGE, *PHOTOS[:6]]]
+    stored = [colour.tiny_from_bytes(colour.tiny_to_bytes(im, *im.size)) for im in photos]
+    queries_: list[Image.Image] = []
+    a, b, c = crop
+    for im in photos[:n]:
+        w, h = im.size
+        queries_.append(im.crop((w // a, h // b, w // a + w // c, h // b + h // c)))
+        canvas = Image.new("RGB", (2 * w, 2 * h), (200, 190, 170))
+        canvas.paste(im, (w // 3, h // 2))
+        queries_.append(canvas)
+    return stored, queries_
+
+
 def test_the_bounded_colour_check_confirms_what_sliding_all_confirms() -> None:
     """``confirmed_only`` skips stored copies that cannot match, and confirms exactly
     what sliding every copy confirms, both ways (the query inside a copy, a copy inside
@@ -310,15 +329,7 @@ def test_the_bounded_colour_check_confirms_what_sliding_all_confirms() -> None:
 
     if colour._may_match is None:
         pytest.skip("not built: test_the_colour_bound_is_built says why")
-    photos = [Image.open(p).convert("RGB") for p in [*LARGE, *PHOTOS[:6]]]
-    stored = [colour.tiny_from_bytes(colour.tiny_to_bytes(im, *im.size)) for im in photos]
-    queries_ = []
-    for im in photos[:4]:
-        w, h = im.size
-        queries_.append(im.crop((w // 4, h // 5, w // 4 + w // 2, h // 5 + h // 2)))
-        canvas = Image.new("RGB", (2 * w, 2 * h), (200, 190, 170))
-        canvas.paste(im, (w // 3, h // 2))
-        queries_.append(canvas)
+    stored, queries_ = _colour_cases(4, (4, 5, 2))
     skipped = confirmed = 0
     for query in queries_:
         small = colour.query_small(query)
@@ -374,15 +385,7 @@ def test_the_bounded_colour_check_keeps_a_match_at_its_limit_exactly(
 
     if colour._may_match is None:
         pytest.skip("not built: test_the_colour_bound_is_built says why")
-    photos = [Image.open(p).convert("RGB") for p in [*LARGE, *PHOTOS[:6]]]
-    stored = [colour.tiny_from_bytes(colour.tiny_to_bytes(im, *im.size)) for im in photos]
-    queries_ = []
-    for im in photos[:3]:
-        w, h = im.size
-        queries_.append(im.crop((w // 3, h // 3, w // 3 + w // 3, h // 3 + h // 3)))
-        canvas = Image.new("RGB", (2 * w, 2 * h), (200, 190, 170))
-        canvas.paste(im, (w // 3, h // 2))
-        queries_.append(canvas)
+    stored, queries_ = _colour_cases(3, (3, 3, 3))
     checked = 0
     for query in queries_:
         small = colour.query_small(query)

@@ -14,28 +14,16 @@
  * Exact in the sense the caller needs: it answers "may match" whenever some place's
  * bound is at most the threshold, so it never drops a template that would have matched
  * (the caller leaves a margin for rounding). The GIL is released while it scans. */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <stdint.h>
-#include <string.h>
+#include "_buffers.h"
 
 #define MAX_BLOCKS 16 /* blocks per side at most */
 
-/* A C-contiguous, aligned buffer of `ndim` dimensions (the last one `last` long unless
- * `last` < 0) of `itemsize`-byte items of one of the struct `formats`; 0, or -1 with an
- * exception set. */
+/* `typed_buffer` with its shape, of `ndim` dimensions, the last one `last` long unless
+ * `last` < 0; 0, or -1 with an exception set. */
 static int get_buffer(PyObject *obj, Py_buffer *view, const char *formats, Py_ssize_t itemsize,
                       int ndim, Py_ssize_t last, const char *what) {
-    if (PyObject_GetBuffer(obj, view, PyBUF_ND | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
-        return -1;
-    const char *format = view->format ? view->format : "B";
-    if (format[0] == '<' || format[0] == '=' || format[0] == '@') format++;
-    if (view->itemsize != itemsize || strlen(format) != 1 || !strchr(formats, format[0])) {
-        PyErr_Format(PyExc_TypeError, "%s: items of format '%s' and %zd bytes, not one of '%s'",
-                     what, view->format ? view->format : "B", view->itemsize, formats);
-    } else if ((uintptr_t)view->buf % (size_t)itemsize != 0) {
-        PyErr_Format(PyExc_ValueError, "%s: not aligned to its %zd-byte items", what, itemsize);
-    } else if (view->ndim != ndim) {
+    if (typed_buffer(obj, view, PyBUF_ND, formats, itemsize, what) < 0) return -1;
+    if (view->ndim != ndim) {
         PyErr_Format(PyExc_ValueError, "%s: %d dimensions, not %d", what, view->ndim, ndim);
     } else if (last >= 0 && view->shape[ndim - 1] != last) {
         PyErr_Format(PyExc_ValueError, "%s: the last dimension %zd long, not %zd", what,
@@ -109,23 +97,18 @@ static PyObject *may_match(PyObject *self, PyObject *args) {
     double threshold;
     if (!PyArg_ParseTuple(args, "OOOOd", &objs[0], &objs[1], &objs[2], &objs[3], &threshold))
         return NULL;
-    /* numpy's intp: 'n', or whichever C integer type has its size */
-    char intp_formats[5] = "n";
-    size_t k = 1;
-    if (sizeof(int) == sizeof(Py_ssize_t)) intp_formats[k++] = 'i';
-    if (sizeof(long) == sizeof(Py_ssize_t)) intp_formats[k++] = 'l';
-    if (sizeof(long long) == sizeof(Py_ssize_t)) intp_formats[k++] = 'q';
-    intp_formats[k] = '\0';
+    char intp[5];
+    intp_formats(intp);
     Py_buffer views[4];
     int got = 0;
     if (get_buffer(objs[0], &views[0], "d", sizeof(double), 3, 3, "integral") == 0) got++;
     if (got == 1 && get_buffer(objs[1], &views[1], "d", sizeof(double), 3, 3, "sums") == 0)
         got++;
     if (got == 2 &&
-        get_buffer(objs[2], &views[2], intp_formats, sizeof(Py_ssize_t), 1, -1, "xs") == 0)
+        get_buffer(objs[2], &views[2], intp, sizeof(Py_ssize_t), 1, -1, "xs") == 0)
         got++;
     if (got == 3 &&
-        get_buffer(objs[3], &views[3], intp_formats, sizeof(Py_ssize_t), 1, -1, "ys") == 0)
+        get_buffer(objs[3], &views[3], intp, sizeof(Py_ssize_t), 1, -1, "ys") == 0)
         got++;
     int ok = got == 4, found = 0;
     if (ok) {
@@ -167,10 +150,10 @@ static PyMethodDef methods[] = {
      "may_match(integral, sums, xs, ys, threshold) -> bool\n\n"
      "integral: (h + 1, w + 1, 3) float64, the image's integral image (cv2.integral). "
      "sums: (gy, gx, 3) float64, the template's pixel sums per block; xs (gx + 1) and ys "
-     "(gy + 1) intp: the blocks' edges (at most 16 blocks per side), from 0 up to the template's width and height. True "
-     "when some place of the template in the image has a block-mean bound of its sum of "
-     "squared differences at most threshold; False when none has (then no place's sum is "
-     "that low). Runs without the GIL."},
+     "(gy + 1) intp: the blocks' edges (1 to 16 blocks a side), from 0 up to the "
+     "template's width and height. True when some place of the template in the image has "
+     "a block-mean bound of its sum of squared differences at most threshold; False when "
+     "none has (then no place's sum is that low). Runs without the GIL."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_colourbound",

@@ -10,10 +10,7 @@
  * descriptors are taken at a time so that each candidate descriptor is loaded once per
  * block. Built only with the CPU's own bit count (x86 POPCNT, checked at import; ARM):
  * `native` is False where there is none, and regions.py keeps numpy's path. */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <stdint.h>
-#include <string.h>
+#include "_buffers.h"
 
 #define BYTES 32 /* one descriptor: 256 bits */
 #define WORDS 4
@@ -105,25 +102,14 @@ static kernel_fn *pick_kernel(void) { return NULL; }
 
 static kernel_fn *kernel = NULL;
 
-/* A C-contiguous, aligned buffer of `itemsize`-byte items of one of the struct `formats`
- * and of exactly `len` bytes (len < 0: any whole number of descriptors); 0, or -1 with
- * an exception set. */
+/* `typed_buffer` of exactly `len` bytes (len < 0: any whole number of descriptors); 0,
+ * or -1 with an exception set. */
 static int get_buffer(PyObject *obj, Py_buffer *view, int flags, const char *formats,
                       Py_ssize_t itemsize, Py_ssize_t len, const char *what) {
-    if (PyObject_GetBuffer(obj, view, flags | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return -1;
-    const char *format = view->format ? view->format : "B";
-    if (format[0] == '<' || format[0] == '=' || format[0] == '@') format++;
-    if (view->itemsize != itemsize || strlen(format) != 1 || !strchr(formats, format[0])) {
-        PyErr_Format(PyExc_TypeError, "%s: items of format '%s' and %zd bytes, not one of '%s'",
-                     what, view->format ? view->format : "B", view->itemsize, formats);
-    } else if ((uintptr_t)view->buf % (size_t)itemsize != 0) {
-        PyErr_Format(PyExc_ValueError, "%s: not aligned to its %zd-byte items", what, itemsize);
-    } else if (len < 0 ? view->len % BYTES != 0 : view->len != len) {
-        PyErr_Format(PyExc_ValueError, "%s: %zd bytes, not %s", what, view->len,
-                     len < 0 ? "whole 32-byte descriptors" : "one value per query descriptor");
-    } else {
-        return 0;
-    }
+    if (typed_buffer(obj, view, flags, formats, itemsize, what) < 0) return -1;
+    if (len < 0 ? view->len % BYTES == 0 : view->len == len) return 0;
+    PyErr_Format(PyExc_ValueError, "%s: %zd bytes, not %s", what, view->len,
+                 len < 0 ? "whole 32-byte descriptors" : "one value per query descriptor");
     PyBuffer_Release(view);
     return -1;
 }
@@ -146,15 +132,9 @@ static PyObject *two_nearest(PyObject *self, PyObject *args) {
     const Py_ssize_t out_len[3] = {n * (Py_ssize_t)sizeof(float), n * (Py_ssize_t)sizeof(float),
                                    n * (Py_ssize_t)sizeof(Py_ssize_t)};
     const char *out_name[3] = {"d0", "d1", "nearest"};
-    /* numpy's intp: 'n', or whichever C integer type has its size ('i' on 32-bit x86
-     * with numpy 1.x, 'l' on Linux and macOS, 'q' on Windows) */
-    char intp_formats[5] = "n";
-    size_t k = 1;
-    if (sizeof(int) == sizeof(Py_ssize_t)) intp_formats[k++] = 'i';
-    if (sizeof(long) == sizeof(Py_ssize_t)) intp_formats[k++] = 'l';
-    if (sizeof(long long) == sizeof(Py_ssize_t)) intp_formats[k++] = 'q';
-    intp_formats[k] = '\0';
-    const char *out_format[3] = {"f", "f", intp_formats};
+    char intp[5];
+    intp_formats(intp);
+    const char *out_format[3] = {"f", "f", intp};
     const Py_ssize_t out_item[3] = {sizeof(float), sizeof(float), sizeof(Py_ssize_t)};
     while (got >= 2 && got < 5 &&
            get_buffer(objs[got], &views[got], PyBUF_WRITABLE, out_format[got - 2],
