@@ -380,7 +380,8 @@ def test_the_bounded_colour_check_keeps_a_match_at_its_limit_exactly(
     comes within the limit: with the limit set to each plain match's own RMSE (the
     tightest limit that still confirms it), the bounded check returns that very match,
     both ways, for crops and scenes of real photos against every stored copy. (A bound
-    that left out a size the check slides, or a looser threshold, drops some.)"""
+    that left out a size the check slides, or compared with a threshold below the
+    limit's, drops some.)"""
     from desktop_app.engine import colour
 
     if colour._may_match is None:

@@ -1,4 +1,5 @@
-/* Buffer checks shared by the compiled modules (_hamming.c, _colourbound.c). */
+/* Buffer checks shared by the compiled modules (_hamming.c, _colourbound.c); the first
+ * include of such a module (it includes Python.h). */
 #ifndef DESKTOP_APP_BUFFERS_H
 #define DESKTOP_APP_BUFFERS_H
 
@@ -9,8 +10,8 @@
 
 /* `obj`'s buffer (with `flags`, C-contiguous), of `itemsize`-byte items of one of the
  * struct `formats` and aligned to them; 0, or -1 with an exception set and nothing held. */
-static int typed_buffer(PyObject *obj, Py_buffer *view, int flags, const char *formats,
-                        Py_ssize_t itemsize, const char *what) {
+static inline int typed_buffer(PyObject *obj, Py_buffer *view, int flags,
+                               const char *formats, Py_ssize_t itemsize, const char *what) {
     if (PyObject_GetBuffer(obj, view, flags | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return -1;
     const char *format = view->format ? view->format : "B";
     if (format[0] == '<' || format[0] == '=' || format[0] == '@') format++;
@@ -28,7 +29,7 @@ static int typed_buffer(PyObject *obj, Py_buffer *view, int flags, const char *f
 
 /* The struct formats of numpy's intp: 'n', or whichever C integer type has its size ('i'
  * on 32-bit x86 with numpy 1.x, 'l' on Linux and macOS, 'q' on Windows). */
-static void intp_formats(char out[5]) {
+static inline void intp_formats(char out[5]) {
     size_t k = 0;
     out[k++] = 'n';
     if (sizeof(int) == sizeof(Py_ssize_t)) out[k++] = 'i';

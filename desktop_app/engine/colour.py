@@ -54,7 +54,6 @@ MIN_TEMPLATE = 6  # pixels: smaller templates match any flat patch
 LAYOUT_RATIO = 1.0
 _SCALES = np.geomspace(0.2, 1.0, 8)  # template side / image side, coarse steps of 1.26×
 # then a step up from the best coarse scale, and a step down from the better of the two
-# (``_best``: after a step up that wins, the coarse scale itself again)
 _REFINE = (1.12, 1 / 1.12)
 _MID = 128.0  # pixels are centred on this before the transforms (``_Surface``)
 _KEEP_PREPARED = 64  # query templates kept transformed (``ColourMatcher._template``)
@@ -453,12 +452,17 @@ _Trial = tuple[float, int, int, int, int, float]  # rmse, x, y, template w, h, s
 
 def _best(at: Callable[[float], _Trial | None]) -> _Trial | None:
     """The best trial over the coarse scales, then refined by ``_REFINE``'s steps."""
-    trials = [t for t in (at(float(f)) for f in _SCALES) if t is not None]
+    tried = [float(f) for f in _SCALES]
+    trials = [t for t in map(at, tried) if t is not None]
     if not trials:
         return None
     best = min(trials)
     for r in _REFINE:
-        t = at(best[5] * r)
+        f = best[5] * r
+        if f in tried:  # back where a trial lost already (a step up won): not again
+            continue
+        tried.append(f)
+        t = at(f)
         if t is not None and t[0] < best[0]:
             best = t
     return best

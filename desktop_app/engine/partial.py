@@ -74,7 +74,7 @@ import numpy as np
 
 from desktop_app.engine.analysis import KEYPOINTS, REGION_FULL, TINY
 from desktop_app.engine.colour import ColourMatch, ColourMatcher, Tiny, tiny_from_bytes
-from desktop_app.engine.errors import SearchCancelled
+from desktop_app.engine.errors import SearchCancelled, StoreDamaged
 from desktop_app.engine.filters import NO_FILTER, ResultFilter
 from desktop_app.engine.regions import Keypoints, Verification, keypoints_from_bytes, verify
 from desktop_app.engine.search import Box, ContentReader, Match, SearchResult, expand_to_files
@@ -280,14 +280,17 @@ class PartialSearch:
         """For each set of query vectors, each image's best region similarity and that
         region's box; one store call for all the sets (a call has a fixed cost: the
         query's and its rescaled copy's, 2 × 2 vectors, 30 → 24 ms)."""
-        hits = self.store.query(
-            self.encoder_id, np.concatenate(sets), self.params.region_k, "region"
-        )
+        vectors = np.concatenate(sets)
+        hits = self.store.query(self.encoder_id, vectors, self.params.region_k, "region")
+        if len(hits) != len(vectors):  # a list per query vector: else sets' hits would mix
+            raise StoreDamaged(
+                f"the vector store answered {len(hits)} lists for {len(vectors)} query vectors"
+            )
         out: list[dict[str, tuple[float, Box | None]]] = []
         start = 0
-        for vectors in sets:
+        for part in sets:
             best: dict[str, tuple[float, Box | None]] = {}
-            for per_vector in hits[start : start + len(vectors)]:
+            for per_vector in hits[start : start + len(part)]:
                 for h in per_vector:
                     meta = h.metadata or {}
                     fp = str(meta.get("fp") or h.id.split(":")[0])
@@ -295,7 +298,7 @@ class PartialSearch:
                         box = tuple(int(meta[k]) for k in "xywh") if "x" in meta else None
                         best[fp] = (h.score, box)  # type: ignore[assignment]
             out.append(best)
-            start += len(vectors)
+            start += len(part)
         return out
 
     def _fill_full_sims(self, vectors: np.ndarray, cands: dict[str, _Candidate]) -> None:
