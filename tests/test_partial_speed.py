@@ -106,14 +106,21 @@ def _compiler() -> str | None:
     return shutil.which(cc) or shutil.which("cc")
 
 
-def test_the_compiled_two_nearest_is_built() -> None:
-    from desktop_app.engine import regions
+@pytest.mark.parametrize(
+    ("module", "without"),
+    [
+        ("_hamming", "keypoint verification falls back to numpy, 3x slower (or no POPCNT)"),
+        ("_colourbound", "the colour check slides every stored copy, about twice the time"),
+    ],
+)
+def test_the_compiled_modules_are_built(module: str, without: str) -> None:
+    from desktop_app.engine import colour, regions
 
     if _compiler() is None:
-        pytest.skip("no C compiler here: the install keeps numpy's matcher (README)")
-    assert regions._compiled_two_nearest is not None, (
-        "desktop_app.engine._hamming was not built although there is a C compiler (or "
-        "this CPU has no POPCNT): keypoint verification falls back to numpy, 3x slower"
+        pytest.skip("no C compiler here: the install runs without them (README)")
+    built = {"_hamming": regions._compiled_two_nearest, "_colourbound": colour._may_match}
+    assert built[module] is not None, (
+        f"desktop_app.engine.{module} was not built although there is a C compiler: {without}"
     )
 
 
@@ -124,7 +131,7 @@ def test_the_compiled_two_nearest_refuses_wrong_buffers() -> None:
 
     two_nearest = regions._compiled_two_nearest
     if two_nearest is None:
-        pytest.skip("not built: test_the_compiled_two_nearest_is_built says why")
+        pytest.skip("not built: test_the_compiled_modules_are_built says why")
     q, c = np.zeros((3, 32), np.uint8), np.zeros((4, 32), np.uint8)
     d0, d1, nn = np.empty(3, np.float32), np.empty(3, np.float32), np.empty(3, np.intp)
     with pytest.raises(ValueError, match="whole 32-byte descriptors"):
@@ -163,7 +170,7 @@ def test_two_nearest_matches_opencvs_search_on_real_descriptors(
     if path == "numpy":
         monkeypatch.setattr(regions, "_compiled_two_nearest", None)
     elif regions._compiled_two_nearest is None:
-        pytest.skip("not built: test_the_compiled_two_nearest_is_built says why")
+        pytest.skip("not built: test_the_compiled_modules_are_built says why")
 
     q = regions.extract_keypoints(Image.open(LARGE[0]), regions.QUERY_KEYPOINTS).desc
     c = regions.extract_keypoints(Image.open(LARGE[1])).desc
@@ -204,17 +211,6 @@ def test_two_nearest_matches_opencvs_search_on_real_descriptors(
     assert np.array_equal(f0, d0) and np.array_equal(f1, d1) and np.array_equal(fn, nearest)
 
 
-def test_the_colour_bound_is_built() -> None:
-    from desktop_app.engine import colour
-
-    if _compiler() is None:
-        pytest.skip("no C compiler here: the colour check slides every stored copy (README)")
-    assert colour._may_match is not None, (
-        "desktop_app.engine._colourbound was not built although there is a C compiler: "
-        "the colour check slides every stored copy, about twice the time"
-    )
-
-
 def _bound_reference(image: Any, template: Any, xs: Any, ys: Any) -> float:
     """The block-mean bound's lowest value over all places, computed plainly."""
     import numpy as np
@@ -247,7 +243,7 @@ def test_the_colour_bound_is_a_lower_bound_and_answers_exactly() -> None:
 
     may_match = colour._may_match
     if may_match is None:
-        pytest.skip("not built: test_the_colour_bound_is_built says why")
+        pytest.skip("not built: test_the_compiled_modules_are_built says why")
     rng = np.random.default_rng(5)
     for _ in range(60):
         h, w = (int(v) for v in rng.integers(4, 24, 2))
@@ -276,7 +272,7 @@ def test_the_colour_bound_refuses_wrong_buffers() -> None:
 
     may_match = colour._may_match
     if may_match is None:
-        pytest.skip("not built: test_the_colour_bound_is_built says why")
+        pytest.skip("not built: test_the_compiled_modules_are_built says why")
     integral = np.zeros((9, 11, 3))
     sums, xs, ys = np.zeros((2, 2, 3)), np.array([0, 2, 4], np.intp), np.array([0, 1, 3], np.intp)
     assert may_match(integral, sums, xs, ys, 0.0)  # all zero: a perfect fit
@@ -328,7 +324,7 @@ def test_the_bounded_colour_check_confirms_what_sliding_all_confirms() -> None:
     from desktop_app.engine import colour
 
     if colour._may_match is None:
-        pytest.skip("not built: test_the_colour_bound_is_built says why")
+        pytest.skip("not built: test_the_compiled_modules_are_built says why")
     stored, queries_ = _colour_cases(4, (4, 5, 2))
     skipped = confirmed = 0
     for query in queries_:
@@ -385,7 +381,7 @@ def test_the_bounded_colour_check_keeps_a_match_at_its_limit_exactly(
     from desktop_app.engine import colour
 
     if colour._may_match is None:
-        pytest.skip("not built: test_the_colour_bound_is_built says why")
+        pytest.skip("not built: test_the_compiled_modules_are_built says why")
     stored, queries_ = _colour_cases(3, (3, 3, 3))
     checked = 0
     for query in queries_:
