@@ -310,6 +310,10 @@ class _Bound:
         threshold = limit * limit * (1.0 + _BOUND_MARGIN) * int(xs[-1]) * int(ys[-1]) * 3
         return _may_match(self.integral, sums, xs, ys, threshold)
 
+    def rules_out(self, templates: Iterable[_BlockSums], limit: float) -> bool:
+        """No place of any of ``templates`` in the image comes within ``limit``."""
+        return not any(self.may_match(t, limit) for t in templates)
+
 
 class ColourMatcher:
     """Matches one query against many stored colour copies. It belongs to the thread
@@ -326,8 +330,9 @@ class ColourMatcher:
         self.qh, self.qw = query.shape[:2]
         qtiny = _fitted(query, TINY_SIDE)
         self._qtiny = _Surface(qtiny)
-        self._bounded = confirmed_only and _may_match is not None
-        self._qtiny_bound = _Bound(qtiny) if self._bounded else None
+        # the query's copy for bounding (None: every stored copy is slid)
+        bounded = confirmed_only and _may_match is not None
+        self._qtiny_bound = _Bound(qtiny) if bounded else None
         self._block_sums: dict[tuple[int, int], _BlockSums] = {}  # query templates by size
         # the query's templates transformed at a stored copy's padded size: stored copies
         # share a few sizes (TINY_SIDE on the long side, common aspect ratios), so most
@@ -384,16 +389,13 @@ class ColourMatcher:
             found = self._block_sums[tw, th] = _block_sums(self._scaled(tw, th))
         return found
 
-    def _cannot_confirm(self, bound: _Bound, templates: Iterable[_BlockSums], limit: float) -> bool:
-        return not any(bound.may_match(t, limit) for t in templates)
-
     def match_inside(self, cand: Tiny) -> ColourMatch | None:
         """The query as a part of the stored image: slide it over the stored copy."""
         ch, cw = cand.pixels.shape[:2]
-        if self._bounded:
+        if self._qtiny_bound is not None:
             sizes = dict.fromkeys(self._inside_size(f, cw, ch) for f in _SCALES_TRIED)
             templates = (self._query_block_sums(*size) for size in sizes if size is not None)
-            if self._cannot_confirm(_Bound(cand.pixels), templates, MAX_RMSE):
+            if _Bound(cand.pixels).rules_out(templates, MAX_RMSE):
                 return None
         c = _Surface(cand.pixels)
 
@@ -430,7 +432,7 @@ class ColourMatcher:
         if self._qtiny_bound is not None:
             sizes = [size for size in dict.fromkeys(map(size_at, _SCALES_TRIED)) if size]
             templates = _shrunk_block_sums(cand.pixels, sizes)
-            if self._cannot_confirm(self._qtiny_bound, templates, MAX_RMSE_CONTAINS):
+            if self._qtiny_bound.rules_out(templates, MAX_RMSE_CONTAINS):
                 return None
 
         def at(f: float) -> tuple[float, int, int, int, int, float] | None:
