@@ -17,6 +17,7 @@ from PIL import Image
 
 from desktop_app.engine.errors import DataDirLocked, NotIndexed
 from desktop_app.engine.library import Library
+from desktop_app.engine.store import vector_id
 
 from .conftest import run_index
 
@@ -40,6 +41,17 @@ def test_every_photo_finds_itself_first(library: Library, photos: Path) -> None:
             assert results[0].path == str(p)
             assert results[0].score >= 0.99
             assert results[0].match == "full" and results[0].region is None
+
+
+def test_region_boxes_are_read_by_store_id(library: Library, photos: Path) -> None:
+    run_index(library, [photos])
+    enc = library.encoder_id
+    regions = [r for r in library.catalog.vectors(enc, "region") if r.box is not None][:40]
+    assert regions
+    ids = [vector_id(r.fingerprint, "region", r.idx) for r in regions]
+    got = library.catalog.region_boxes(enc, [*ids, "0" * 32 + ":0", f"{regions[0].fingerprint}:99"])
+    assert got == {vid: r.box for vid, r in zip(ids, regions, strict=True)}
+    assert library.catalog.region_boxes("another-encoder", ids) == {}
 
 
 def test_rename_move_delete_rewrite(library: Library, photos: Path) -> None:

@@ -19,10 +19,10 @@ import pytest
 from PIL import Image
 
 from desktop_app.cli import main
-from desktop_app.engine.indexer import vector_id
 from desktop_app.engine.library import Library
 from desktop_app.engine.remote import FEATURES, FILES, StoreUnavailable
 from desktop_app.engine.settings import Settings
+from desktop_app.engine.store import vector_id
 from desktop_app.engine.transfer import pull, push
 
 from .conftest import FAST_MODEL, PHOTOS, run_index
@@ -162,6 +162,17 @@ def test_two_clients_share_one_library(tmp_path: Path, server: ChromaServer) -> 
                 assert top.match == "partial" and top.region is not None
                 assert top.host == host  # shown as another machine's photo
                 assert top.to_json()["host"] == host
+
+        # a region's box, read by its store id: the other machine's from the server
+        ours = beta.catalog.fingerprints_with_vectors(FAST_MODEL, "region")
+        theirs = next(
+            r
+            for r in alpha.catalog.vectors(FAST_MODEL, "region")
+            if r.box and r.fingerprint not in ours
+        )
+        rid = vector_id(theirs.fingerprint, "region", theirs.idx)
+        assert beta.catalog.region_boxes(FAST_MODEL, [rid]) == {}
+        assert beta.reader.region_boxes(FAST_MODEL, [rid, "nothing:0"]) == {rid: theirs.box}
 
         # the shared folder: found once, as this machine's own file
         query = crop(both[0], tmp_path / "crop-shared.jpg")

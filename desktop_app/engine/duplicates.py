@@ -41,7 +41,7 @@ from desktop_app.engine.analysis import KEYPOINTS
 from desktop_app.engine.catalog import Catalog, FileRow, VectorRow
 from desktop_app.engine.errors import DesktopAppError
 from desktop_app.engine.regions import Keypoints, keypoints_from_bytes, verify
-from desktop_app.engine.store import ReadableStore
+from desktop_app.engine.store import ReadableStore, parse_vector_id
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +296,7 @@ def _crop_edges(
         hits = store.query(encoder_id, vectors, p.neighbours * (3 if kind == "region" else 1), kind)
         for fp, row_hits in zip(own, hits, strict=True):
             for h in row_hits:
-                other = str((h.metadata or {}).get("fp") or h.id.split(":")[0])
+                other = parse_vector_id(h.id)[0]
                 if other == fp:
                     continue
                 if kind == "full" and h.score >= near:

@@ -46,7 +46,7 @@ from desktop_app.engine.fingerprint import fingerprint_file
 from desktop_app.engine.headless import is_headless
 from desktop_app.engine.imageio import load_image, read_header
 from desktop_app.engine.scanner import FoundFile, is_within, scan
-from desktop_app.engine.store import VectorStore
+from desktop_app.engine.store import VectorStore, vector_id, vector_metadata
 
 log = logging.getLogger(__name__)
 
@@ -498,17 +498,6 @@ def write_to_store(store: VectorStore, encoder_id: str, analyses: Sequence[Analy
         ids = [vector_id(v.fingerprint, v.kind, v.idx) for v in rows]
         metas = [vector_metadata(v.fingerprint, v.box) for v in rows]
         store.upsert(encoder_id, ids, np.stack([v.vector for v in rows]), metas, kind=kind)
-
-
-def vector_id(fingerprint: str, kind: str, idx: int) -> str:
-    return fingerprint if kind == "full" else f"{fingerprint}:{idx}"
-
-
-def vector_metadata(fingerprint: str, box: tuple[int, int, int, int] | None) -> dict[str, Any]:
-    meta: dict[str, Any] = {"fp": fingerprint}
-    if box is not None:
-        meta.update(x=box[0], y=box[1], w=box[2], h=box[3])
-    return meta
 
 
 def collect_garbage(catalog: Catalog, store: VectorStore) -> int:

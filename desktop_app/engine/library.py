@@ -75,8 +75,6 @@ from desktop_app.engine.indexer import (
     IndexTarget,
     Progress,
     collect_garbage,
-    vector_id,
-    vector_metadata,
 )
 from desktop_app.engine.lock import DataDirLock
 from desktop_app.engine.partial import PartialSearch, QueryFeatures
@@ -101,6 +99,8 @@ from desktop_app.engine.store import (
     forget_system,
     hnsw_elements,
     hnsw_files_problem,
+    vector_id,
+    vector_metadata,
 )
 
 log = logging.getLogger(__name__)

@@ -79,7 +79,7 @@ from desktop_app.engine.filters import NO_FILTER, ResultFilter
 from desktop_app.engine.regions import Keypoints, Verification, keypoints_from_bytes, verify
 from desktop_app.engine.search import Box, ContentReader, Match, SearchResult, expand_to_files
 from desktop_app.engine.sidetask import SideTask
-from desktop_app.engine.store import ReadableStore
+from desktop_app.engine.store import ReadableStore, parse_vector_id
 
 log = logging.getLogger(__name__)
 
@@ -286,20 +286,23 @@ class PartialSearch:
             raise StoreDamaged(
                 f"the vector store answered {len(hits)} lists for {len(vectors)} query vectors"
             )
-        out: list[dict[str, tuple[float, Box | None]]] = []
+        bests: list[dict[str, tuple[float, str]]] = []  # per set: fp -> (score, vector id)
         start = 0
         for part in sets:
-            best: dict[str, tuple[float, Box | None]] = {}
+            best: dict[str, tuple[float, str]] = {}
             for per_vector in hits[start : start + len(part)]:
                 for h in per_vector:
-                    meta = h.metadata or {}
-                    fp = str(meta.get("fp") or h.id.split(":")[0])
-                    if h.score > best.get(fp, (-2.0, None))[0]:
-                        box = tuple(int(meta[k]) for k in "xywh") if "x" in meta else None
-                        best[fp] = (h.score, box)  # type: ignore[assignment]
-            out.append(best)
+                    fp = parse_vector_id(h.id)[0]
+                    if h.score > best.get(fp, (-2.0, ""))[0]:
+                        best[fp] = (h.score, h.id)
+            bests.append(best)
             start += len(part)
-        return out
+        # only the best region of each image needs its box: read from the catalog, not
+        # fetched as metadata with every hit
+        boxes = self.catalog.region_boxes(
+            self.encoder_id, list({vid for best in bests for _s, vid in best.values()})
+        )
+        return [{fp: (s, boxes.get(vid)) for fp, (s, vid) in best.items()} for best in bests]
 
     def _fill_full_sims(self, vectors: np.ndarray, cands: dict[str, _Candidate]) -> None:
         """Exact full similarity for candidates found only through regions or windows."""

@@ -38,7 +38,13 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from desktop_app.engine.errors import DesktopAppError, StoreDamaged
-from desktop_app.engine.store import Hit, VectorStore, existing_collection
+from desktop_app.engine.store import (
+    Hit,
+    PixelBox,
+    VectorStore,
+    existing_collection,
+    metadata_box,
+)
 
 log = logging.getLogger(__name__)
 
@@ -274,6 +280,21 @@ class RemoteVectorStore(VectorStore):
                 meta = col.metadata or {}
                 if "encoder" in meta and "kind" in meta:
                     out.append((str(meta["encoder"]), str(meta["kind"])))
+        return out
+
+    def region_boxes(self, encoder_id: str, ids: Sequence[str]) -> dict[str, PixelBox]:
+        """Boxes of region vectors by id (their metadata), for those the server has."""
+        col = self.existing(encoder_id, "region")
+        out: dict[str, PixelBox] = {}
+        if col is None:
+            return out
+        with self.reachable():
+            for chunk in _chunks(list(dict.fromkeys(ids)), REMOTE_GET):
+                got = col.get(ids=chunk, include=["metadatas"])
+                for vid, meta in zip(got["ids"], got["metadatas"], strict=True):
+                    box = metadata_box(dict(meta or {}))
+                    if box is not None:
+                        out[vid] = box
         return out
 
     def get_vectors(

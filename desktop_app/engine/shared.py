@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from desktop_app.engine.catalog import Catalog, FileRow, VectorRow
-from desktop_app.engine.indexer import vector_id, vector_metadata
 from desktop_app.engine.remote import RemoteVectorStore, StoreUnavailable
+from desktop_app.engine.store import PixelBox, stored_key, vector_id, vector_metadata
 
 log = logging.getLogger(__name__)
 
@@ -348,11 +348,17 @@ class SharedView:
         missing = [fp for fp in fingerprints if fp not in have]
         if missing:
             for vid, meta, vec in self.store.get_vectors(encoder, kind, missing):
-                fp = str(meta.get("fp") or vid.split(":")[0])
-                idx = int(vid.split(":")[1]) if ":" in vid else 0
-                box = tuple(int(meta[k]) for k in "xywh") if "x" in meta else None
-                rows.append(VectorRow(fp, kind, idx, box, vec))  # type: ignore[arg-type]
+                fp, idx, box = stored_key(vid, meta)
+                rows.append(VectorRow(fp, kind, idx, box, vec))
         return rows
+
+    def region_boxes(self, encoder: str, ids: Sequence[str]) -> dict[str, PixelBox]:
+        """Boxes of region vectors by store id: the catalog's, then the server's."""
+        out = self.catalog.region_boxes(encoder, ids)
+        missing = [vid for vid in ids if vid not in out]
+        if missing:
+            out.update(self.store.region_boxes(encoder, missing))
+        return out
 
     def file(self, path: str) -> FileRow | None:
         """A file by path: ours from the catalog, else another machine's entry."""

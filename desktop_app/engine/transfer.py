@@ -19,6 +19,7 @@ from desktop_app.engine.catalog import FileRow, VectorRow, encode_path
 from desktop_app.engine.library import Library
 from desktop_app.engine.remote import RemoteVectorStore
 from desktop_app.engine.shared import file_fields, mark_everything
+from desktop_app.engine.store import stored_key
 
 PULL_CHUNK = 200  # files per catalog transaction
 
@@ -113,13 +114,7 @@ def _pull_chunk(
         have = catalog.fingerprints_with_vectors(encoder, kind)
         wanted = [fp for fp in fps if fp not in have]
         for vid, meta, vec in remote.get_vectors(encoder, kind, wanted):
-            fp = str(meta.get("fp") or vid.split(":")[0])
-            idx = int(vid.split(":")[1]) if ":" in vid else 0
-            box = (
-                (int(meta["x"]), int(meta["y"]), int(meta["w"]), int(meta["h"]))
-                if "x" in meta
-                else None
-            )
+            fp, idx, box = stored_key(vid, meta)
             vectors.setdefault(encoder, []).append(VectorRow(fp, kind, idx, box, vec))
     features = {kind: remote.features(kind, fps) for kind in REGION_FEATURES}
     rows = [_file_row(e) for e in entries]
