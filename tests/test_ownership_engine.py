@@ -514,3 +514,42 @@ def test_a_store_whose_chroma_system_cannot_be_detached_is_closed_before_its_reb
         assert stored == sum(lib.catalog.vector_counts().values()) > 0
     finally:
         db.close()
+
+
+# -- a search's side tasks ------------------------------------------------------------------
+def test_a_side_task_is_joined_before_beside_returns_or_raises() -> None:
+    """``beside`` hands back both results; when the main part fails, its error is the one
+    raised and the side task has ended by then (it would otherwise write into a search
+    the caller has already given up); a side task's own error reaches the caller."""
+    from desktop_app.engine.sidetask import beside
+
+    side_done = threading.Event()
+    release = threading.Event()
+
+    def slow_side() -> str:
+        release.wait(5)
+        side_done.set()
+        return "side"
+
+    def main_sets_free() -> int:
+        release.set()
+        return 7
+
+    assert beside(slow_side, main_sets_free, "t") == ("side", 7)
+    side_done.clear()
+    release.clear()
+
+    def failing_main() -> int:
+        release.set()
+        raise KeyError("main")
+
+    with pytest.raises(KeyError, match="main"):
+        beside(slow_side, failing_main, "t")
+    assert side_done.is_set()
+
+    def failing_side() -> str:
+        raise ValueError("side")
+
+    with pytest.raises(ValueError, match="side"):
+        beside(failing_side, lambda: 1, "t")
+    assert not [t for t in threading.enumerate() if t.name == "t"]

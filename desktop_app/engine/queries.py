@@ -28,7 +28,7 @@ from desktop_app.engine.regions import (
     query_windows,
 )
 from desktop_app.engine.search import Box, ContentReader
-from desktop_app.engine.sidetask import SideTask
+from desktop_app.engine.sidetask import beside
 
 QUERY_SIDE = 1024  # enough for keypoints; the encoder needs far less
 # a JPEG query may decode at a reduced scale down to this long side (imageio's draft):
@@ -65,23 +65,20 @@ def image_query(
         q.keypoints = extract_keypoints(image, QUERY_KEYPOINTS, orig_size=size)
         q.keypoints_flipped = extract_keypoints(mirror, QUERY_KEYPOINTS, orig_size=size)
 
+    def embed_windows() -> None:
+        windows = query_windows(*size) + find_frames(image)
+        regional = encoder.region_encoder  # windows live in the region vectors' space
+        q.windows = regional.embed_in_batches(crop_windows(image, windows))
+        if regional is not encoder:
+            q.region_vectors = regional.embed_images([image, mirror])
+        q.region_scaled = regional.embed_as_regions([image, mirror])
+
     def load_partial() -> None:
         # Keypoints and the colour copy (OpenCV, GIL released) are computed on a side
         # thread while the windows are embedded here (ONNX Runtime / torch, GIL released
         # too): the two halves of this step overlap instead of adding up. The side thread
         # writes only its own three fields and is joined before anything reads them.
-        side = SideTask(local_features, "query-features")
-        try:
-            windows = query_windows(*size) + find_frames(image)
-            regional = encoder.region_encoder  # windows live in the region vectors' space
-            q.windows = regional.embed_in_batches(crop_windows(image, windows))
-            if regional is not encoder:
-                q.region_vectors = regional.embed_images([image, mirror])
-            q.region_scaled = regional.embed_as_regions([image, mirror])
-        except BaseException:
-            side.join(quiet=True)  # this thread's error is the one to report
-            raise
-        side.join()
+        beside(local_features, embed_windows, "query-features")
         q.load_partial = None
 
     q.load_partial = load_partial

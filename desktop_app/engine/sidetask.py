@@ -1,9 +1,10 @@
 """One piece of a search run beside the rest of it on a short-lived thread.
 
-A search's pieces that spend their time in OpenCV, ONNX Runtime or torch release the
-GIL, so two of them overlap on two cores instead of adding up: ``queries`` computes the
-query's keypoints while it embeds the windows, ``partial`` runs the colour check while
-it verifies keypoints.
+A search's pieces that spend their time in OpenCV, ONNX Runtime, torch or the vector
+store's search release the GIL, so two of them overlap on two cores instead of adding
+up: ``queries`` computes the query's keypoints while it embeds the windows, ``partial``
+asks the store for the windows' neighbours while it asks for the regions', and runs the
+colour check while it verifies keypoints.
 
 Threads: the task runs on its own daemon thread and writes only what its function
 writes; the thread that made it must ``join`` it before reading any of that, and gets
@@ -14,6 +15,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import TypeVar
+
+S = TypeVar("S")
+M = TypeVar("M")
 
 
 class SideTask:
@@ -39,3 +44,18 @@ class SideTask:
         error, self._error = self._error, None
         if error is not None and not quiet:
             raise error
+
+
+def beside(side: Callable[[], S], main: Callable[[], M], name: str) -> tuple[S, M]:
+    """``main`` on this thread while ``side`` runs on a :class:`SideTask` named
+    ``name``; both results. The side task is joined before this returns, also when
+    ``main`` raises (then ``main``'s error is the one reported)."""
+    result: list[S] = []
+    task = SideTask(lambda: result.append(side()), name)
+    try:
+        out = main()
+    except BaseException:
+        task.join(quiet=True)
+        raise
+    task.join()
+    return result[0], out
