@@ -129,3 +129,24 @@ def test_a_newer_query_stops_the_older_ones_partial_stage(qtbot) -> None:  # typ
     assert pool.waitForDone(TIMEOUT)
     assert lib.partial_outcome == {"first.jpg": "cancelled", "second.jpg": "finished"}
     assert completed == ["second.jpg"] and failures == []  # superseded is not a failure
+
+
+def test_verification_helpers_never_wait_for_good(library: Library, photos: Path) -> None:
+    """Keypoint verification's helper threads start when the colour check ends; called
+    with a start signal nobody gives, the call still ends (its own thread gives it once
+    it has run out of candidates) and checks every candidate."""
+    from desktop_app.engine.queries import stored_query
+
+    run_index(library, [photos])
+    paths = sorted(photos.iterdir())
+    q = stored_query(library.catalog, library.encoder_id, paths[0])
+    search = partial.PartialSearch(library.catalog, library.store, library.encoder_id)
+    fps = [library.catalog.file(str(p)).fingerprint for p in paths[:6]]  # type: ignore[union-attr]
+    never = threading.Event()
+    verified = search._verify(q, fps, set(), never)
+    assert never.is_set()
+    assert fps[0] in verified  # the query's own content verifies
+    unsignalled = search._verify(q, fps, set())
+    assert {fp: (v.inliers, v.box) for fp, v in verified.items()} == {
+        fp: (v.inliers, v.box) for fp, v in unsignalled.items()
+    }
