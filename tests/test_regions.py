@@ -4,6 +4,7 @@ finds it."""
 
 from __future__ import annotations
 
+import io
 import json
 import random
 from collections.abc import Iterator
@@ -236,6 +237,17 @@ def test_colour_copy_round_trip_and_matches(tmp_path: Path) -> None:
     assert wrong is None or not wrong.confirmed
     with pytest.raises(ValueError):
         tiny_from_bytes(b"TN1\x00")
+    blob = tiny_to_bytes(parent, 1600, 1000)
+    assert np.array_equal(  # the pixels Pillow decodes
+        tiny_from_bytes(blob).pixels,
+        np.asarray(
+            Image.open(io.BytesIO(blob[blob.index(b"\xff\xd8") :])).convert("RGB"), np.float32
+        ),
+    )
+    jpeg = blob.index(b"\xff\xd8")
+    for damaged in (blob[: len(blob) // 2], blob[:-2], blob[:jpeg] + b"\x00" * 200 + b"\xff\xd9"):
+        with pytest.raises(ValueError, match="damaged colour blob"):
+            tiny_from_bytes(damaged)
 
 
 def test_colour_match_of_a_mean_colour_alone_confirms_nothing(tmp_path: Path) -> None:
