@@ -7,7 +7,7 @@ from pathlib import Path
 
 from desktop_app.engine.library import Library
 from desktop_app.engine.scanner import is_image_name
-from desktop_app.engine.store import vector_id
+from desktop_app.engine.vector_ids import vector_id
 
 
 def image_files(folder: Path, extensions: list[str]) -> set[str]:

@@ -27,7 +27,7 @@ from desktop_app.engine.errors import DesktopAppError
 from desktop_app.engine.fingerprint import fingerprint_file
 from desktop_app.engine.library import Library
 from desktop_app.engine.settings import OFFLINE_MODEL
-from desktop_app.engine.store import vector_id, vector_metadata
+from desktop_app.engine.vector_ids import vector_id, vector_metadata
 
 DIM = 16
 

@@ -17,7 +17,7 @@ from PIL import Image
 
 from desktop_app.engine.errors import DataDirLocked, NotIndexed
 from desktop_app.engine.library import Library
-from desktop_app.engine.store import vector_id
+from desktop_app.engine.vector_ids import vector_id
 
 from .conftest import run_index
 

@@ -150,3 +150,29 @@ def test_verification_helpers_never_wait_for_good(library: Library, photos: Path
     assert {fp: (v.inliers, v.box) for fp, v in verified.items()} == {
         fp: (v.inliers, v.box) for fp, v in unsignalled.items()
     }
+
+
+def test_a_failed_verification_stops_its_helpers(
+    library: Library, photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the caller's own turn fails, the helpers it then lets start take no more
+    candidates: the error reaches the caller at once, not after the rest are checked."""
+    from desktop_app.engine.queries import stored_query
+
+    run_index(library, [photos])
+    paths = sorted(photos.iterdir())
+    q = stored_query(library.catalog, library.encoder_id, paths[0])
+    search = partial.PartialSearch(library.catalog, library.store, library.encoder_id)
+    fps = [library.catalog.file(str(p)).fingerprint for p in paths[:6]]  # type: ignore[union-attr]
+    checked: list[str] = []
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        checked.append(threading.current_thread().name)
+        raise RuntimeError("broken verification")
+
+    monkeypatch.setattr(partial, "verify", broken)
+    start = threading.Event()
+    with pytest.raises(RuntimeError, match="broken verification"):
+        search._verify(q, fps, set(), start)
+    assert start.is_set()
+    assert checked == [threading.current_thread().name]

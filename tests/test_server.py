@@ -22,8 +22,8 @@ from desktop_app.cli import main
 from desktop_app.engine.library import Library
 from desktop_app.engine.remote import FEATURES, FILES, StoreUnavailable
 from desktop_app.engine.settings import Settings
-from desktop_app.engine.store import vector_id
 from desktop_app.engine.transfer import pull, push
+from desktop_app.engine.vector_ids import vector_id
 
 from .conftest import FAST_MODEL, PHOTOS, run_index
 

@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from desktop_app.engine.errors import CatalogDamaged, CatalogTooNew, DiskFull
-from desktop_app.engine.store import parse_vector_id
+from desktop_app.engine.vector_ids import parse_vector_id
 
 log = logging.getLogger(__name__)
 

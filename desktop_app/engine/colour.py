@@ -131,10 +131,13 @@ def tiny_from_bytes(blob: bytes) -> Tiny:
     # OpenCV decodes the same pixels as Pillow (both libjpeg-turbo, the same IDCT and
     # upsampling; equal on every blob of the benchmark's searches) in a third of the
     # time: a search decodes about 50, on the colour check's one thread
-    bgr = cv2.imdecode(
-        np.frombuffer(blob, np.uint8, offset=_HDR.size),
-        cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION,
-    )
+    try:
+        bgr = cv2.imdecode(
+            np.frombuffer(blob, np.uint8, offset=_HDR.size),
+            cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION,
+        )
+    except cv2.error as e:
+        raise ValueError(f"damaged colour blob: {e}") from e
     if bgr is None:
         raise ValueError("damaged colour blob: its image cannot be decoded")
     return Tiny(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32), width, height)

@@ -41,7 +41,8 @@ from desktop_app.engine.analysis import KEYPOINTS
 from desktop_app.engine.catalog import Catalog, FileRow, VectorRow
 from desktop_app.engine.errors import DesktopAppError
 from desktop_app.engine.regions import Keypoints, keypoints_from_bytes, verify
-from desktop_app.engine.store import ReadableStore, parse_vector_id
+from desktop_app.engine.store import ReadableStore
+from desktop_app.engine.vector_ids import parse_vector_id
 
 log = logging.getLogger(__name__)
 

@@ -46,7 +46,8 @@ from desktop_app.engine.fingerprint import fingerprint_file
 from desktop_app.engine.headless import is_headless
 from desktop_app.engine.imageio import load_image, read_header
 from desktop_app.engine.scanner import FoundFile, is_within, scan
-from desktop_app.engine.store import VectorStore, vector_id, vector_metadata
+from desktop_app.engine.store import VectorStore
+from desktop_app.engine.vector_ids import vector_id, vector_metadata
 
 log = logging.getLogger(__name__)
 

@@ -99,9 +99,8 @@ from desktop_app.engine.store import (
     forget_system,
     hnsw_elements,
     hnsw_files_problem,
-    vector_id,
-    vector_metadata,
 )
+from desktop_app.engine.vector_ids import vector_id, vector_metadata
 
 log = logging.getLogger(__name__)
 

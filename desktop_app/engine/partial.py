@@ -55,10 +55,10 @@ catalog and the store; two pieces run beside it on a thread of their own each
 (``sidetask.beside``: joined before their results are read, and they write nothing
 else): the windows' store query, and the colour check, which touches no database. Keypoint
 verification runs on the caller's thread and ``VERIFY_THREADS - 1`` helpers from a pool
-created and drained within the call, which start when the colour check ends; they take
-candidates in turn (under a lock), each writes only its candidates' slots of the
-result list, they read only the keypoint blobs the caller fetched and touch no
-database. ``cancel`` (a
+created and drained within the call, which start when the colour check ends (or when
+the caller's thread has run out of candidates or failed); they take candidates in turn
+(under a lock), each writes only its candidates' slots of the result list, they read
+only the keypoint blobs the caller fetched and touch no database. ``cancel`` (a
 ``threading.Event`` the window sets when a newer query supersedes this one) is checked
 between candidates by all of them, so a superseded partial stage
 stops within one candidate's check instead of holding a pool thread for its full length
@@ -70,7 +70,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,7 +82,8 @@ from desktop_app.engine.filters import NO_FILTER, ResultFilter
 from desktop_app.engine.regions import Keypoints, Verification, keypoints_from_bytes, verify
 from desktop_app.engine.search import Box, ContentReader, Match, SearchResult, expand_to_files
 from desktop_app.engine.sidetask import beside
-from desktop_app.engine.store import ReadableStore, parse_vector_id
+from desktop_app.engine.store import ReadableStore
+from desktop_app.engine.vector_ids import parse_vector_id
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +235,7 @@ class PartialSearch:
         # The colour check is one thread's work and used to end last, slowed by three
         # threads on two cores: verification starts on one thread and takes the second
         # core once the check is done (the two together, median at 0.3 MP: 158 → 140 ms).
-        colour_done = threading.Event()
+        verify_helpers_start = threading.Event()
 
         def colour_check() -> dict[str, ColourMatch]:
             try:
@@ -243,10 +244,12 @@ class PartialSearch:
                 log.exception("colour-layout check failed")
                 return {}
             finally:
-                colour_done.set()
+                verify_helpers_start.set()
 
         coloured, verified = beside(
-            colour_check, lambda: self._verify(q, shortlist, mirrored, colour_done), "colour-check"
+            colour_check,
+            lambda: self._verify(q, shortlist, mirrored, verify_helpers_start),
+            "colour-check",
         )
         self._check_cancel()  # the colour check may have stopped early: drop its half-answer
         scored = []
@@ -358,8 +361,9 @@ class PartialSearch:
     ) -> dict[str, Verification]:
         """Keypoint verification of the shortlist, on ``VERIFY_THREADS`` threads taking
         candidates in turn: this one and helpers from a pool of the call's own, which
-        start once ``helpers_start`` is set (by the caller, or here when this thread
-        has run out of candidates, so they never wait for good). The matching is
+        start once ``helpers_start`` is set (by whoever the caller arranged: in
+        ``merged``, the colour check when it ends) or, at the latest, when this thread
+        has run out of candidates or failed, so they never wait for good. The matching is
         OpenCV (GIL released), so the threads use the cores; each candidate is checked
         independently, so the answer is the same as one thread's."""
         if q.keypoints is None or not shortlist:
@@ -383,24 +387,30 @@ class PartialSearch:
 
         found: list[Verification | None] = [None] * len(shortlist)  # each index: one writer
         order = iter(range(len(shortlist)))
-        taking = threading.Lock()
+        taking = threading.Lock()  # guards ``order`` and ``failed``
+        failed = False  # this thread's turn raised: the helpers take no more candidates
 
         def take_turns(wait: threading.Event | None = None) -> None:
             if wait is not None:
                 wait.wait()
             while True:
                 with taking:
-                    i = next(order, None)
+                    i = None if failed else next(order, None)
                 if i is None:
                     return
                 found[i] = check(shortlist[i])
 
         helpers = VERIFY_THREADS - 1
         with ThreadPoolExecutor(max(1, helpers), thread_name_prefix="verify") as pool:
-            started = [pool.submit(take_turns, helpers_start) for _ in range(helpers)]
+            started: list[Future[None]] = []
             try:
+                started += [pool.submit(take_turns, helpers_start) for _ in range(helpers)]
                 take_turns()
-            finally:
+            except BaseException:
+                with taking:
+                    failed = True
+                raise
+            finally:  # the helpers start now at the latest: the pool's exit waits for them
                 if helpers_start is not None:
                     helpers_start.set()
             for f in started:

@@ -38,13 +38,8 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from desktop_app.engine.errors import DesktopAppError, StoreDamaged
-from desktop_app.engine.store import (
-    Hit,
-    PixelBox,
-    VectorStore,
-    existing_collection,
-    metadata_box,
-)
+from desktop_app.engine.store import Hit, VectorStore, existing_collection
+from desktop_app.engine.vector_ids import PixelBox, metadata_box
 
 log = logging.getLogger(__name__)
 

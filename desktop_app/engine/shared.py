@@ -33,7 +33,7 @@ import numpy as np
 
 from desktop_app.engine.catalog import Catalog, FileRow, VectorRow
 from desktop_app.engine.remote import RemoteVectorStore, StoreUnavailable
-from desktop_app.engine.store import PixelBox, stored_key, vector_id, vector_metadata
+from desktop_app.engine.vector_ids import PixelBox, stored_key, vector_id, vector_metadata
 
 log = logging.getLogger(__name__)
 
@@ -353,11 +353,14 @@ class SharedView:
         return rows
 
     def region_boxes(self, encoder: str, ids: Sequence[str]) -> dict[str, PixelBox]:
-        """Boxes of region vectors by store id: the catalog's, then the server's."""
-        out = self.catalog.region_boxes(encoder, ids)
+        """Boxes of region vectors by store id: the server's, whose vectors the search
+        scored (machines with other region settings write other boxes under one id;
+        the server keeps the last writer's vector and box), then the catalog's for any
+        the server lacks."""
+        out = self.store.region_boxes(encoder, ids)
         missing = [vid for vid in ids if vid not in out]
         if missing:
-            out.update(self.store.region_boxes(encoder, missing))
+            out.update(self.catalog.region_boxes(encoder, missing))
         return out
 
     def file(self, path: str) -> FileRow | None:

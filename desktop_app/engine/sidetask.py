@@ -13,9 +13,14 @@ the task's exception there.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import TypeVar
+
+from desktop_app.engine.errors import SearchCancelled
+
+log = logging.getLogger(__name__)
 
 S = TypeVar("S")
 M = TypeVar("M")
@@ -38,18 +43,23 @@ class SideTask:
             self._error = exc
 
     def join(self, quiet: bool = False) -> None:
-        """Wait; then re-raise the task's exception unless ``quiet``. The exception is
-        dropped from here either way (its traceback would keep the query's images)."""
+        """Wait; then re-raise the task's exception, or with ``quiet`` (the joining
+        thread has an error of its own to report) log it. The exception is dropped from
+        here either way (its traceback would keep the query's images)."""
         self._thread.join()
         error, self._error = self._error, None
-        if error is not None and not quiet:
+        if error is None:
+            return
+        if not quiet:
             raise error
+        if not isinstance(error, SearchCancelled):
+            log.warning("%s failed too: %s: %s", self._thread.name, type(error).__name__, error)
 
 
 def beside(side: Callable[[], S], main: Callable[[], M], name: str) -> tuple[S, M]:
     """``main`` on this thread while ``side`` runs on a :class:`SideTask` named
     ``name``; both results. The side task is joined before this returns, also when
-    ``main`` raises (then ``main``'s error is the one reported)."""
+    ``main`` raises (then ``main``'s error is the one raised, and the side's is logged)."""
     result: list[S] = []
     task = SideTask(lambda: result.append(side()), name)
     try:

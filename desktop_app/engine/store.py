@@ -50,48 +50,13 @@ READ_WAIT_S = 120.0
 
 @dataclass(frozen=True)
 class Hit:
-    """A neighbour: its store id (see :func:`vector_id`) and similarity. Metadata is not
-    fetched with it: that doubled a region query's time (600 hits, 13.5 → 34.5 ms);
-    a search reads the few boxes it needs from the catalog instead."""
+    """A neighbour: its store id (``vector_ids.vector_id``) and similarity. Metadata is
+    not fetched with it: that doubled a region query's time (600 hits, 13.5 → 34.5 ms);
+    a search reads the few boxes it needs afterwards (``ContentReader.region_boxes``:
+    the catalog's, or a team server's)."""
 
     id: str
     score: float  # cosine similarity, 1 = identical
-
-
-PixelBox = tuple[int, int, int, int]
-
-
-def vector_id(fingerprint: str, kind: str, idx: int) -> str:
-    """A vector's id in the store: the content's fingerprint for its full vector,
-    ``fingerprint:idx`` for its regions (two machines indexing one content agree)."""
-    return fingerprint if kind == "full" else f"{fingerprint}:{idx}"
-
-
-def parse_vector_id(vid: str) -> tuple[str, int]:
-    """(fingerprint, idx) of an id made by :func:`vector_id`."""
-    fp, sep, idx = vid.partition(":")
-    return fp, int(idx) if sep else 0
-
-
-def vector_metadata(fingerprint: str, box: PixelBox | None) -> dict[str, Any]:
-    """What the store keeps beside a vector: its content and, for a region, its box."""
-    meta: dict[str, Any] = {"fp": fingerprint}
-    if box is not None:
-        meta.update(x=box[0], y=box[1], w=box[2], h=box[3])
-    return meta
-
-
-def metadata_box(meta: dict[str, Any]) -> PixelBox | None:
-    """The region box of :func:`vector_metadata`'s dictionary (None for a full vector)."""
-    if "x" not in meta:
-        return None
-    return int(meta["x"]), int(meta["y"]), int(meta["w"]), int(meta["h"])
-
-
-def stored_key(vid: str, meta: dict[str, Any]) -> tuple[str, int, PixelBox | None]:
-    """(fingerprint, idx, box) of a vector the store returned with its metadata."""
-    fp, idx = parse_vector_id(vid)
-    return str(meta.get("fp") or fp), idx, metadata_box(meta)
 
 
 def collection_name(encoder_id: str, kind: str) -> str:

@@ -19,7 +19,7 @@ from desktop_app.engine.catalog import FileRow, VectorRow, encode_path
 from desktop_app.engine.library import Library
 from desktop_app.engine.remote import RemoteVectorStore
 from desktop_app.engine.shared import file_fields, mark_everything
-from desktop_app.engine.store import stored_key
+from desktop_app.engine.vector_ids import stored_key
 
 PULL_CHUNK = 200  # files per catalog transaction
 
