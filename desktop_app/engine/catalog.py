@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from desktop_app.engine.errors import CatalogDamaged, CatalogTooNew, DiskFull
-from desktop_app.engine.vector_ids import parse_vector_id
+from desktop_app.engine.vector_ids import Box, parse_vector_id
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,6 @@ CREATE TABLE IF NOT EXISTS not_duplicates (
     PRIMARY KEY (fp_a, fp_b)
 );
 """
-
-Box = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -557,7 +555,7 @@ class Catalog:
 
     def region_boxes(self, encoder: str, ids: Sequence[str]) -> dict[str, Box]:
         """Boxes of region vectors by store id (``fingerprint:idx``; see
-        ``store.vector_id``), for those this catalog holds. One primary-key lookup per
+        ``vector_ids.vector_id``), for those this catalog holds. One primary-key lookup per
         id reads only the rows asked for (250 take 4 ms); selecting every region of the
         contents read nine times as many rows."""
         sql = (

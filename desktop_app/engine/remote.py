@@ -39,7 +39,7 @@ import numpy as np
 
 from desktop_app.engine.errors import DesktopAppError, StoreDamaged
 from desktop_app.engine.store import Hit, VectorStore, existing_collection
-from desktop_app.engine.vector_ids import PixelBox, metadata_box
+from desktop_app.engine.vector_ids import Box, metadata_box
 
 log = logging.getLogger(__name__)
 
@@ -277,10 +277,10 @@ class RemoteVectorStore(VectorStore):
                     out.append((str(meta["encoder"]), str(meta["kind"])))
         return out
 
-    def region_boxes(self, encoder_id: str, ids: Sequence[str]) -> dict[str, PixelBox]:
+    def region_boxes(self, encoder_id: str, ids: Sequence[str]) -> dict[str, Box]:
         """Boxes of region vectors by id (their metadata), for those the server has."""
         col = self.existing(encoder_id, "region")
-        out: dict[str, PixelBox] = {}
+        out: dict[str, Box] = {}
         if col is None:
             return out
         with self.reachable():

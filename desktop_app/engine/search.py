@@ -17,8 +17,7 @@ from typing import Any, Protocol, TypedDict
 
 from desktop_app.engine.catalog import FileRow, VectorRow
 from desktop_app.engine.filters import NO_FILTER, ResultFilter
-
-Box = tuple[int, int, int, int]
+from desktop_app.engine.vector_ids import Box
 
 
 class Match(StrEnum):

@@ -33,7 +33,7 @@ import numpy as np
 
 from desktop_app.engine.catalog import Catalog, FileRow, VectorRow
 from desktop_app.engine.remote import RemoteVectorStore, StoreUnavailable
-from desktop_app.engine.vector_ids import PixelBox, stored_key, vector_id, vector_metadata
+from desktop_app.engine.vector_ids import Box, stored_key, vector_id, vector_metadata
 
 log = logging.getLogger(__name__)
 
@@ -352,7 +352,7 @@ class SharedView:
                 rows.append(VectorRow(fp, kind, idx, box, vec))
         return rows
 
-    def region_boxes(self, encoder: str, ids: Sequence[str]) -> dict[str, PixelBox]:
+    def region_boxes(self, encoder: str, ids: Sequence[str]) -> dict[str, Box]:
         """Boxes of region vectors by store id: the server's, whose vectors the search
         scored (machines with other region settings write other boxes under one id;
         the server keeps the last writer's vector and box), then the catalog's for any

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-PixelBox = tuple[int, int, int, int]
+Box = tuple[int, int, int, int]  # x, y, w, h in the full picture's pixels
 
 
 def vector_id(fingerprint: str, kind: str, idx: int) -> str:
@@ -21,7 +21,7 @@ def parse_vector_id(vid: str) -> tuple[str, int]:
     return fp, int(idx) if sep else 0
 
 
-def vector_metadata(fingerprint: str, box: PixelBox | None) -> dict[str, Any]:
+def vector_metadata(fingerprint: str, box: Box | None) -> dict[str, Any]:
     """What the store keeps beside a vector: its content and, for a region, its box."""
     meta: dict[str, Any] = {"fp": fingerprint}
     if box is not None:
@@ -29,14 +29,14 @@ def vector_metadata(fingerprint: str, box: PixelBox | None) -> dict[str, Any]:
     return meta
 
 
-def metadata_box(meta: dict[str, Any]) -> PixelBox | None:
+def metadata_box(meta: dict[str, Any]) -> Box | None:
     """The region box of :func:`vector_metadata`'s dictionary (None for a full vector)."""
     if "x" not in meta:
         return None
     return int(meta["x"]), int(meta["y"]), int(meta["w"]), int(meta["h"])
 
 
-def stored_key(vid: str, meta: dict[str, Any]) -> tuple[str, int, PixelBox | None]:
+def stored_key(vid: str, meta: dict[str, Any]) -> tuple[str, int, Box | None]:
     """(fingerprint, idx, box) of a vector the store returned with its metadata."""
     fp, idx = parse_vector_id(vid)
     return str(meta.get("fp") or fp), idx, metadata_box(meta)
