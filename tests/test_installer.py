@@ -137,8 +137,16 @@ def test_icons_are_package_data_found_through_importlib_resources() -> None:
     globs = PYPROJECT["tool"]["setuptools"]["package-data"]["desktop_app.resources"]
     for path in m.ICON_DIR.iterdir():
         assert any(path.match(g) for g in globs), f"{path.name} would be left out of a wheel"
-    assert "m.COLLECT_DATA" in (ROOT / "installer" / "desktop-app.spec").read_text()
+    spec = (ROOT / "installer" / "desktop-app.spec").read_text()
+    assert "m.COLLECT_DATA" in spec
     assert "desktop_app" in m.COLLECT_DATA
+    # the C modules' sources and the type stubs stay out of the bundle
+    assert "excludes=m.COLLECT_DATA_EXCLUDES" in spec
+    engine = Path("desktop_app/engine")
+    for source in ("_hamming.c", "_buffers.h", "_hamming.pyi"):
+        assert any((engine / source).match(g) for g in m.COLLECT_DATA_EXCLUDES), source
+    for kept in ("resources/desktop-app-64.png", "engine/_hamming.cpython-311-x86_64-linux-gnu.so"):
+        assert not any(Path("desktop_app", kept).match(g) for g in m.COLLECT_DATA_EXCLUDES)
 
 
 def test_menu_entry_opens_the_window_with_the_chosen_image() -> None:
