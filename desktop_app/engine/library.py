@@ -10,9 +10,7 @@ Ownership (who may call what, from which thread):
   encoder completes. Opening the library writes too (a damaged store is set aside and
   rebuilt), before any other thread can use it; a deferred store (the window's, so it
   paints before Chroma loads) is opened and checked the same way by the first thread
-  that asks, under a lock the others wait on: the worker, when it loads the encoder, or
-  a side thread it starts for that and joins (:meth:`while_store_opens`) while it
-  writes nothing itself.
+  that asks, under a lock the others wait on: the worker, when it loads the encoder.
 - **Searches only read.** ``image_stages``/``similar_stages``/``search_*`` may run on
   any thread at the same time as the writer. They never write: they do not sync the
   store (the writer does that when the encoder loads and after each run), and a store
@@ -281,17 +279,17 @@ class Library:
         self._store = store
 
     def while_store_opens(self, fn: Callable[[], T]) -> T:
-        """``fn()`` (the window's worker: loading the encoder, writing nothing) on this
-        thread while a deferred store opens (:attr:`store`: Chroma's import and its HNSW
-        files read, about 2 s at 10,000 images) on a side thread, ``open-store``, joined
-        before this returns. Only for a model whose id is fixed (the offline ones): the
-        store's open checks the active encoder's collections (and a rebuild refills
-        them), and a CLIP model's load can fall back to another encoder, whose id is
-        known only once it has loaded. Otherwise just ``fn()``: the store then opens
-        when next asked, after the load, as before (nor does a quit during a download
-        wait for it)."""
-        if self._store is not None or self.slot.spec not in FIXED_ID_MODELS:
-            return fn()
+        """``fn()`` (the window's worker: loading the encoder) on this thread while a
+        deferred store opens (:attr:`store`: Chroma's import and its HNSW files read,
+        about 2 s at 10,000 images) on a side thread, ``open-store``, joined before this
+        returns; the store is open when it returns. Only when the active encoder's id is
+        known without loading it: else the store's check would count every encoder's
+        collections, reading all their indexes into memory, so then the store opens
+        after ``fn``, as it did before."""
+        if self._store is not None or self._active_encoder_id() is None:
+            out = fn()
+            self.store  # noqa: B018 - opens it
+            return out
         _store, out = beside(lambda: self.store, fn, "open-store")
         return out
 

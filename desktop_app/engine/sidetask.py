@@ -1,12 +1,10 @@
-"""One piece of a search (or of loading the encoder) run beside the rest of it on a
-short-lived thread.
+"""One piece of a search run beside the rest of it on a short-lived thread.
 
 A search's pieces that spend their time in OpenCV, ONNX Runtime, torch or the vector
 store's search release the GIL, so two of them overlap on two cores instead of adding
 up: ``queries`` computes the query's keypoints while it embeds the windows, ``partial``
 asks the store for the windows' neighbours while it asks for the regions', and runs the
-colour check while it verifies keypoints. The window's worker opens the vector index on
-one while it loads an offline encoder (``Library.while_store_opens``).
+colour check while it verifies keypoints.
 
 Threads: the task runs on its own daemon thread and writes only what its function
 writes; the thread that made it must ``join`` it before reading any of that, and gets

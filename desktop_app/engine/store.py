@@ -7,8 +7,7 @@ rebuilt (``Library.sync_store``) at any time without re-embedding. It is an embe
 Every Chroma failure leaves this module as a typed error: :class:`DiskFull` when a write
 found no space, :class:`StoreDamaged` otherwise (the library then sets the store aside
 and rebuilds it from the catalog). Threads: the indexing thread is the only writer and
-the only one that creates a collection (:meth:`VectorStore.collection`), or a side
-thread it joins before it writes again (``Library.while_store_opens``); searches query
+the only one that creates a collection (:meth:`VectorStore.collection`); searches query
 from any thread through :meth:`VectorStore.existing`, which never creates one, so a
 missing collection reads as empty. The write-chunk size follows
 :func:`desktop_app.engine.headless.is_headless`, which only the command line sets.

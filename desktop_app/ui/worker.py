@@ -8,12 +8,11 @@ Ownership:
   encoder loads, the duplicate review's "not duplicates") and the swap to a new encoder
   (``Library.slot``) happen in ``_run``. A weights download runs here too and stops at
   its next chunk once ``cancel`` is set (by the user, or by ``stop`` at quit).
-  Searches on pool threads only read (``engine/library.py``). When an offline encoder
-  (a fixed id) loads, the vector index is opened (and, if damaged, rebuilt from the
-  catalog) by ``Library.store`` on a short-lived side thread, ``open-store``, while this
-  thread loads the encoder (``Library.while_store_opens``); this thread joins it before
-  catching the store up, and writes nothing meanwhile, so there is still one writer at
-  a time. With a CLIP model the store opens here, after the load.
+  Searches on pool threads only read (``engine/library.py``). When the encoder loads,
+  the vector index is opened (and, if damaged, rebuilt from the catalog) by
+  ``Library.store`` on a short-lived side thread, ``open-store``, while this thread loads
+  the encoder; this thread joins it before catching the store up, and writes nothing
+  meanwhile, so there is still one writer at a time.
 - Each job runs with the settings as they were when it was submitted: ``submit`` (GUI
   thread) takes a snapshot and the job reads only that, so a change in Settings on the
   GUI thread never reaches a job half-way.
