@@ -17,7 +17,6 @@ from PIL import Image
 
 from desktop_app.engine.errors import DataDirLocked, NotIndexed
 from desktop_app.engine.library import Library
-from desktop_app.engine.settings import HISTOGRAM_MODEL
 from desktop_app.engine.vector_ids import vector_id
 
 from .conftest import run_index
@@ -172,40 +171,6 @@ def test_deferred_store_opens_on_first_use_and_still_rebuilds(
     unused = Library(library.dirs, model=model, defer_store=True)
     unused.close()  # never opened: closing it must not open it
     library.__init__(library.dirs, model=model)  # reopen for the fixture's close()
-
-
-def test_the_store_opens_beside_the_encoder_load_when_the_id_is_known(
-    lib: Library, photos: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The window's worker loads the encoder while the deferred store opens on a side
-    thread (``while_store_opens``), joined before it returns; when the active encoder's
-    id is not known without loading it (the store's check would then read every
-    encoder's indexes), the store opens afterwards on the caller's thread."""
-    run_index(lib, [photos])
-    dirs = lib.dirs
-    lib.close()
-    opened_on: list[str] = []
-    real_open = Library._open_store
-
-    def recording_open(self: Library) -> Any:
-        opened_on.append(threading.current_thread().name)
-        return real_open(self)
-
-    monkeypatch.setattr(Library, "_open_store", recording_open)
-    for spec, store_thread in ((HISTOGRAM_MODEL, "open-store"), ("ViT-B-32", None)):
-        opened_on.clear()
-        deferred = Library(dirs, model=spec, defer_store=True)
-        try:
-            ran_on = deferred.while_store_opens(lambda: threading.current_thread().name)
-            assert ran_on == threading.current_thread().name
-            assert opened_on == [store_thread or ran_on]
-            assert deferred.reads.published is not None  # open and published on return
-            assert not any(t.name == "open-store" for t in threading.enumerate())
-            # already open: nothing opens again
-            assert deferred.while_store_opens(lambda: 1) == 1 and len(opened_on) == 1
-        finally:
-            deferred.close()
-    lib.__init__(dirs, model=HISTOGRAM_MODEL)  # reopen for the fixture's close()
 
 
 def test_find_similar_uses_stored_vector(library: Library, photos: Path) -> None:

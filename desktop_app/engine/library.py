@@ -47,7 +47,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -92,7 +92,6 @@ from desktop_app.engine.shared import (
     track_changes,
     unsynced_count,
 )
-from desktop_app.engine.sidetask import beside
 from desktop_app.engine.status import Failure, LibraryStatus, RootStatus
 from desktop_app.engine.store import (
     StoreReader,
@@ -104,7 +103,6 @@ from desktop_app.engine.store import (
 from desktop_app.engine.vector_ids import vector_id, vector_metadata
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 Stage = Callable[[], list[SearchResult]]
 PROBE_K = 200  # neighbours asked of each collection when the store is checked
@@ -277,21 +275,6 @@ class Library:
     @store.setter
     def store(self, store: VectorStore) -> None:
         self._store = store
-
-    def while_store_opens(self, fn: Callable[[], T]) -> T:
-        """``fn()`` (the window's worker: loading the encoder) on this thread while a
-        deferred store opens (:attr:`store`: Chroma's import and its HNSW files read,
-        about 2 s at 10,000 images) on a side thread, ``open-store``, joined before this
-        returns; the store is open when it returns. Only when the active encoder's id is
-        known without loading it: else the store's check would count every encoder's
-        collections, reading all their indexes into memory, so then the store opens
-        after ``fn``, as it did before."""
-        if self._store is not None or self._active_encoder_id() is None:
-            out = fn()
-            self.store  # noqa: B018 - opens it
-            return out
-        _store, out = beside(lambda: self.store, fn, "open-store")
-        return out
 
     def _open_store(self) -> VectorStore:
         """Open the store; one that fails to open or answers wrongly is set aside and

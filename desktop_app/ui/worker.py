@@ -8,11 +8,7 @@ Ownership:
   encoder loads, the duplicate review's "not duplicates") and the swap to a new encoder
   (``Library.slot``) happen in ``_run``. A weights download runs here too and stops at
   its next chunk once ``cancel`` is set (by the user, or by ``stop`` at quit).
-  Searches on pool threads only read (``engine/library.py``). When the encoder loads,
-  the vector index is opened (and, if damaged, rebuilt from the catalog) by
-  ``Library.store`` on a short-lived side thread, ``open-store``, while this thread loads
-  the encoder; this thread joins it before catching the store up, and writes nothing
-  meanwhile, so there is still one writer at a time.
+  Searches on pool threads only read (``engine/library.py``).
 - Each job runs with the settings as they were when it was submitted: ``submit`` (GUI
   thread) takes a snapshot and the job reads only that, so a change in Settings on the
   GUI thread never reaches a job half-way.
@@ -43,7 +39,6 @@ from PySide6.QtCore import QObject, QThread, Signal
 # clip_weights imports no torch (clip.py does: the worker module must not, at start)
 from desktop_app.engine.duplicate_review import mark_not_duplicates
 from desktop_app.engine.duplicates import DuplicateGroup
-from desktop_app.engine.encoders import Encoder
 from desktop_app.engine.encoders.clip_weights import DownloadProgress, cancellable
 from desktop_app.engine.errors import DesktopAppError
 from desktop_app.engine.indexer import IndexSummary, Progress
@@ -286,14 +281,19 @@ class IndexWorker(QObject):
     def _run(self, job: Job, settings: Settings) -> None:
         lib = self.library
         if isinstance(job, LoadEncoderJob):
-            # loads (maybe downloads) and warms the encoder while the vector index opens
-            # beside (neither needs the other; the first search needs both)
-            encoder = lib.while_store_opens(self._load_encoder)
+            # loads (maybe downloads) the weights, off the GUI thread
+            encoder = lib.slot.get(progress=self._download_progress())
             if self._stopping.is_set():  # a quit cancelled the download: nothing more
                 return
             # the writer catches the store up with the catalog (a crash between the two
             # writes): searches never write, so this is where it happens
             lib.catch_up_store(lib.encoder_id, self.cancel)
+            # Run the input shapes a query uses once (the query and its mirror; the query
+            # windows), so the first real search does not pay the backend's first-call
+            # cost for each shape — nor stall the window while it does.
+            grey = Image.new("RGB", (64, 64), "grey")
+            encoder.embed_images([grey, grey])
+            encoder.embed_in_batches([grey] * 9)
             self.encoder_ready.emit(encoder.describe(), lib.slot.warning or "")
         elif isinstance(job, IndexJob):
             self._index(lib.index(job.paths, self.cancel, add=job.add, settings=settings))
@@ -312,18 +312,6 @@ class IndexWorker(QObject):
                 self.model_switched.emit(job.model)
             else:  # cancelled: the current encoder stays
                 self.switch_abandoned.emit(job.model)
-
-    def _load_encoder(self) -> Encoder:
-        """The slot's encoder, loaded (maybe downloaded), with the input shapes a query
-        uses run once (the query and its mirror; the query windows), so the first real
-        search does not pay the backend's first-call cost for each shape — nor stall the
-        window while it does."""
-        encoder = self.library.slot.get(progress=self._download_progress())
-        if not self._stopping.is_set():
-            grey = Image.new("RGB", (64, 64), "grey")
-            encoder.embed_images([grey, grey])
-            encoder.embed_in_batches([grey] * 9)
-        return encoder
 
     def _download_progress(self) -> DownloadProgress:
         """The callback a weights download on this thread reports to: the window's
