@@ -26,6 +26,7 @@ from desktop_app.engine.catalog import Catalog
 from desktop_app.engine.errors import (
     CatalogDamaged,
     CatalogTooNew,
+    ChromaNotLoaded,
     DataDirLocked,
     DesktopAppError,
     DiskFull,
@@ -276,6 +277,47 @@ def test_damaged_store_is_set_aside_and_rebuilt_with_nothing_reembedded(
         assert aside == []
     else:
         assert len(aside) == 1 and any(aside[0].iterdir())  # kept, never deleted
+
+
+def test_chroma_failing_to_import_is_not_taken_for_a_damaged_store(
+    app_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two threads importing overlapping packages at once can leave one of them a
+    half-initialised module (Python breaks the import deadlock that way): in the window,
+    chromadb's lazy imports once failed so while the store opened, and the open took it
+    for damage, set the store aside and rebuilt it for minutes. An ImportError is
+    Chroma's code, not the files: a clear error, and the files stay as they are."""
+    import chromadb
+
+    folder = tmp_path / "photos"
+    make_images(folder, 6, seed=4)
+    with Library.open(model=MODEL) as lib:
+        run_index(lib, [folder])
+        assert lib.store.count(lib.encoder_id) == 6
+        data = lib.dirs.data
+    before = sorted(p.relative_to(data) for p in (data / "chroma").rglob("*"))
+    half = ImportError(
+        "cannot import name 'import_string' from partially initialized module "
+        "'pydantic._internal._validators' (most likely due to a circular import)"
+    )
+
+    def failing_client(*args: object, **kwargs: object) -> None:
+        raise half
+
+    with monkeypatch.context() as patch:
+        patch.setattr(chromadb, "PersistentClient", failing_client)
+        with pytest.raises(ChromaNotLoaded, match="failed to load.*untouched"):
+            Library.open(model=MODEL)
+    assert not list(data.glob("chroma.damaged-*"))
+    assert sorted(p.relative_to(data) for p in (data / "chroma").rglob("*")) == before
+    with Library.open(model=MODEL) as lib:  # the same files open as before
+        assert lib.store_health == "ok"
+        assert lib.store.count(lib.encoder_id) == 6
+        # a lazy import failing inside a store call is not damage either
+        with monkeypatch.context() as patch:
+            patch.setattr(lib.store.client, "list_collections", failing_client)
+            with pytest.raises(ChromaNotLoaded):
+                lib.store.live_vectors()
 
 
 def test_store_missing_vectors_is_filled_from_the_catalog(lib: Library, tmp_path: Path) -> None:

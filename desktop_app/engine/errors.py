@@ -62,6 +62,12 @@ class StoreDamaged(DesktopAppError):
     """The vector index failed and could not be rebuilt here and now."""
 
 
+class ChromaNotLoaded(DesktopAppError):
+    """Chroma's own code failed to import (a broken install, or two threads importing
+    overlapping packages at once, which Python resolves with a half-initialised module):
+    nothing is wrong with the index's files, so they are left as they are."""
+
+
 class SearchCancelled(DesktopAppError):
     """A newer query superseded this search mid-stage: nothing to show, nothing wrong."""
 

@@ -63,6 +63,7 @@ from desktop_app.engine.duplicate_review import TrashReport, trash_files
 from desktop_app.engine.duplicates import DuplicateGroup, DuplicateProgress, find_duplicates
 from desktop_app.engine.encoders import DownloadProgress, Encoder, load_with_fallback
 from desktop_app.engine.errors import (
+    ChromaNotLoaded,
     DesktopAppError,
     NotFound,
     NotIndexed,
@@ -289,6 +290,8 @@ class Library:
         store: VectorStore | None = None
         try:
             store = VectorStore.persistent(path)
+        except ChromaNotLoaded:  # Chroma's code, not the files: never set them aside
+            raise
         except Exception as exc:  # Chroma raises many kinds on damaged files
             problem = f"it cannot be opened ({type(exc).__name__}: {exc})"
         if store is not None:

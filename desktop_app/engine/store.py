@@ -31,7 +31,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from desktop_app.engine.errors import DesktopAppError, DiskFull, StoreBusy, StoreDamaged
+from desktop_app.engine.errors import (
+    ChromaNotLoaded,
+    DesktopAppError,
+    DiskFull,
+    StoreBusy,
+    StoreDamaged,
+)
 from desktop_app.engine.headless import is_headless
 
 log = logging.getLogger(__name__)
@@ -271,13 +277,24 @@ def is_not_found(exc: BaseException) -> bool:
     return type(exc).__name__ == "NotFoundError" or "does not exist" in str(exc)
 
 
+def chroma_not_loaded(exc: ImportError) -> ChromaNotLoaded:
+    return ChromaNotLoaded(
+        f"Chroma, which keeps the vector index, failed to load ({type(exc).__name__}: "
+        f"{str(exc)[:300]}). The index's files are untouched. Start the app again; if "
+        "this happens every time, reinstall it."
+    )
+
+
 @contextmanager
 def _guard(what: str) -> Iterator[None]:
-    """Chroma's many exception kinds (sqlite, HNSW, Rust bindings) as our two."""
+    """Chroma's many exception kinds (sqlite, HNSW, Rust bindings) as our two, and a
+    failed import of its own code (it imports lazily) as :class:`ChromaNotLoaded`."""
     try:
         yield
     except DesktopAppError:
         raise
+    except ImportError as exc:
+        raise chroma_not_loaded(exc) from exc
     except Exception as exc:
         text = f"{type(exc).__name__}: {exc}"
         full = ("disk is full", "No space left", "os error 28")
@@ -370,16 +387,24 @@ class VectorStore:
 
     @classmethod
     def persistent(cls, path: Path) -> VectorStore:
-        import chromadb
-        from chromadb.config import Settings as ChromaSettings
+        """The embedded store in ``path``. Raises :class:`ChromaNotLoaded` when Chroma's
+        code fails to import (here or in its lazy imports while the client starts): not
+        the files' fault, so the caller must not take it for damage."""
+        try:
+            import chromadb
+            from chromadb.config import Settings as ChromaSettings
+        except ImportError as exc:
+            raise chroma_not_loaded(exc) from exc
 
         path.mkdir(parents=True, exist_ok=True)
         try:
             client = chromadb.PersistentClient(
                 path=str(path), settings=ChromaSettings(anonymized_telemetry=False)
             )
-        except Exception:
+        except Exception as exc:
             forget_system(path)
+            if isinstance(exc, ImportError):
+                raise chroma_not_loaded(exc) from exc
             raise
         return cls(client)
 
