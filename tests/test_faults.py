@@ -304,10 +304,23 @@ def test_chroma_failing_to_import_is_not_taken_for_a_damaged_store(
     def failing_client(*args: object, **kwargs: object) -> None:
         raise half
 
+    real_client = chromadb.PersistentClient
+    calls: list[int] = []
+
+    def failing_once(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            raise half
+        return real_client(*args, **kwargs)
+
     with monkeypatch.context() as patch:
         patch.setattr(chromadb, "PersistentClient", failing_client)
         with pytest.raises(ChromaNotLoaded, match="failed to load.*untouched"):
             Library.open(model=MODEL)
+        # the other thread's import has completed by the second try: it opens
+        patch.setattr(chromadb, "PersistentClient", failing_once)
+        with Library.open(model=MODEL) as lib:
+            assert len(calls) == 2 and lib.store_health == "ok"
     assert not list(data.glob("chroma.damaged-*"))
     assert sorted(p.relative_to(data) for p in (data / "chroma").rglob("*")) == before
     with Library.open(model=MODEL) as lib:  # the same files open as before

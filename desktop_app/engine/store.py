@@ -389,22 +389,30 @@ class VectorStore:
     def persistent(cls, path: Path) -> VectorStore:
         """The embedded store in ``path``. Raises :class:`ChromaNotLoaded` when Chroma's
         code fails to import (here or in its lazy imports while the client starts): not
-        the files' fault, so the caller must not take it for damage."""
-        try:
-            import chromadb
-            from chromadb.config import Settings as ChromaSettings
-        except ImportError as exc:
-            raise chroma_not_loaded(exc) from exc
+        the files' fault, so the caller must not take it for damage. Tried twice: an
+        import that met another thread's half-done one (Python breaks such a deadlock
+        with a half-initialised module) finds that module complete the second time."""
+        for attempt in (1, 2):
+            try:
+                return cls._open_persistent(path)
+            except ImportError as exc:
+                if attempt == 2:
+                    raise chroma_not_loaded(exc) from exc
+                log.warning("Chroma failed to load (%s); trying once more", exc)
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _open_persistent(cls, path: Path) -> VectorStore:
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
 
         path.mkdir(parents=True, exist_ok=True)
         try:
             client = chromadb.PersistentClient(
                 path=str(path), settings=ChromaSettings(anonymized_telemetry=False)
             )
-        except Exception as exc:
+        except Exception:
             forget_system(path)
-            if isinstance(exc, ImportError):
-                raise chroma_not_loaded(exc) from exc
             raise
         return cls(client)
 
