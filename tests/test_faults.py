@@ -44,6 +44,7 @@ from desktop_app.engine.settings import (
     SETTINGS_VERSION,
     Settings,
 )
+from desktop_app.engine.store import VectorStore, chroma_not_loaded, failed_import
 
 from .conftest import run_index
 from .store_check import assert_consistent
@@ -323,6 +324,31 @@ def test_chroma_failing_to_import_is_not_taken_for_a_damaged_store(
             assert len(calls) == 2 and lib.store_health == "ok"
     assert not list(data.glob("chroma.damaged-*"))
     assert sorted(p.relative_to(data) for p in (data / "chroma").rglob("*")) == before
+    # an attribute of a half-initialised module (pydantic's lazy attributes) is the same
+    # failure; any other AttributeError is not an import's
+    half_attr = AttributeError(
+        "partially initialized module 'pydantic' has no attribute 'BaseModel' "
+        "(most likely due to a circular import)"
+    )
+    assert failed_import(half) and failed_import(half_attr)
+    assert not failed_import(AttributeError("'NoneType' object has no attribute 'x'"))
+    # the check after opening failing so too: the store is closed, not left open
+    closed: list[object] = []
+    real_close = VectorStore.close
+
+    def recording_close(store: VectorStore) -> None:
+        closed.append(store)
+        real_close(store)
+
+    def failing_check(self: Library, store: VectorStore) -> None:
+        raise chroma_not_loaded(half_attr)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(VectorStore, "close", recording_close)
+        patch.setattr(Library, "_store_problem", failing_check)
+        with pytest.raises(ChromaNotLoaded, match="AttributeError"):
+            Library.open(model=MODEL)
+        assert len(closed) == 1
     with Library.open(model=MODEL) as lib:  # the same files open as before
         assert lib.store_health == "ok"
         assert lib.store.count(lib.encoder_id) == 6

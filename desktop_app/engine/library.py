@@ -295,7 +295,11 @@ class Library:
         except Exception as exc:  # Chroma raises many kinds on damaged files
             problem = f"it cannot be opened ({type(exc).__name__}: {exc})"
         if store is not None:
-            problem = self._store_problem(store)
+            try:
+                problem = self._store_problem(store)
+            except BaseException:  # e.g. ChromaNotLoaded: not damage, but never left open
+                store.close()
+                raise
             if problem is None:
                 return store
             store.close()
@@ -360,6 +364,8 @@ class Library:
         )
         try:
             store = VectorStore.persistent(path)
+        except ChromaNotLoaded:  # not the disk: its own message says what to do
+            raise
         except Exception as exc:
             raise StoreDamaged(
                 f"the vector index at {path} was damaged ({problem}) and a new one cannot be "

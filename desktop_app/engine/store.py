@@ -277,11 +277,22 @@ def is_not_found(exc: BaseException) -> bool:
     return type(exc).__name__ == "NotFoundError" or "does not exist" in str(exc)
 
 
-def chroma_not_loaded(exc: ImportError) -> ChromaNotLoaded:
+def failed_import(exc: BaseException) -> bool:
+    """Whether ``exc`` is code failing to import, not a file failing to read: an
+    ``ImportError``, or the ``AttributeError`` Python raises when an attribute of a
+    half-initialised module is read (two threads importing overlapping packages at once:
+    Python breaks that deadlock by handing one of them such a module)."""
+    return isinstance(exc, ImportError) or (
+        isinstance(exc, AttributeError) and "partially initialized module" in str(exc)
+    )
+
+
+def chroma_not_loaded(exc: BaseException) -> ChromaNotLoaded:
+    log.error("Chroma failed to load", exc_info=exc)
     return ChromaNotLoaded(
         f"Chroma, which keeps the vector index, failed to load ({type(exc).__name__}: "
-        f"{str(exc)[:300]}). The index's files are untouched. Start the app again; if "
-        "this happens every time, reinstall it."
+        f"{str(exc)[:300]}). The index's files are untouched. Start the app (or run the "
+        "command) again; if this happens every time, reinstall it."
     )
 
 
@@ -293,9 +304,9 @@ def _guard(what: str) -> Iterator[None]:
         yield
     except DesktopAppError:
         raise
-    except ImportError as exc:
-        raise chroma_not_loaded(exc) from exc
     except Exception as exc:
+        if failed_import(exc):
+            raise chroma_not_loaded(exc) from exc
         text = f"{type(exc).__name__}: {exc}"
         full = ("disk is full", "No space left", "os error 28")
         if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or any(f in text for f in full):
@@ -395,10 +406,12 @@ class VectorStore:
         for attempt in (1, 2):
             try:
                 return cls._open_persistent(path)
-            except ImportError as exc:
+            except Exception as exc:
+                if not failed_import(exc):
+                    raise
                 if attempt == 2:
                     raise chroma_not_loaded(exc) from exc
-                log.warning("Chroma failed to load (%s); trying once more", exc)
+                log.warning("Chroma failed to load (%s); trying once more", exc, exc_info=exc)
         raise AssertionError("unreachable")
 
     @classmethod
