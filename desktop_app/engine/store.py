@@ -403,16 +403,17 @@ class VectorStore:
         the files' fault, so the caller must not take it for damage. Tried twice: an
         import that met another thread's half-done one (Python breaks such a deadlock
         with a half-initialised module) finds that module complete the second time."""
-        for attempt in (1, 2):
+        tries = 2
+        while True:
             try:
                 return cls._open_persistent(path)
             except Exception as exc:
+                tries -= 1
                 if not failed_import(exc):
                     raise
-                if attempt == 2:
+                if not tries:
                     raise chroma_not_loaded(exc) from exc
                 log.warning("Chroma failed to load (%s); trying once more", exc, exc_info=exc)
-        raise AssertionError("unreachable")
 
     @classmethod
     def _open_persistent(cls, path: Path) -> VectorStore:
